@@ -1,0 +1,3 @@
+from tagrec_cli.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""Every workspace file name and format in one place, with manifests and atomic writes.
+
+Layout of a workspace (``--workdir``, default ``./tagrec-workspace``)::
+
+    ingest/      manifest.json, movies.parquet, users.parquet, ratings.parquet, pairs.parquet
+    model/       config.json, model.safetensors, tokenizer files, metrics.jsonl
+    embeddings/  manifest.json, users.safetensors, movies.safetensors
+    cache/       tokenized documents, keyed by tokenizer
+
+Each folder is written under a temporary name and renamed into place when complete, so a
+failed or interrupted command never leaves a half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tagrec_cli import __version__
+from tagrec_cli.errors import ArtifactError
+
+DEFAULT_WORKDIR = Path("tagrec-workspace")
+WORKDIR_ENV = "TAGREC_WORKDIR"
+
+INGEST_DIR = "ingest"
+MODEL_DIR = "model"
+EMBEDDINGS_DIR = "embeddings"
+CACHE_DIR = "cache"
+MANIFEST = "manifest.json"
+
+# Format versions: bump when a reader of the old version could misread the new files.
+INGEST_FORMAT = 1
+MODEL_FORMAT = 1
+EMBEDDINGS_FORMAT = 1
+
+# Which command writes which artifact, for "run `tagrec X` first" messages.
+MAKER = {INGEST_DIR: "tagrec ingest", MODEL_DIR: "tagrec train", EMBEDDINGS_DIR: "tagrec embed"}
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``.
+
+    On any exception (Ctrl-C included) the temporary folder is removed and ``target`` is
+    left exactly as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_manifest(folder: Path, kind: str, version: int, **fields: Any) -> dict[str, Any]:
+    """Write ``folder/manifest.json`` tagged with its format name and version."""
+    manifest = {"format": f"tagrec-{kind}", "format_version": version,
+                "tagrec_version": __version__, **fields}
+    write_json(Path(folder) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(workdir: Path, kind: str, version: int, name: str = MANIFEST) -> dict[str, Any]:
+    """Read and check the manifest of the artifact ``workdir/kind``.
+
+    Raises ArtifactError naming the command that makes the artifact when it is missing,
+    unreadable, of another kind, or of a newer format than this tagrec understands.
+    """
+    folder = Path(workdir) / kind
+    path = folder / name
+    maker = MAKER.get(kind, "tagrec")
+    if not path.is_file():
+        raise ArtifactError(f"no {kind} output in {folder} — run `{maker}` first")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}) — re-run `{maker}`") from exc
+    found = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(found, int) or manifest.get("format") != f"tagrec-{kind}":
+        raise ArtifactError(f"{path} is not a tagrec {kind} manifest — re-run `{maker}`")
+    if found > version:
+        raise ArtifactError(
+            f"{path} has format version {found}, newer than this tagrec reads ({version}): "
+            f"upgrade tagrec or re-run `{maker}`")
+    return manifest
+
+
+def file_digest(*paths: Path) -> str:
+    """Short sha256 over the bytes of files, used to tie artifacts to the data they came from."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]

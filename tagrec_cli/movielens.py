@@ -1,0 +1,111 @@
+"""Reading MovieLens CSV files with polars, turning every kind of bad input into one DataError.
+
+The fast path is a typed lazy scan. Only when that fails do we re-read the file slowly to find
+the first offending line and say exactly what was expected there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from tagrec_cli.errors import DataError
+
+# Column name -> polars type, in MovieLens order.
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "ratings.csv": {"userId": pl.Int64, "movieId": pl.Int64, "rating": pl.Float64,
+                    "timestamp": pl.Int64},
+    "tags.csv": {"userId": pl.Int64, "movieId": pl.Int64, "tag": pl.String, "timestamp": pl.Int64},
+    "movies.csv": {"movieId": pl.Int64, "title": pl.String, "genres": pl.String},
+}
+MIN_RATING, MAX_RATING = 0.5, 5.0
+
+
+def read_table(data_dir: Path, name: str) -> pl.DataFrame:
+    """Read one MovieLens file with the columns of SCHEMAS[name], in that order.
+
+    Extra columns are ignored; a missing file, a missing column, a value that does not parse,
+    or a non-UTF-8 byte raises DataError naming the file, line and column.
+    """
+    path = Path(data_dir) / name
+    schema = SCHEMAS[name]
+    if not path.is_file():
+        raise DataError(f"missing {name} in {data_dir} (expected MovieLens files "
+                        "movies.csv, ratings.csv, tags.csv)")
+    header = _read_header(path)
+    missing = [c for c in schema if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column {missing[0]!r} "
+                        f"(expected columns {','.join(schema)}; found {','.join(header)})")
+    full_schema = {c: schema.get(c, pl.String) for c in header}
+    try:
+        df = (pl.scan_csv(path, schema=full_schema, encoding="utf8")
+              .select(list(schema)).collect())
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+        raise _diagnose(path, header, schema, exc) from None
+    for column in schema:
+        if schema[column] != pl.String and df[column].null_count():
+            row = df.with_row_index().filter(pl.col(column).is_null())["index"][0]
+            raise DataError(f"{path}, line {row + 2}: empty {column!r} (expected a number)")
+    return df
+
+
+def read_movielens(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Read and check (ratings, tags, movies) from a MovieLens folder."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    ratings = read_table(data_dir, "ratings.csv")
+    if ratings.height == 0:
+        raise DataError(f"{data_dir / 'ratings.csv'} has no ratings")
+    bad = ratings.with_row_index().filter(
+        ~pl.col("rating").is_between(MIN_RATING, MAX_RATING) | pl.col("rating").is_nan())
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise DataError(f"{data_dir / 'ratings.csv'}, line {row['index'] + 2}: rating "
+                        f"{row['rating']} is outside {MIN_RATING}–{MAX_RATING}")
+    tags = read_table(data_dir, "tags.csv")
+    movies = read_table(data_dir, "movies.csv")
+    return ratings, tags, movies
+
+
+def _read_header(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        first = f.readline()
+    if not first.strip():
+        raise DataError(f"{path} is empty (expected a header line and rows)")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}, line 1: byte {first[exc.start]:#04x} is not UTF-8") from None
+    return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
+
+
+def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
+              exc: Exception) -> DataError:
+    """Find the first offending line after the fast typed read failed."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return DataError(f"{path}, line {lineno}: byte {raw[err.start]:#04x} is not "
+                                 "UTF-8 (save the file as UTF-8)")
+    try:
+        text = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    except Exception as err:  # noqa: BLE001 - any parse failure is reported the same way
+        first = str(err).strip().splitlines()[0]
+        return DataError(f"{path}: cannot parse CSV ({first})")
+    for column, dtype in schema.items():
+        if dtype == pl.String:
+            continue
+        values = text[column].str.strip_chars()
+        cast = values.cast(dtype, strict=False)
+        bad = (values.is_not_null() & (values != "") & cast.is_null()).arg_true()
+        if bad.len():
+            row = int(bad[0])
+            kind = "an integer" if dtype == pl.Int64 else "a number"
+            return DataError(f"{path}, line {row + 2}: {column} {values[row]!r} is not {kind}")
+    first = str(exc).strip().splitlines()[0]
+    return DataError(f"{path}: cannot parse CSV ({first})")
