@@ -220,7 +220,7 @@ def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
 
 
 def draw_pairs(split: pl.DataFrame, cfg: IngestConfig) -> tuple[pl.DataFrame, list[str]]:
-    """Class-balanced, seeded like (+1) / dislike (-1) pairs: train from history, valid from holdout.
+    """Class-balanced, seeded like (+1) / dislike (-1) pairs: train from history, valid held out.
 
     Per class, `pairs_per_class` pairs in all, `train_share` of them for training. With no
     holdout every pair is for training. Fewer available than asked: take all and warn.
