@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -81,9 +82,23 @@ def atomic_file(target: Path) -> Iterator[Path]:
     os.replace(tmp, target)
 
 
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities -> None (JSON has no NaN); paths -> strings; recursive."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def write_manifest(folder: Path, kind: str, version: int, **fields: Any) -> dict[str, Any]:
@@ -94,13 +109,15 @@ def write_manifest(folder: Path, kind: str, version: int, **fields: Any) -> dict
     return manifest
 
 
-def read_manifest(workdir: Path, kind: str, version: int, name: str = MANIFEST) -> dict[str, Any]:
-    """Read and check the manifest of the artifact ``workdir/kind``.
+def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MANIFEST,
+                  kind: str | None = None) -> dict[str, Any]:
+    """Read and check the manifest of the artifact ``workdir/folder_name`` (of ``kind``).
 
     Raises ArtifactError naming the command that makes the artifact when it is missing,
     unreadable, of another kind, or of a newer format than this tagrec understands.
     """
-    folder = Path(workdir) / kind
+    kind = kind or folder_name
+    folder = Path(workdir) / folder_name
     path = folder / name
     maker = MAKER.get(kind, "tagrec")
     if not path.is_file():

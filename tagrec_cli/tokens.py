@@ -1,0 +1,113 @@
+"""Documents tokenized once, stored ragged, padded per batch to the longest member.
+
+A TokenTable holds one side's documents (users or movies) as a flat token array plus offsets:
+
+    tokens[offsets[i]:offsets[i + 1]]  are the token ids of document i (special tokens included)
+
+It is cached in the workspace as safetensors, keyed by the tokenizer, the max length and the
+ingest data, so `train` and `embed` tokenize each document once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.numpy import load_file, save_file
+
+from tagrec_cli import artifacts
+
+SIDES = ("user", "movie")
+ID_COLUMN = {"user": "userId", "movie": "movieId"}
+TABLE = {"user": "users.parquet", "movie": "movies.parquet"}
+
+
+@dataclass
+class TokenTable:
+    ids: np.ndarray  # (N,) int64 MovieLens ids, in table order
+    offsets: np.ndarray  # (N + 1,) int64
+    tokens: np.ndarray  # (offsets[-1],) int32
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row_of(self, ids: np.ndarray) -> np.ndarray:
+        """MovieLens ids -> row numbers (every id must be in the table)."""
+        order = np.argsort(self.ids)
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        return order[np.minimum(pos, len(order) - 1)]
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows -> (input_ids, attention_mask), both (B, T) with T the longest row's length."""
+        lengths = self.lengths[rows]
+        width = int(lengths.max()) if len(rows) else 1
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.arange(width)[None, :] < lengths[:, None]  # (B, T)
+        starts = self.offsets[rows]
+        ids[mask] = self.tokens[(starts[:, None] + np.arange(width)[None, :])[mask]]
+        return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
+
+
+def tokenize(tokenizer: Any, documents: list[str],
+             max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Documents -> (offsets (N+1,), tokens) with truncation to max_length, no padding."""
+    offsets = [0]
+    chunks = []
+    for lo in range(0, len(documents), 4096):
+        enc = tokenizer(documents[lo:lo + 4096], truncation=True, max_length=max_length,
+                        add_special_tokens=True)["input_ids"]
+        chunks.extend(np.asarray(e, dtype=np.int32) for e in enc)
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(c) for c in chunks])
+    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+    return offsets, tokens
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def load_documents(workdir: Path, side: str) -> pl.DataFrame:
+    """(id, document) of one side from the ingest output, checked."""
+    artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
+    path = Path(workdir) / artifacts.INGEST_DIR / TABLE[side]
+    return pl.read_parquet(path, columns=[ID_COLUMN[side], "document"])
+
+
+def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, TokenTable]:
+    """Both sides' TokenTables, from the workspace cache when it matches, else tokenized now."""
+    workdir = Path(workdir)
+    manifest = artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
+    settings = json.dumps(manifest.get("settings", {}), sort_keys=True)
+    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|"
+                         f"{manifest.get('data_hash')}|{settings}".encode()).hexdigest()[:16]
+    path = workdir / artifacts.CACHE_DIR / f"tokens-{key}.safetensors"
+    pad_id = tokenizer.pad_token_id or 0
+    if path.is_file():
+        try:
+            arrays = load_file(str(path))
+            return {s: TokenTable(arrays[f"{s}_ids"], arrays[f"{s}_offsets"],
+                                  arrays[f"{s}_tokens"], pad_id) for s in SIDES}
+        except (OSError, KeyError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    tables, arrays = {}, {}
+    for side in SIDES:
+        docs = load_documents(workdir, side)
+        offsets, tokens = tokenize(tokenizer, docs["document"].to_list(), max_length)
+        ids = docs[ID_COLUMN[side]].to_numpy().astype(np.int64)
+        tables[side] = TokenTable(ids, offsets, tokens, pad_id)
+        arrays |= {f"{side}_ids": ids, f"{side}_offsets": offsets, f"{side}_tokens": tokens}
+    with artifacts.atomic_file(path) as tmp:
+        save_file(arrays, str(tmp))
+    return tables

@@ -1,0 +1,261 @@
+"""`tagrec train`: fit the two towers on the ingest pairs with CosineEmbeddingLoss.
+
+One flat loop. Per batch, each distinct user and movie document is encoded once and padded
+only to the longest document of its tower; pairs are grouped by user inside a shuffled epoch
+so that a long user document is encoded once for several of that user's pairs. After every
+epoch the validation pairs give loss, ROC-AUC and sign accuracy; the best epoch by AUC is
+saved (atomically, so Ctrl-C leaves the best model so far intact).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from tagrec_cli import artifacts
+from tagrec_cli.embed import autocast, encode_rows
+from tagrec_cli.errors import TagrecError
+from tagrec_cli.losses import cosine_embedding_loss
+from tagrec_cli.metrics import roc_auc, sign_accuracy
+from tagrec_cli.model import ModelConfig, TwoTower, build_model, resolve_device, save_model
+from tagrec_cli.tokens import TokenTable, token_tables
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 2
+    batch_size: int = 64  # pairs per step
+    lr: float = 5e-5  # encoder learning rate (AdamW)
+    head_lr: float = 1e-3  # projection heads start from random, so they learn faster
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # share of steps with linear warm-up, then linear decay to 0
+    margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
+    seed: int = 42
+    freeze_encoder: bool = False  # train only the heads on cached encoder outputs
+    group_by_user: bool = True  # batch a user's pairs together (fewer long documents to encode)
+    device: str = "auto"
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if not 0 <= self.warmup < 1:
+            raise ValueError("warmup must be in [0, 1)")
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path | None  # None when interrupted before the first epoch finished
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch 0 = untrained heads
+    best_epoch: int | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Pairs:
+    user_rows: np.ndarray  # (P,) rows into the user TokenTable
+    movie_rows: np.ndarray  # (P,) rows into the movie TokenTable
+    labels: np.ndarray  # (P,) +1 / -1
+
+
+def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]:
+    path = Path(workdir) / artifacts.INGEST_DIR / "pairs.parquet"
+    df = pl.read_parquet(path)
+    out = {}
+    for split in ("train", "valid"):
+        part = df.filter(pl.col("split") == split)
+        out[split] = Pairs(tables["user"].row_of(part["userId"].to_numpy()),
+                           tables["movie"].row_of(part["movieId"].to_numpy()),
+                           part["label"].to_numpy().astype(np.float32))
+    return out
+
+
+def epoch_batches(user_rows: np.ndarray, batch_size: int, rng: np.random.Generator,
+                  group_by_user: bool) -> list[np.ndarray]:
+    """Pair indices for one epoch, cut into batches.
+
+    group_by_user: users in random order, each user's pairs contiguous (in random order), so
+    a batch holds few distinct users. Otherwise a plain shuffle.
+    Example: users [7, 7, 9], batch 2, grouped -> [[0, 1], [2]] or [[2, 0], [1]]
+    """
+    perm = rng.permutation(len(user_rows))
+    if group_by_user:
+        user_rank = rng.permutation(int(user_rows.max()) + 1 if len(user_rows) else 0)
+        perm = perm[np.argsort(user_rank[user_rows[perm]], kind="stable")]
+    return [perm[lo:lo + batch_size] for lo in range(0, len(perm), batch_size)]
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` share of steps, then linear decay to 0."""
+    warm = max(1, int(total * warmup))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
+def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
+                   device: torch.device, margin: float, batch_size: int,
+                   features: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Validation loss, ROC-AUC and sign accuracy of cosine(user, movie) over the pairs."""
+    model.eval()
+    if len(pairs.labels) == 0:
+        return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan")}
+    vecs = {}
+    for side, rows in (("user", pairs.user_rows), ("movie", pairs.movie_rows)):
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if features is not None:
+            with torch.inference_mode():
+                emb = model.project(side, features[side][torch.from_numpy(unique)].to(device))
+            emb = emb.float().cpu()
+        else:
+            emb = encode_rows(model, tables[side], unique, device, batch_size, side)
+        vecs[side] = emb[torch.from_numpy(inverse)]
+    labels = torch.from_numpy(pairs.labels)
+    loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, margin).item()
+    cos = nn.functional.cosine_similarity(vecs["user"], vecs["movie"], dim=1).numpy()
+    return {"loss": loss, "auc": roc_auc(cos, pairs.labels),
+            "accuracy": sign_accuracy(cos, pairs.labels)}
+
+
+def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
+              cfg: TrainConfig | None = None, out_dir: Path | None = None,
+              on_step: Callable[[int, int, int, float, float], None] | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              on_status: Callable[[str], None] | None = None) -> TrainResult:
+    """Train on workdir/ingest pairs; keep the best epoch (by validation AUC) in out_dir.
+
+    on_step(epoch, step, steps, loss, seqs_per_s) is called after every step, on_epoch(metrics)
+    after every evaluation (epoch 0 = heads untrained), on_status(msg) between phases.
+    """
+    model_cfg, cfg = model_cfg or ModelConfig(), cfg or TrainConfig()
+    say = on_status or (lambda _m: None)
+    start = time.perf_counter()
+    workdir = Path(workdir)
+    out_dir = Path(out_dir) if out_dir else workdir / artifacts.MODEL_DIR
+    manifest = artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
+    device = resolve_device(cfg.device)
+    say(f"loading {model_cfg.base_model}")
+    model, tokenizer = build_model(model_cfg, seed=cfg.seed)
+    model.to(device)
+    say("tokenizing documents")
+    tables = token_tables(workdir, tokenizer, model_cfg.max_length)
+    pairs = load_pairs(workdir, tables)
+    train = pairs["train"]
+    if len(train.labels) == 0:
+        raise TagrecError("no training pairs in the workspace — re-run `tagrec ingest` with "
+                          "more data or a larger --pairs-per-class")
+
+    features = None
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+        say("encoding documents once (frozen encoder)")
+        features = {}
+        for side, table in tables.items():
+            features[side] = encode_rows(model, table, np.arange(len(table)), device,
+                                         cfg.eval_batch_size, side=None)
+    params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr}]
+    if not cfg.freeze_encoder:
+        params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
+    optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    steps_per_epoch = math.ceil(len(train.labels) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    settings = {"training": asdict(cfg),
+                "data": {"ingest_manifest_hash": artifacts.file_digest(
+                    workdir / artifacts.INGEST_DIR / artifacts.MANIFEST),
+                    "data_hash": manifest.get("data_hash"),
+                    "train_pairs": len(train.labels), "valid_pairs": len(pairs["valid"].labels)}}
+    result = TrainResult(model_dir=None)
+
+    def evaluate(epoch: int, extra: dict[str, float]) -> dict[str, Any]:
+        metrics = {"epoch": epoch, **evaluate_pairs(model, tables, pairs["valid"], device,
+                                                    cfg.margin, cfg.eval_batch_size, features),
+                   **extra}
+        result.epochs.append(metrics)
+        if on_epoch:
+            on_epoch(metrics)
+        return metrics
+
+    def save(epoch: int) -> None:
+        with artifacts.atomic_dir(out_dir) as tmp:
+            save_model(model, tokenizer, tmp, {**settings, "best_epoch": epoch,
+                                               "metrics": result.epochs[-1],
+                                               "history": result.epochs})
+            write_metrics(tmp / "metrics.jsonl", result.epochs)
+        result.model_dir, result.best_epoch = out_dir, epoch
+
+    say("evaluating the untrained heads")
+    evaluate(0, {"train_loss": float("nan"), "seqs_per_s": float("nan")})
+    best_auc = -math.inf
+    step = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            if cfg.freeze_encoder:
+                model.encoder.eval()
+            losses, seqs, t0 = [], 0, time.perf_counter()
+            for i, batch in enumerate(epoch_batches(train.user_rows, cfg.batch_size, rng,
+                                                    cfg.group_by_user)):
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
+                vecs = {}
+                for side, rows in (("user", train.user_rows[batch]),
+                                   ("movie", train.movie_rows[batch])):
+                    unique, inverse = np.unique(rows, return_inverse=True)
+                    with autocast(device):
+                        if features is not None:
+                            pooled = features[side][torch.from_numpy(unique)].to(device)
+                        else:
+                            ids, mask = tables[side].batch(unique)
+                            pooled = model.encode(ids.to(device), mask.to(device))
+                        emb = model.project(side, pooled)
+                    vecs[side] = emb.float()[torch.from_numpy(inverse).to(device)]
+                    seqs += len(unique)
+                labels = torch.from_numpy(train.labels[batch]).to(device)
+                loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, cfg.margin)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                losses.append(loss.item())
+                if on_step:
+                    rate = seqs / max(time.perf_counter() - t0, 1e-9)
+                    on_step(epoch, i + 1, steps_per_epoch, losses[-1], rate)
+            seconds = time.perf_counter() - t0
+            metrics = evaluate(epoch, {"train_loss": float(np.mean(losses)),
+                                       "seqs_per_s": seqs / max(seconds, 1e-9),
+                                       "epoch_seconds": seconds})
+            if metrics["auc"] > best_auc or result.model_dir is None:
+                best_auc = metrics["auc"] if not math.isnan(metrics["auc"]) else best_auc
+                say(f"saving epoch {epoch}")
+                save(epoch)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    if result.model_dir is not None:
+        # The saved folder holds the best epoch; bring its history up to date.
+        write_metrics(out_dir / "metrics.jsonl", result.epochs)
+        config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+        config["history"] = result.epochs
+        config["interrupted"] = result.interrupted
+        artifacts.write_json(out_dir / "config.json", config)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def write_metrics(path: Path, epochs: list[dict[str, Any]]) -> None:
+    with artifacts.atomic_file(path) as tmp:
+        tmp.write_text("".join(json.dumps(artifacts.json_safe(m), allow_nan=False) + "\n"
+                               for m in epochs), encoding="utf-8")
