@@ -100,7 +100,8 @@ def split_by_time(ratings: pl.DataFrame, holdout_fraction: float) -> pl.DataFram
     """
     n = pl.len().over("userId")
     rank = pl.int_range(pl.len()).over("userId")
-    n_holdout = (n.cast(pl.Float64) * holdout_fraction).floor().cast(pl.Int64)
+    # The epsilon keeps floor exact where n * fraction is whole (100 * 0.29 is 28.999...).
+    n_holdout = (n.cast(pl.Float64) * holdout_fraction + 1e-9).floor().cast(pl.Int64)
     return (ratings.sort(["userId", "timestamp", "movieId"])
             .with_columns(holdout=rank >= n - n_holdout))
 
@@ -268,7 +269,8 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
     split = split_by_time(ratings, cfg.holdout_fraction)
     history = split.filter(~pl.col("holdout"))
     tags = normalize_tags(raw_tags.join(movies.select("movieId"), on="movieId", how="semi"))
-    tags = history_tags(tags, user_cutoffs(split))
+    if cfg.holdout_fraction > 0:  # refit mode (0) uses every tag: nothing is held out
+        tags = history_tags(tags, user_cutoffs(split))
     say("building movie documents")
     movie_docs = movie_documents(movies, history, tags, cfg)
     say("building user documents")
