@@ -59,10 +59,13 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int,
     """
     if k < 1:
         raise ValueError("k must be >= 1")
-    scores = queries.astype(np.float32) @ items.astype(np.float32).T  # (Q, N)
+    queries = np.asarray(queries, dtype=np.float32)
+    items = np.ascontiguousarray(items, dtype=np.float32)
     rows_out, scores_out = [], []
     for q in range(len(queries)):
-        s = scores[q].copy()
+        # One matrix-vector product per query: a batched matrix product may round the last
+        # bit differently from a single query's, which could reorder near-ties.
+        s = items @ queries[q]  # (N,)
         if exclude is not None and len(exclude[q]):
             s[exclude[q]] = -np.inf
         available = int(np.isfinite(s).sum())

@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 42
     freeze_encoder: bool = False  # train only the heads on cached encoder outputs
     group_by_user: bool = True  # batch a user's pairs together (fewer long documents to encode)
+    length_groups: int = 4  # per tower and step, encode documents in <= this many length groups
     device: str = "auto"
     eval_batch_size: int = 256
 
@@ -83,17 +84,81 @@ def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]
 
 def epoch_batches(user_rows: np.ndarray, batch_size: int, rng: np.random.Generator,
                   group_by_user: bool) -> list[np.ndarray]:
-    """Pair indices for one epoch, cut into batches.
+    """Pair indices for one epoch, cut into batches of at most batch_size pairs.
 
-    group_by_user: users in random order, each user's pairs contiguous (in random order), so
-    a batch holds few distinct users. Otherwise a plain shuffle.
-    Example: users [7, 7, 9], batch 2, grouped -> [[0, 1], [2]] or [[2, 0], [1]]
+    group_by_user: users in random order, each user's pairs kept together and whole users
+    packed into a batch, so each user document is encoded once per epoch (a user with more
+    than batch_size pairs is split). Otherwise a plain shuffle.
+    Example: users [7, 7, 9], batch 2, grouped -> [[0, 1], [2]] or [[2], [0, 1]]
     """
     perm = rng.permutation(len(user_rows))
-    if group_by_user:
-        user_rank = rng.permutation(int(user_rows.max()) + 1 if len(user_rows) else 0)
-        perm = perm[np.argsort(user_rank[user_rows[perm]], kind="stable")]
-    return [perm[lo:lo + batch_size] for lo in range(0, len(perm), batch_size)]
+    if not group_by_user:
+        return [perm[lo:lo + batch_size] for lo in range(0, len(perm), batch_size)]
+    user_rank = rng.permutation(int(user_rows.max()) + 1 if len(user_rows) else 0)
+    perm = perm[np.argsort(user_rank[user_rows[perm]], kind="stable")]
+    # Runs of one user in perm order: starts[i]..starts[i + 1]
+    users = user_rows[perm]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]).tolist() + [len(perm)]
+    batches, lo = [], 0
+    for start, end in zip(starts[:-1], starts[1:], strict=True):
+        if end - lo > batch_size and start > lo:  # this user would overflow: cut before it
+            batches.append(perm[lo:start])
+            lo = start
+        while end - lo > batch_size:  # a user with more pairs than a batch
+            batches.append(perm[lo:lo + batch_size])
+            lo += batch_size
+    if lo < len(perm):
+        batches.append(perm[lo:])
+    return batches
+
+
+def length_groups(lengths: np.ndarray, max_groups: int = 4) -> list[np.ndarray]:
+    """Split items into at most max_groups groups of similar length, minimising padding.
+
+    Cost of a group = its size x its longest length (what padding makes us encode); the
+    optimal split of the length-sorted items into contiguous groups is a small DP.
+    Example: lengths [6, 40, 6, 7], 2 groups -> [[0, 2, 3], [1]] (cost 3*7 + 40 = 61, not 160)
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_len = lengths[order].astype(np.int64)
+    n = len(order)
+    if n <= 1 or max_groups <= 1:
+        return [order] if n else []
+    idx = np.arange(n)
+    # cost[i, j] = (j - i + 1) * sorted_len[j] for a group i..j (inf when i > j)
+    never = np.iinfo(np.int64).max // 4
+    cost = np.where(idx[:, None] <= idx[None, :],
+                    (idx[None, :] - idx[:, None] + 1) * sorted_len[None, :], never)
+    best = cost[0].copy()  # best[j]: cheapest split of 0..j into g groups
+    cuts = [np.zeros(n, dtype=np.int64)]
+    for _ in range(1, max_groups):
+        # new[j] = min(best[j], min over i >= 1 of best[i - 1] + cost[i, j])
+        candidate = best[:-1, None] + cost[1:, :]  # (n - 1, n): rows i = 1..n-1
+        i_best = candidate.argmin(axis=0)
+        new = np.minimum(best, candidate[i_best, idx])
+        cuts.append(np.where(candidate[i_best, idx] < best, i_best + 1, -1))
+        best = new
+    # Walk back the cuts from the end.
+    groups, j, g = [], n - 1, max_groups - 1
+    while j >= 0:
+        while g > 0 and cuts[g][j] == -1:
+            g -= 1
+        i = int(cuts[g][j]) if g > 0 else 0
+        groups.append(order[i:j + 1])
+        j, g = i - 1, g - 1
+    return groups[::-1]
+
+
+def encode_grouped(model: TwoTower, table: TokenTable, rows: np.ndarray, device: torch.device,
+                   max_groups: int) -> torch.Tensor:
+    """(len(rows), H) pooled encodings with gradients, in length groups to cut padding."""
+    groups = length_groups(table.lengths[rows], max_groups)
+    parts = []
+    for group in groups:
+        ids, mask = table.batch(rows[group])
+        parts.append(model.encode(ids.to(device), mask.to(device)))
+    inverse = np.argsort(np.concatenate(groups))  # back to the order of rows
+    return torch.cat(parts)[torch.from_numpy(inverse).to(device)]
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -219,8 +284,8 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
                         if features is not None:
                             pooled = features[side][torch.from_numpy(unique)].to(device)
                         else:
-                            ids, mask = tables[side].batch(unique)
-                            pooled = model.encode(ids.to(device), mask.to(device))
+                            pooled = encode_grouped(model, tables[side], unique, device,
+                                                    cfg.length_groups)
                         emb = model.project(side, pooled)
                     vecs[side] = emb.float()[torch.from_numpy(inverse).to(device)]
                     seqs += len(unique)
@@ -238,8 +303,10 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             metrics = evaluate(epoch, {"train_loss": float(np.mean(losses)),
                                        "seqs_per_s": seqs / max(seconds, 1e-9),
                                        "epoch_seconds": seconds})
-            if metrics["auc"] > best_auc or result.model_dir is None:
-                best_auc = metrics["auc"] if not math.isnan(metrics["auc"]) else best_auc
+            # Without validation pairs (refit with --holdout-fraction 0) the last epoch is kept.
+            auc = metrics["auc"]
+            if math.isnan(auc) or auc > best_auc:
+                best_auc = best_auc if math.isnan(auc) else auc
                 say(f"saving epoch {epoch}")
                 save(epoch)
     except KeyboardInterrupt:

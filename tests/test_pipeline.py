@@ -1,0 +1,255 @@
+"""train -> embed -> recommend on a tiny randomly initialised BERT, as functions and as a CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+from tagrec_cli.cli import app
+from tagrec_cli.embed import encode_rows
+from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.ingest import IngestConfig, run_ingest
+from tagrec_cli.model import ModelConfig, load_model
+from tagrec_cli.recommend import recommend_for_users
+from tagrec_cli.tokens import token_tables
+from tagrec_cli.train import TrainConfig, run_train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, small_data: Path) -> Path:
+    """An ingested workspace over the small synthetic dataset (read-only for tests)."""
+    work = tmp_path_factory.mktemp("ws")
+    run_ingest(small_data, work, IngestConfig(pairs_per_class=600))
+    return work
+
+
+@pytest.fixture
+def ws(workspace: Path, tmp_path: Path) -> Path:
+    """A private copy of the ingested workspace."""
+    dst = tmp_path / "ws"
+    shutil.copytree(workspace, dst)
+    return dst
+
+
+def tiny(tiny_bert: Path, **kw) -> ModelConfig:
+    return ModelConfig(**{"base_model": str(tiny_bert), "dim": 32, **kw})
+
+
+def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
+    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=2, device="cpu"))
+    assert [m["epoch"] for m in result.epochs] == [0, 1, 2]
+    best = max(result.epochs[1:], key=lambda m: m["auc"])
+    assert result.best_epoch == best["epoch"]
+    folder = ws / "model"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format"] == "tagrec-model" and config["format_version"] == 1
+    assert config["best_epoch"] == best["epoch"]
+    assert config["model"]["dim"] == 32 and config["training"]["epochs"] == 2
+    assert config["data"]["train_pairs"] == 960 and config["data"]["valid_pairs"] == 240
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))  # no pickles
+
+    model, tokenizer, _ = load_model(folder)
+    again, _, _ = load_model(folder)
+    tables = token_tables(ws, tokenizer, 128)
+    rows = np.arange(20)
+    a = encode_rows(model, tables["user"], rows, torch.device("cpu"), side="user")
+    b = encode_rows(again, tables["user"], rows, torch.device("cpu"), side="user")
+    assert torch.equal(a, b)
+    # The saved weights are exactly the trained ones: validation AUC recomputed from the
+    # loaded model matches the best epoch's.
+    from tagrec_cli.train import evaluate_pairs, load_pairs
+    pairs = load_pairs(ws, tables)["valid"]
+    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 64)
+    assert metrics["auc"] == pytest.approx(best["auc"], abs=1e-6)
+
+
+def test_same_seed_same_weights(tmp_path, workspace, tiny_bert):
+    weights = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        run_train(workspace, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=3),
+                  out_dir=out)
+        weights.append(load_file(str(out / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    other = tmp_path / "c"
+    run_train(workspace, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=4),
+              out_dir=other)
+    head = load_file(str(other / "model.safetensors"))["heads.user.weight"]
+    assert not np.array_equal(head, weights[0]["heads.user.weight"])
+
+
+def test_ctrl_c_keeps_best_model_so_far(ws, tiny_bert):
+    calls = {"n": 0}
+
+    def on_step(epoch, step, steps, loss, rate):
+        if epoch == 2 and step == 3:
+            raise KeyboardInterrupt
+
+    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=3, device="cpu"),
+                       on_step=on_step, on_epoch=lambda m: calls.update(n=calls["n"] + 1))
+    assert result.interrupted and result.best_epoch == 1
+    assert calls["n"] == 2  # epochs 0 and 1 were evaluated, 2 was cut short
+    model, _, config = load_model(ws / "model")
+    assert config["best_epoch"] == 1 and config["interrupted"] is True
+    assert not [p for p in ws.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_ctrl_c_before_first_epoch_saves_nothing(ws, tiny_bert):
+    def on_step(*_):
+        raise KeyboardInterrupt
+
+    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"),
+                       on_step=on_step)
+    assert result.interrupted and result.model_dir is None
+    assert not (ws / "model").exists()
+
+
+def test_frozen_encoder_trains_only_heads(ws, tiny_bert):
+    before = load_model_encoder_weights(tiny_bert)
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", freeze_encoder=True))
+    after = load_file(str(ws / "model" / "model.safetensors"))
+    key = "encoder.embeddings.word_embeddings.weight"
+    assert np.array_equal(after[key], before["embeddings.word_embeddings.weight"])
+
+
+def load_model_encoder_weights(folder: Path) -> dict[str, np.ndarray]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_training_beats_untrained_heads_on_sample_data(tmp_path, sample_dir, tiny_bert):
+    """The bundled sample data carries learnable taste structure; training must find it."""
+    run_ingest(sample_dir, tmp_path, IngestConfig(pairs_per_class=1500))
+    result = run_train(tmp_path, tiny(tiny_bert, dim=64),
+                       TrainConfig(epochs=3, device="cpu", batch_size=32, lr=1e-3))
+    untrained = result.epochs[0]["auc"]
+    trained = max(m["auc"] for m in result.epochs[1:])
+    print(f"validation ROC-AUC: untrained heads {untrained:.3f}, trained {trained:.3f}")
+    assert trained > 0.6
+    assert trained > untrained + 0.05
+
+
+def test_device_cuda_without_cuda_is_a_clear_error(ws, tiny_bert):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(TagrecError, match="no CUDA device"):
+        run_train(ws, tiny(tiny_bert), TrainConfig(device="cuda"))
+
+
+def test_missing_artifacts_name_the_command_to_run(tmp_path, tiny_bert):
+    with pytest.raises(ArtifactError, match="tagrec ingest"):
+        run_train(tmp_path, tiny(tiny_bert), TrainConfig(device="cpu"))
+    with pytest.raises(ArtifactError, match="tagrec train"):
+        load_model(tmp_path / "model")
+    with pytest.raises(ArtifactError, match="tagrec embed"):
+        recommend_for_users(tmp_path, [1])
+
+
+def test_newer_model_format_is_refused(ws, tiny_bert):
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
+    path = ws / "model" / "config.json"
+    config = json.loads(path.read_text())
+    config["format_version"] = 99
+    path.write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="newer"):
+        load_model(ws / "model")
+
+
+# ---------------------------------------------------------------- the CLI, as a user calls it
+
+
+def invoke(args: list[str], workdir: Path):
+    return runner.invoke(app, args, env={"TAGREC_WORKDIR": str(workdir)})
+
+
+def test_cli_chain_ingest_train_embed_recommend(tmp_path, small_data, tiny_bert):
+    work = tmp_path / "work"
+    r = invoke(["ingest", "--data", str(small_data), "--pairs-per-class", "300"], work)
+    assert r.exit_code == 0, r.output
+    assert "valid pairs: like" in r.output
+    r = invoke(["train", "--model", str(tiny_bert), "--epochs", "1", "--dim", "16"], work)
+    assert r.exit_code == 0, r.output
+    assert "ROC-AUC" in r.output and "best epoch 1" in r.output
+    r = invoke(["embed"], work)
+    assert r.exit_code == 0, r.output
+    users = load_file(str(work / "embeddings" / "users.safetensors"))
+    movies = load_file(str(work / "embeddings" / "movies.safetensors"))
+    assert users["embeddings"].shape[1] == 16 and users["ids"].dtype == np.int64
+    assert np.allclose(np.linalg.norm(movies["embeddings"], axis=1), 1.0, atol=1e-5)
+
+    r = invoke(["recommend", "--user", "42", "--json"], work)
+    assert r.exit_code == 0, r.output
+    single = json.loads(r.stdout)
+    assert single["user"] == 42 and len(single["recommendations"]) == 10
+    recs = single["recommendations"]
+    assert [x["rank"] for x in recs] == list(range(1, 11))
+    assert all(recs[i]["score"] >= recs[i + 1]["score"] for i in range(9))
+    import polars as pl
+    seen = set(pl.read_parquet(work / "ingest" / "ratings.parquet")
+               .filter(pl.col("userId") == 42)["movieId"].to_list())
+    assert not seen & {x["movieId"] for x in recs}  # history and held-out both excluded
+
+    r = invoke(["recommend", "--user", "42", "--user", "7", "--json"], work)
+    assert r.exit_code == 0, r.output
+    both = json.loads(r.stdout)
+    assert both[0] == single
+    r7 = json.loads(invoke(["recommend", "--user", "7", "--json"], work).stdout)
+    assert both[1] == r7
+
+    r = invoke(["recommend", "--user", "42", "-k", "3"], work)
+    assert r.exit_code == 0 and "top 3 for user 42" in r.output
+
+    r = invoke(["recommend", "--user", "42", "--include-seen", "--json", "-k", "100000"], work)
+    assert r.exit_code == 0
+    assert len(json.loads(r.stdout)["recommendations"]) == len(movies["ids"])
+    assert "only" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recommend", "--user", "999999"], "unknown user 999999"),
+    (["recommend", "--user", "42", "-k", "0"], "-k must be at least 1"),
+    (["train", "--device", "cuda"], ""),
+    (["embed"], "tagrec train"),
+])
+def test_cli_errors_are_one_line(tmp_path, workspace, tiny_bert, args, message):
+    if args[0] == "train" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    work = tmp_path / "w"
+    shutil.copytree(workspace, work)
+    if args[0] == "recommend":
+        run_train(work, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
+        from tagrec_cli.embed import run_embed
+        run_embed(work, device="cpu")
+    r = invoke(args + ["--model", str(tiny_bert)] if args[0] == "train" else args, work)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:")
+    assert message in lines[0]
+
+
+def test_cli_help_for_every_command_has_an_example():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for command in ("sample-data", "ingest", "train", "embed", "recommend"):
+        r = runner.invoke(app, [command, "--help"])
+        assert r.exit_code == 0, command
+        assert "Example: tagrec" in r.output, command
+
+
+def test_cli_version():
+    from tagrec_cli import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"tagrec {__version__}"
