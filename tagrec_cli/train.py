@@ -161,6 +161,34 @@ def encode_grouped(model: TwoTower, table: TokenTable, rows: np.ndarray, device:
     return torch.cat(parts)[torch.from_numpy(inverse).to(device)]
 
 
+def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
+               tables: dict[str, TokenTable], pairs: Pairs, batch: np.ndarray,
+               device: torch.device, cfg: TrainConfig,
+               features: dict[str, torch.Tensor] | None = None) -> tuple[float, int]:
+    """One optimisation step on pairs[batch]; returns (loss, documents encoded).
+
+    Each distinct user and movie of the batch is encoded once, then gathered back per pair.
+    With `features` (frozen encoder) the pooled encoder outputs are looked up instead.
+    """
+    vecs, encoded = {}, 0
+    for side, rows in (("user", pairs.user_rows[batch]), ("movie", pairs.movie_rows[batch])):
+        unique, inverse = np.unique(rows, return_inverse=True)
+        with autocast(device):
+            if features is not None:
+                pooled = features[side][torch.from_numpy(unique)].to(device)
+            else:
+                pooled = encode_grouped(model, tables[side], unique, device, cfg.length_groups)
+            emb = model.project(side, pooled)
+        vecs[side] = emb.float()[torch.from_numpy(inverse).to(device)]  # (B, dim)
+        encoded += len(unique)
+    labels = torch.from_numpy(pairs.labels[batch]).to(device)
+    loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, cfg.margin)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), encoded
+
+
 def lr_factor(step: int, total: int, warmup: float) -> float:
     """Linear warm-up over the first `warmup` share of steps, then linear decay to 0."""
     warm = max(1, int(total * warmup))
@@ -234,8 +262,9 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
     optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
-    steps_per_epoch = math.ceil(len(train.labels) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    schedule = [epoch_batches(train.user_rows, cfg.batch_size, rng, cfg.group_by_user)
+                for _ in range(cfg.epochs)]
+    total_steps = sum(len(batches) for batches in schedule)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     settings = {"training": asdict(cfg),
@@ -272,33 +301,17 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             if cfg.freeze_encoder:
                 model.encoder.eval()
             losses, seqs, t0 = [], 0, time.perf_counter()
-            for i, batch in enumerate(epoch_batches(train.user_rows, cfg.batch_size, rng,
-                                                    cfg.group_by_user)):
+            for i, batch in enumerate(schedule[epoch - 1]):
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
-                vecs = {}
-                for side, rows in (("user", train.user_rows[batch]),
-                                   ("movie", train.movie_rows[batch])):
-                    unique, inverse = np.unique(rows, return_inverse=True)
-                    with autocast(device):
-                        if features is not None:
-                            pooled = features[side][torch.from_numpy(unique)].to(device)
-                        else:
-                            pooled = encode_grouped(model, tables[side], unique, device,
-                                                    cfg.length_groups)
-                        emb = model.project(side, pooled)
-                    vecs[side] = emb.float()[torch.from_numpy(inverse).to(device)]
-                    seqs += len(unique)
-                labels = torch.from_numpy(train.labels[batch]).to(device)
-                loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, cfg.margin)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss, encoded = train_step(model, optimizer, tables, train, batch, device, cfg,
+                                           features)
+                seqs += encoded
                 step += 1
-                losses.append(loss.item())
+                losses.append(loss)
                 if on_step:
                     rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                    on_step(epoch, i + 1, steps_per_epoch, losses[-1], rate)
+                    on_step(epoch, i + 1, len(schedule[epoch - 1]), loss, rate)
             seconds = time.perf_counter() - t0
             metrics = evaluate(epoch, {"train_loss": float(np.mean(losses)),
                                        "seqs_per_s": seqs / max(seconds, 1e-9),

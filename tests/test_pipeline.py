@@ -70,7 +70,7 @@ def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
     # loaded model matches the best epoch's.
     from tagrec_cli.train import evaluate_pairs, load_pairs
     pairs = load_pairs(ws, tables)["valid"]
-    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 64)
+    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 256)
     assert metrics["auc"] == pytest.approx(best["auc"], abs=1e-6)
 
 
