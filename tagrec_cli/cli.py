@@ -333,11 +333,8 @@ def recommend(
     results = []
     for rec in recs:
         info = movie_info(workdir, rec.movie_ids)
-        rows = [{"rank": i + 1, "movieId": int(m), "title": t, "year": y, "genres": g,
-                 "score": round(float(s), 6)}
-                for i, (m, t, y, g, s) in enumerate(zip(
-                    rec.movie_ids, info["title"], info["year"], info["genres"], rec.scores,
-                    strict=True))]
+        rows = [{"rank": i + 1, **meta, "score": round(float(score), 6)}
+                for i, (meta, score) in enumerate(zip(info, rec.scores, strict=True))]
         results.append({"user": rec.user, "recommendations": rows})
         if len(rows) < k:
             err.print(f"note: only {len(rows)} unseen movies left for user {rec.user} "

@@ -54,6 +54,28 @@ def encode_rows(model: TwoTower, table: TokenTable, rows: np.ndarray, device: to
     return result
 
 
+def write_lookups(workdir: Path, folder: Path) -> None:
+    """What `recommend` needs besides the tables, in formats it reads without polars."""
+    import json
+
+    import polars as pl
+
+    from tagrec_cli.recommend import MOVIE_INFO_FILE, SEEN_FILE
+
+    ingest = Path(workdir) / artifacts.INGEST_DIR
+    seen = (pl.read_parquet(ingest / "ratings.parquet", columns=["userId", "movieId"])
+            .sort("userId", "movieId"))
+    users, counts = np.unique(seen["userId"].to_numpy(), return_counts=True)
+    indptr = np.zeros(len(users) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(counts)
+    save_file({"users": users.astype(np.int64), "indptr": indptr,
+               "movies": seen["movieId"].to_numpy().astype(np.int64)}, str(folder / SEEN_FILE))
+    info = pl.read_parquet(ingest / "movies.parquet", columns=["movieId", "title", "year",
+                                                                "genres"])
+    (folder / MOVIE_INFO_FILE).write_text(json.dumps(info.to_dict(as_series=False),
+                                                     ensure_ascii=False), encoding="utf-8")
+
+
 @dataclass
 class EmbedSummary:
     out_dir: Path
@@ -88,6 +110,7 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             save_file({"ids": table.ids.astype(np.int64), "embeddings": vecs.astype(np.float32)},
                       str(tmp / TABLE_FILE[side]), metadata={**meta, "side": side})
+        write_lookups(workdir, tmp)
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,
                                  model_config_hash=artifacts.file_digest(model_dir / "config.json"),

@@ -3,21 +3,26 @@
 Rows of both tables are L2-normalised, so cosine similarity is a dot product. Filtering
 happens inside top-k: excluded movies get -inf before selection, and k is capped at what is
 left, so a user always gets the best k movies that remain.
+
+It reads only files that `tagrec embed` wrote beside the tables (the movies' titles and every
+user's rated movies), so it imports neither torch nor polars and answers in a blink.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from safetensors.numpy import load_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError, TagrecError
 
 TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}
+SEEN_FILE = "seen.safetensors"  # every user's rated movies (history and held out), as CSR
+MOVIE_INFO_FILE = "movie_info.json"  # columns movieId, title, year, genres
 
 
 @dataclass
@@ -92,11 +97,14 @@ class Recommendation:
     scores: np.ndarray  # (n,) cosine similarity
 
 
-def seen_movies(workdir: Path) -> pl.DataFrame:
-    """(userId, movieId) of every rating in the workspace, history and held out."""
-    artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
-    path = Path(workdir) / artifacts.INGEST_DIR / "ratings.parquet"
-    return pl.read_parquet(path, columns=["userId", "movieId"])
+def load_seen(workdir: Path) -> dict[str, np.ndarray]:
+    """users (U,) sorted ids, indptr (U+1,), movies: movies[indptr[i]:indptr[i+1]] of users[i]."""
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE
+    try:
+        return load_file(str(path))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec embed`") from None
 
 
 def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
@@ -114,18 +122,28 @@ def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
                           f"(users {int(user_table.ids.min())}–{int(user_table.ids.max())})")
     exclude = None
     if not include_seen:
-        seen = seen_movies(workdir).filter(pl.col("userId").is_in(ids.tolist()))
-        by_user = {u: movie_table.rows_of(g["movieId"].to_numpy())
-                   for (u,), g in seen.group_by("userId")}
-        exclude = [r[r >= 0] for r in (by_user.get(int(u), np.zeros(0, np.int64)) for u in ids)]
+        seen = load_seen(workdir)
+        exclude = []
+        for u in ids:
+            i = np.searchsorted(seen["users"], u)
+            found = i < len(seen["users"]) and seen["users"][i] == u
+            movies = seen["movies"][seen["indptr"][i]:seen["indptr"][i + 1]] if found else []
+            seen_rows = movie_table.rows_of(np.asarray(movies, dtype=np.int64))
+            exclude.append(seen_rows[seen_rows >= 0])
     top_rows, top_scores = top_k(user_table.vectors[rows], movie_table.vectors, k, exclude)
     return [Recommendation(int(u), movie_table.ids[r], s)
             for u, r, s in zip(ids, top_rows, top_scores, strict=True)]
 
 
-def movie_info(workdir: Path, movie_ids: np.ndarray) -> pl.DataFrame:
-    """(movieId, title, year, genres) for the given ids, in the given order."""
-    path = Path(workdir) / artifacts.INGEST_DIR / "movies.parquet"
-    info = pl.read_parquet(path, columns=["movieId", "title", "year", "genres"])
-    order = pl.DataFrame({"movieId": np.asarray(movie_ids, dtype=np.int64)})
-    return order.join(info, on="movieId", how="left", maintain_order="left")
+def movie_info(workdir: Path, movie_ids: np.ndarray) -> list[dict]:
+    """{movieId, title, year, genres} for the given ids, in the given order."""
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / MOVIE_INFO_FILE
+    try:
+        columns = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec embed`") from None
+    index = {m: i for i, m in enumerate(columns["movieId"])}
+    return [{name: columns[name][index[int(m)]] if int(m) in index else None
+             for name in ("title", "year", "genres")} | {"movieId": int(m)}
+            for m in movie_ids]
