@@ -4,8 +4,10 @@ The files have the columns, header, quoting and CRLF line ends of MovieLens ml-l
 MovieLens data is used, only the format. The data has learnable structure: movies mix a few
 "tag themes" (correlated with their genres), users have latent tastes over themes and genres,
 pick movies by popularity x taste and rate them by taste + quality + bias + noise, and the few
-users who tag describe the movies with their themes' vocabularies. Everything is vectorised
-numpy (MovieLens-25M scale runs in well under a minute) and reproducible byte for byte.
+users who tag describe the movies with their themes' vocabularies plus a long tail of rare
+tags (theme phrases, people, remarks), so that, as in real MovieLens, the number of distinct tags
+grows with the data and the most tagged movies carry hundreds of them. Everything is vectorised
+numpy (MovieLens-25M scale runs in under a minute) and reproducible byte for byte.
 """
 
 from __future__ import annotations
@@ -129,6 +131,205 @@ _ALT = (  # foreign-language alternative titles, written "English Title (Alt Tit
 _SEQUEL = (" 2", " II", " III", ": Part Two", " 3")
 
 
+# ---------------------------------------------------------------- long tail of rare tags
+# Besides the theme and noise vocabularies, about half of all tag applications come from a
+# long tail, as in real MovieLens (ML-25M: ~73k distinct tags, hundreds of distinct tags on
+# its most tagged movies). Each movie has a practically unbounded sequence of "facets" (facet j
+# of movie m is a fixed tag, so users repeat a movie's first facets); a long-tail row picks
+# facet j < FACET_SPACE with P(j) ~ (j + 1)^-FACET_EXPONENT, a tail so heavy that most picks
+# are new facets: a movie's distinct tags grow almost in proportion to its tag rows. A facet is
+# a theme phrase of one of the movie's themes ("clever heist movie": keeps the theme signal), a
+# person ("Rosa Okafor") or a general remark ("great dialogue"), drawn by a power law over a
+# combinatorial vocabulary (~400k strings), so the number of distinct tags grows with the data.
+# At MovieLens-25M size (seed 42): ~107k distinct tags, up to ~1,900 on one movie, ~46k movies
+# tagged. Taggers also favour popular movies (TAG_POPULARITY), as real taggers do.
+LONG_TAIL_SHARE = 0.5  # share of tag rows from the long tail
+TAG_POPULARITY = 0.4  # taggers favour popular movies among those they rated: weight pop^this
+FACET_EXPONENT = 0.95
+FACET_SPACE = 1 << 24  # facets per movie (effectively unbounded)
+LONG_TAIL_FAMILIES = (0.45, 0.25, 0.30)  # theme phrase, person, general remark
+VOCAB_EXPONENT = 1.05  # power law over each family's vocabulary ranks
+
+_MOD = (
+    "great", "clever", "stylish", "gritty", "classic", "underrated", "brilliant", "slow",
+    "tense", "fun", "beautiful", "realistic", "over the top", "smart", "intense", "cheesy",
+    "good", "bad", "best", "weird", "original", "predictable", "low budget", "british", "french",
+    "japanese", "korean", "italian", "90s", "80s", "70s", "modern", "old school", "stylized",
+    "subtle", "campy", "cult", "indie", "hollywood", "overrated", "unique", "generic",
+    "surprisingly good", "mediocre", "awesome", "lighthearted", "violent", "clichéd", "epic",
+    "understated",
+)
+_SUFFIX = (
+    "movie", "film", "classic", "done right", "elements", "vibes", "at its best", "gone wrong",
+    "story", "scenes", "themes", "references", "parody", "remake", "sequel", "tropes",
+    "masterpiece", "flick", "homage", "fans",
+)
+_FIRST = _NAME + (
+    "Anna", "Pedro", "Mei", "Tomás", "Ingrid", "Kofi", "Yuki", "Oskar", "Amara", "Luca",
+    "Sofia", "Arjun", "Helga", "Dmitri", "Fatima", "Kenji", "Elif", "Rafael", "Noor", "Emil",
+    "Camille", "Diego", "Hana", "Ivan", "Jonas", "Leila", "Mateo", "Olga", "Priya", "Sven",
+    "Tariq", "Ursula", "Viktor", "Wanda", "Xavier", "Yara", "Zofia", "Agnès", "Benedikt",
+    "Carmen", "Dario", "Esther", "François", "Gustav", "Hiroshi", "Ines", "Joaquín", "Katja",
+    "Lars", "Miriam", "Nikolai", "Ophelia", "Pablo", "Quentin", "Renée", "Stellan", "Thea",
+    "Umberto", "Vera", "Wes", "Yusuf", "Aki", "Bette", "Cyrus", "Delphine", "Errol", "Fumiko",
+    "Gene", "Hedy",
+)
+_LAST = _SURNAME + (
+    "Andersson", "Bianchi", "Castillo", "Dubois", "Eriksen", "Fischer", "Gallagher", "Hoffmann",
+    "Ivanova", "Jansen", "Kaur", "Lefèvre", "Mendoza", "Nakamura", "Oliveira", "Petrov",
+    "Quinn", "Rossi", "Schmidt", "Takahashi", "Uysal", "Varga", "Weber", "Yamamoto", "Zielinski",
+    "Abbott", "Becker", "Chen", "Delacroix", "Esposito", "Fontaine", "Grünewald", "Haddad",
+    "Iglesias", "Jovanović", "Kim", "Lindgren", "Marchetti", "Novak", "Ortega", "Park",
+    "Rahman", "Santos", "Tremblay", "Underwood", "Vasquez", "Whitfield", "Xu", "Yilmaz", "Zhao",
+    "Ashby", "Bergman", "Costa", "Dvořák", "Elliott", "Ferreira", "Greenberg", "Holm", "Ito",
+    "Jensen", "Kovač", "Lam", "Moreau", "Nilsen", "O'Connor", "Pereira", "Russo", "Sato",
+    "Thornton", "Ueda", "Vidal", "Wagner", "Yates", "Zeller", "Almeida", "Brandt", "Carter",
+    "Diaz", "Engel", "Fox", "Guerrero", "Hale", "Ibsen", "Jaramillo", "Keller", "Lowe",
+    "Meyer", "Nash", "Orsini", "Pike", "Reyes", "Sandoval", "Toth", "Vance", "Winter", "Young",
+)
+_INITIAL = tuple("ABCDEFGHIJKLMNOPRSTVW")
+_QUALITY = (
+    "beautiful", "great", "stunning", "bad", "good", "brilliant", "amazing", "weak", "excellent",
+    "terrible", "awesome", "memorable", "clever", "witty", "gorgeous", "strong", "poor",
+    "fantastic", "wonderful", "awkward", "clunky", "sharp", "lush", "sparse", "haunting",
+    "incredible", "solid", "wooden", "natural", "superb", "lovely", "cheap", "stylish",
+    "confusing", "perfect", "forgettable", "striking", "subtle", "bold", "sloppy", "tight",
+    "loose", "unusual", "iconic", "catchy", "hammy", "uneven", "breathtaking", "inventive",
+    "nuanced", "cringey", "flat", "gripping", "overlong", "quiet", "moving",
+)
+_ASPECT = (
+    "cinematography", "acting", "dialogue", "songs", "visuals", "script", "ending", "plot",
+    "characters", "direction", "score", "special effects", "costumes", "pacing", "humor",
+    "cast", "photography", "atmosphere", "performances", "writing", "editing", "music",
+    "set design", "camera work", "action scenes", "premise", "ensemble cast", "monologues",
+    "opening scene", "final scene", "car scenes", "fight choreography", "lighting", "colors",
+    "sound design", "makeup", "one-liners", "voice acting", "story", "storytelling",
+    "character development", "world building", "production design", "screenplay", "casting",
+    "narration", "chase scene", "climax", "title sequence", "score by hans", "practical effects",
+    "cgi", "long takes", "close-ups", "landscapes",
+)
+_ADV = (
+    "visually", "very", "really", "incredibly", "surprisingly", "beautifully", "darkly",
+    "painfully", "strangely", "mildly", "overly", "genuinely", "quietly", "utterly", "deeply",
+    "oddly",
+)
+_FEEL = (
+    "funny", "stunning", "appealing", "moving", "slow", "disturbing", "clever", "weird",
+    "beautiful", "boring", "tense", "violent", "realistic", "sad", "romantic", "confusing",
+    "intense", "predictable", "original", "touching", "stylish", "long", "silly", "bleak",
+    "hopeful", "cynical", "smart", "gory", "charming", "awkward", "brutal", "poetic",
+    "satisfying", "frustrating", "dated", "timeless", "ambitious", "pretentious", "unsettling",
+    "entertaining",
+)
+_SOURCE = (
+    "book", "comic", "play", "video game", "tv show", "novel", "short story", "song",
+    "true events", "manga", "musical", "poem", "board game", "graphic novel", "fairy tale",
+    "podcast", "memoir", "newspaper article", "toy line", "radio play",
+)
+_SETTING = _PLACE + (
+    "new york", "los angeles", "london", "hong kong", "mumbai", "seoul", "mexico city",
+    "the desert", "the suburbs", "a small town", "space", "the 1950s", "the 1920s", "the future",
+    "the arctic", "the jungle", "a prison", "a hospital", "a boarding school", "the ocean",
+    "a submarine", "a train", "an island", "a lighthouse", "the wild west", "victorian england",
+    "ancient rome", "feudal japan", "the cold war", "the 80s", "new orleans", "alaska",
+    "scotland", "ireland", "sicily", "the outback", "antarctica", "a spaceship", "a casino",
+)
+
+
+def _long_tail_blocks() -> list[list[tuple[str | tuple[str, ...], ...]]]:
+    """Vocabulary blocks: one per theme (its phrases), then people, then general remarks.
+
+    A block is a list of tiers, commonest first; a tier is a sequence of parts, each a literal
+    string or a word list, and holds every combination of its word lists.
+    """
+    blocks = []
+    for _, base in THEMES.values():
+        blocks.append([(_MOD, " ", base), (base, " ", _SUFFIX), (_MOD, " ", base, " ", _SUFFIX)])
+    blocks.append([(_FIRST, " ", _LAST), (_FIRST, " ", _INITIAL, ". ", _LAST)])
+    blocks.append([(_QUALITY, " ", _ASPECT), (_ADV, " ", _FEEL), ("based on a ", _SOURCE),
+                   ("set in ", _SETTING), (_ADV, " ", _FEEL, " ", _ASPECT),
+                   (_ADV, " ", _FEEL, " ", _SOURCE, " adaptation")])
+    return blocks
+
+
+def _tier_size(tier: tuple[str | tuple[str, ...], ...]) -> int:
+    return int(np.prod([len(p) for p in tier if isinstance(p, tuple)]))
+
+
+def _block_sizes() -> np.ndarray:
+    return np.array([sum(_tier_size(t) for t in b) for b in _long_tail_blocks()], dtype=np.int64)
+
+
+def _scramble(idx: np.ndarray, size: int) -> np.ndarray:
+    """A fixed permutation of 0..size-1 (so that neighbouring ranks differ in every word)."""
+    mult = next(p for p in (1_000_003, 999_983, 1_000_033, 7919) if np.gcd(p, size) == 1)
+    return (idx * mult + size // 3) % size
+
+
+def _long_tail_strings(codes: np.ndarray) -> pl.Series:
+    """Tag strings of long-tail codes (block offset + rank within the block), vectorised."""
+    codes = np.asarray(codes, dtype=np.int64)
+    out = pl.Series("tag", [None] * codes.size, dtype=pl.String)
+    offsets = np.r_[0, np.cumsum(_block_sizes())]
+    for b, block in enumerate(_long_tail_blocks()):
+        lo = offsets[b]
+        for tier in block:
+            size = _tier_size(tier)
+            sel = np.flatnonzero((codes >= lo) & (codes < lo + size))
+            lo += size
+            if sel.size == 0:
+                continue
+            rest = _scramble(codes[sel] - (lo - size), size)
+            cols = []
+            for part in reversed(tier):  # mixed radix, last word list varies fastest
+                if isinstance(part, tuple):
+                    cols.append(pl.Series(part, dtype=pl.String).gather(rest % len(part)))
+                    rest = rest // len(part)
+                else:
+                    cols.append(pl.lit(part, dtype=pl.String))
+            strings = pl.select(pl.concat_str(cols[::-1])).to_series()
+            out = out.scatter(sel, strings)
+    return out
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a well-mixed uint64 hash of each uint64."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _unit(h: np.ndarray) -> np.ndarray:
+    """uint64 hashes -> uniform floats in [0, 1)."""
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _power_law_rank(u: np.ndarray, exponent: float, n: int | np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with P(r) roughly ~ (r + 1)^-exponent, from uniforms u (exponent != 1)."""
+    top = (np.asarray(n, dtype=np.float64) + 1.0) ** (1.0 - exponent)
+    x = (1.0 + u * (top - 1.0)) ** (1.0 / (1.0 - exponent))
+    return np.clip(x.astype(np.int64) - 1, 0, np.asarray(n) - 1)
+
+
+def _facet_codes(facet_key: np.ndarray, themes: np.ndarray, theme_w: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Long-tail code and theme (-1: none) of each facet, a pure function of its key.
+
+    facet_key: (N,) uint64 (movie, facet, seed) keys; themes, theme_w: (N, 3) of the movie.
+    """
+    k = len(THEMES)
+    u1, u2, u3 = (_unit(_mix64(facet_key * np.uint64(3) + np.uint64(i))) for i in range(3))
+    family = (u1[:, None] >= np.cumsum(LONG_TAIL_FAMILIES)[:2]).sum(axis=1)  # 0, 1, 2
+    slot = (u2[:, None] >= np.cumsum(theme_w, axis=1)[:, :2]).sum(axis=1)
+    theme = themes[np.arange(themes.shape[0]), slot]
+    block = np.where(family == 0, theme, k + family - 1)
+    sizes = _block_sizes()
+    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+    code = offsets[block] + _power_law_rank(u3, VOCAB_EXPONENT, sizes[block])
+    return code, np.where(family == 0, theme, -1)
+
+
 @dataclass(frozen=True)
 class SynthSummary:
     """What generate_movielens wrote."""
@@ -152,6 +353,8 @@ class _World:
     movie_theme_w: np.ndarray  # (M, 3) float weights summing to 1 (0 for unused slots)
     user_theme_pref: np.ndarray  # (U, K) float latent theme taste, userId = row + 1
     user_genre_pref: np.ndarray  # (U, G) float latent genre taste
+    tag_theme: np.ndarray  # (T,) theme index of each tags row (-1: noise, person, remark)
+    tag_long_tail: np.ndarray  # (T,) bool: the tags row is from the long tail
 
 
 def generate_movielens(out_dir: Path, n_users: int = 600, n_movies: int = 1500, seed: int = 42,
@@ -159,9 +362,11 @@ def generate_movielens(out_dir: Path, n_users: int = 600, n_movies: int = 1500, 
                        tag_applications: int | None = None) -> SynthSummary:
     """Write movies.csv, ratings.csv and tags.csv for a synthetic MovieLens into out_dir.
 
-    ratings_per_user is the target mean (at least 20 each when the mean allows; capped by what
-    a user's active window makes available). tag_applications=None means about 4.5% of the
-    number of ratings. The same arguments always give byte-identical files.
+    ratings_per_user is the target mean: each user gets min(20, mean / 2) plus a heavy-tailed
+    extra, capped at half the movies released before their active window ends (so small
+    catalogues give fewer). tag_applications=None means round(4.5% of the ratings); fewer are
+    written only when taggers run out (at most 4 per movie they rated). The same arguments
+    always give byte-identical files.
     """
     world = _simulate(n_users, n_movies, seed, ratings_per_user, tag_applications)
     out_dir = Path(out_dir)
@@ -263,7 +468,7 @@ def _simulate(n_users: int, n_movies: int, seed: int, ratings_per_user: float,
     u, m = _pick_rated(rng, us, mv)
     rating, ts = _rate(rng, u, m, us, mv)
     n_tags = round(0.045 * len(u)) if tag_applications is None else tag_applications
-    tags = _make_tags(rng, n_tags, u, m, ts, us, mv)
+    tags, tag_theme, tag_long_tail = _make_tags(rng, n_tags, u, m, ts, us, mv)
 
     ids = mv["ids"]
     movies = pl.DataFrame({"movieId": ids, "title": mv["titles"], "genres": mv["genre_str"]})
@@ -271,7 +476,8 @@ def _simulate(n_users: int, n_movies: int, seed: int, ratings_per_user: float,
                             "rating": rating, "timestamp": ts})
     return _World(movies=movies, ratings=ratings, tags=tags, movie_ids=ids,
                   movie_themes=mv["th"], movie_theme_w=mv["th_w"],
-                  user_theme_pref=us["p"], user_genre_pref=us["gp"])
+                  user_theme_pref=us["p"], user_genre_pref=us["gp"], tag_theme=tag_theme,
+                  tag_long_tail=tag_long_tail)
 
 
 def _make_movies(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -489,14 +695,17 @@ def _rate(rng: np.random.Generator, u: np.ndarray, m: np.ndarray, us: dict[str, 
 
 def _make_tags(rng: np.random.Generator, n_tags: int, u: np.ndarray, m: np.ndarray,
                ts: np.ndarray, us: dict[str, np.ndarray],
-               mv: dict[str, np.ndarray]) -> pl.DataFrame:
-    """Tag applications by ~12% of users, on movies they rated (3% on never-rated movies)."""
+               mv: dict[str, np.ndarray]) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Tag applications by ~12% of users, on movies they rated (3% on never-rated movies).
+
+    Returns the table plus each row's theme (-1: none) and whether it is a long-tail tag.
+    """
     k = len(THEMES)
     n_users = len(us["n_target"])
     schema = {"userId": pl.Int64, "movieId": pl.Int64, "tag": pl.String, "timestamp": pl.Int64}
     n_rated = np.bincount(u, minlength=n_users)
     if n_tags == 0 or u.size == 0:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=schema), np.zeros(0, np.int64), np.zeros(0, bool)
     row_start = np.cumsum(n_rated) - n_rated  # ratings are sorted by user
 
     # Taggers: a minority, more likely among active users; Pareto tag counts + power taggers.
@@ -524,12 +733,15 @@ def _make_tags(rng: np.random.Generator, n_tags: int, u: np.ndarray, m: np.ndarr
     cnt = np.minimum(cnt, cap.astype(np.int64))
 
     # Episodes: a tagger tags a distinct rated movie with ~2.2 tags at a time. Pick n_ep of
-    # the tagger's rating rows without replacement: sort them by (tagger, random key).
+    # the tagger's rating rows without replacement, favouring popular movies (weight
+    # pop^TAG_POPULARITY, so well-known films gather most tags): sort them by (tagger,
+    # exponential race key Exp(1) / weight).
     n_ep = np.minimum(np.ceil(cnt / 2.2).astype(np.int64), n_rated[taggers])
     tr = np.repeat(np.arange(n_taggers), n_rated[taggers])  # (R_t,) tagger of each row
     tr_first = np.cumsum(n_rated[taggers]) - n_rated[taggers]
     rows = row_start[taggers][tr] + np.arange(tr.size) - tr_first[tr]
-    order = np.argsort(tr + rng.random(tr.size), kind="stable")
+    race = rng.exponential(size=tr.size) / mv["pop"][m[rows]] ** TAG_POPULARITY
+    order = np.lexsort((race, tr))
     tr, rows = tr[order], rows[order]
     pick = np.arange(tr.size) - tr_first[tr] < n_ep[tr]
     ep_row, ep_user = rows[pick], taggers[tr[pick]]
@@ -558,11 +770,26 @@ def _make_tags(rng: np.random.Generator, n_tags: int, u: np.ndarray, m: np.ndarr
     group = np.where(rng.random(ti.size) < 0.88, mv["th"][rm, slot], k)
     strings, v_group, v_weight = _vocabulary()
     tag = _grouped_choice(rng, _grouped_cdf(v_group, v_weight), group)
+    theme = np.where(group < k, group, -1)
+
+    # Long-tail rows: facet j of the row's movie, then that facet's fixed tag (see above).
+    is_lt = rng.random(ti.size) < LONG_TAIL_SHARE
+    salt = np.uint64(rng.integers(0, 2**62))
+    lt_m = rm[is_lt]
+    facet = _power_law_rank(rng.random(lt_m.size), FACET_EXPONENT, FACET_SPACE)
+    facet_key = (lt_m.astype(np.uint64) * np.uint64(FACET_SPACE) + facet.astype(np.uint64)) ^ salt
+    lt_code, theme[is_lt] = _facet_codes(facet_key, mv["th"][lt_m], mv["th_w"][lt_m])
+    # Spelling variants: as generated (85%), other case (12%), stray whitespace (3%).
+    variant = rng.choice(3, size=lt_code.size, p=[0.85, 0.12, 0.03])
+    uniq, inv = np.unique(lt_code * 3 + variant, return_inverse=True)
+    tag[is_lt] = len(strings) + inv
+    vocab = pl.concat([pl.Series("tag", strings, dtype=pl.String),
+                       _spelling_variants(uniq // 3, uniq % 3)])
     row_ts = np.minimum(ep_ts[ep] + rng.integers(0, 90, ti.size), DATA_END)
     ru = taggers[ti]
 
     # Exact repeats (same user, movie, tag string) are kept only rarely, as in real data.
-    key = (ru * len(mv["pop"]) + rm) * len(strings) + tag
+    key = (ru * len(mv["pop"]) + rm) * vocab.len() + tag
     _, first = np.unique(key, return_index=True)
     keep = rng.random(key.size) < 0.02
     keep[first] = True
@@ -571,9 +798,27 @@ def _make_tags(rng: np.random.Generator, n_tags: int, u: np.ndarray, m: np.ndarr
         sel = np.sort(rng.choice(sel, n_tags, replace=False))
     ru, rm, tag, row_ts = ru[sel], rm[sel], tag[sel], row_ts[sel]
     order = np.lexsort((row_ts, rm, ru))  # MovieLens order: user, then movie
-    return pl.DataFrame({
+    table = pl.DataFrame({
         "userId": ru[order] + 1,
         "movieId": mv["ids"][rm[order]],
-        "tag": pl.Series(strings, dtype=pl.String).gather(tag[order]),
+        "tag": vocab.gather(tag[order]),
         "timestamp": row_ts[order],
     }, schema=schema)
+    return table, theme[sel][order], is_lt[sel][order]
+
+
+def _spelling_variants(codes: np.ndarray, variant: np.ndarray) -> pl.Series:
+    """Long-tail strings: variant 0 as generated, 1 other case (names lowercased, phrases
+    Title Cased), 2 with a stray leading or trailing space."""
+    k = len(THEMES)
+    offsets = np.r_[0, np.cumsum(_block_sizes())]
+    person = pl.Series((codes >= offsets[k]) & (codes < offsets[k + 1]))
+    df = pl.DataFrame({"s": _long_tail_strings(codes), "v": variant, "person": person,
+                       "odd": codes % 2 == 1})
+    s, v = pl.col("s"), pl.col("v")
+    return df.select(
+        tag=pl.when(v == 0).then(s)
+        .when(v == 1).then(pl.when("person").then(s.str.to_lowercase())
+                           .otherwise(s.str.to_titlecase()))
+        .when("odd").then(pl.concat_str([s, pl.lit(" ")]))
+        .otherwise(pl.concat_str([pl.lit(" "), s])))["tag"]
