@@ -43,10 +43,12 @@ class ModelConfig:
 
 def _quiet_transformers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import huggingface_hub
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()  # our one-line error says it instead
 
 
 def resolve_model_source(name: str) -> str:

@@ -22,14 +22,18 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def top_k_per_row(counts: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_k_per_row(counts: sp.csr_matrix, k: int, unique_entries: bool = False,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top k columns per row of a CSR matrix of positive counts, ties to the lower column.
 
     Returns (row, col, position) arrays, position 0 = best within the row.
+    unique_entries: the caller guarantees no duplicate (row, col) entries, as a sparse
+    product's output has; this skips a full sort of the indices.
 
     Example: [[0, 2, 2, 1]] with k=2 -> rows [0, 0], cols [1, 2], positions [0, 1]
     """
-    counts.sum_duplicates()
+    if not unique_entries:
+        counts.sum_duplicates()
     n_rows, n_cols = counts.shape
     row_len = np.diff(counts.indptr)
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), row_len)
@@ -75,7 +79,8 @@ def top_tags_for_users(liked: sp.csr_matrix, carries: sp.csr_matrix, k: int,
 
     def one_chunk(bound: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo, hi = bound
-        rows, cols, pos = top_k_per_row(liked[lo:hi] @ carries, k)
+        # A sparse product has no duplicate entries (only unsorted column indices).
+        rows, cols, pos = top_k_per_row(liked[lo:hi] @ carries, k, unique_entries=True)
         return rows + lo, cols, pos
 
     empty = np.zeros(0, dtype=np.int64)

@@ -17,7 +17,9 @@ import pytest
 # =============================================================================================
 
 #: The real MovieLens "latest-small" folder; read in place, never copied. Tests skip without it.
-ML_SMALL_DIR = Path(os.environ.get("TAGREC_ML_SMALL", "/work/shared/datasets/ml-latest-small"))
+ML_SMALL_DIR = Path(os.environ.get(
+    "TAGREC_ML_SMALL",
+    Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"))
 
 # A hand-made dataset whose documents are worked out by hand in tests/test_ingest.py.
 #
