@@ -7,7 +7,6 @@ so `tagrec --help` stays instant.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -101,7 +100,10 @@ def sample_data(
     """
     from tagrec_cli.synth import generate_movielens
 
-    s = generate_movielens(out_dir, n_users=users, n_movies=movies, seed=seed)
+    try:
+        s = generate_movielens(out_dir, n_users=users, n_movies=movies, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
     out.print(f"wrote {s.n_users} users, {s.n_movies} movies, {s.n_ratings} ratings and "
               f"{s.n_tags} tag applications to {s.out_dir}")
 
@@ -148,7 +150,7 @@ def ingest(
     with err.status("ingesting") as status:
         summary = run_ingest(data_dir, workdir, cfg,
                              progress=lambda msg: status.update(f"ingest: {msg}"))
-    table = Table(title=f"ingest: {data_dir} -> {summary.out_dir}", show_header=False)
+    table = Table(title="ingest summary", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("count", justify="right")
     rows = [
@@ -167,6 +169,7 @@ def ingest(
         table.add_row(name, f"{value:,}")
     table.add_row("time", f"{summary.seconds:.2f} s")
     out.print(table)
+    out.print(f"read {data_dir}, wrote {summary.out_dir}", highlight=False, soft_wrap=True)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
@@ -364,5 +367,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()
