@@ -211,7 +211,7 @@ def train(
         "--model", "-m", help="Hugging Face BERT id or local folder [default: all-MiniLM-L6-v2, "
         "installed with tagrec].")] = "all-MiniLM-L6-v2",
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")] = 5e-5,
     head_lr: Annotated[float, typer.Option(min=0.0, help="Projection-head learning rate.")

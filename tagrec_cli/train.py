@@ -33,7 +33,7 @@ from tagrec_cli.tokens import TokenTable, token_tables
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 2
+    epochs: int = 1  # ml-latest-small: 1 epoch AUC 0.694, 2 epochs 0.700 at twice the time
     batch_size: int = 64  # pairs per step
     lr: float = 5e-5  # encoder learning rate (AdamW)
     head_lr: float = 1e-3  # projection heads start from random, so they learn faster
