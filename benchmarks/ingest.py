@@ -105,7 +105,7 @@ def _data_stats(data_dir: Path) -> None:
     split = split_by_time(ratings, cfg.holdout_fraction)
     history = split.filter(~pl.col("holdout"))
     all_tags = normalize_tags(raw_tags.join(movies.select("movieId"), on="movieId", how="semi"))
-    tags = history_tags(all_tags, user_cutoffs(split))
+    tags = history_tags(all_tags, user_cutoffs(split), split)
     per_movie = tags.select("movieId", "tag").unique().group_by("movieId").agg(n=pl.len())
     liked = history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
     increments = liked.join(per_movie, on="movieId", how="left")["n"].fill_null(0).sum()

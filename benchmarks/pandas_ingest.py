@@ -64,14 +64,20 @@ def split_ratings(ratings: pd.DataFrame, movies: pd.DataFrame,
     return ratings.assign(holdout=rank >= n - n_holdout).reset_index(drop=True)
 
 
-def clean_tags(tags: pd.DataFrame, movies: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Trimmed, lowercased, non-empty tags of known movies up to each user's cut-off."""
+def clean_tags(tags: pd.DataFrame, movies: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Trimmed, lowercased, non-empty tags of known movies up to each user's cut-off, and
+    none on a held-out movie at or after that rating's time."""
+    history = split[~split["holdout"]]
+    held = split.loc[split["holdout"], ["userId", "movieId", "timestamp"]].rename(
+        columns={"timestamp": "held_at"})
     tags = tags[tags["movieId"].isin(movies["movieId"])].copy()
     tags["tag"] = tags["tag"].str.strip().str.lower()
     tags = tags[tags["tag"].notna() & (tags["tag"] != "")]
     cutoff = history.groupby("userId")["timestamp"].max().rename("cutoff").reset_index()
     tags = tags.merge(cutoff, on="userId", how="left")
     tags = tags[tags["cutoff"].isna() | (tags["timestamp"] <= tags["cutoff"])]
+    tags = tags.merge(held, on=["userId", "movieId"], how="left")
+    tags = tags[tags["held_at"].isna() | (tags["timestamp"] < tags["held_at"])]
     return tags[["userId", "movieId", "tag"]].reset_index(drop=True)
 
 
@@ -89,7 +95,7 @@ def movie_documents(movies: pd.DataFrame, history: pd.DataFrame, tags: pd.DataFr
     docs["tags"] = [t if isinstance(t, list) else [] for t in docs["tags"]]
     # One decimal; a half goes to the even digit (3.25 -> 3.2), like polars' round(1).
     rating = ["" if np.isnan(x) else f"rating {x}" for x in docs["mean_rating"].round(1)]
-    docs["document"] = [", ".join([*t, r] if r else t)
+    docs["document"] = [", ".join([r, *t] if r else t)
                         for t, r in zip(docs["tags"], rating, strict=True)]
     return docs.sort_values("movieId").reset_index(drop=True)
 
@@ -152,7 +158,7 @@ def ingest(data_dir: Path, cfg: IngestConfig | None = None,
     say("splitting ratings by time")
     split = split_ratings(ratings, movies, cfg.holdout_fraction)
     history = split[~split["holdout"]]
-    tags = clean_tags(raw_tags, movies, history)
+    tags = clean_tags(raw_tags, movies, split)
     say("building movie documents")
     movie_docs = movie_documents(movies, history, tags, cfg)
     say("building user documents")

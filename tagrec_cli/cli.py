@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tagrec_cli import __version__
+from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
 from tagrec_cli.errors import TagrecError
 
 app = typer.Typer(
@@ -31,9 +32,8 @@ out = Console()
 err = Console(stderr=True)
 
 WorkdirOpt = Annotated[Path, typer.Option(
-    "--workdir", "-w", envvar="TAGREC_WORKDIR", file_okay=False,
+    "--workdir", "-w", envvar=WORKDIR_ENV, file_okay=False,
     help="Workspace folder shared by all commands.")]
-DEFAULT_WORKDIR = Path("tagrec-workspace")
 
 
 def default_data_dir() -> Path:
@@ -77,6 +77,8 @@ def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable
                 fn(*args, **kwargs)
             except TagrecError as exc:
                 fail(str(exc))
+            except OSError as exc:  # unwritable workdir, full disk, ...
+                fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
         return app.command(name)(wrapper)
 
@@ -330,8 +332,6 @@ def recommend(
 
     from tagrec_cli.recommend import movie_info, recommend_for_users
 
-    if k < 1:
-        fail(f"-k must be at least 1 (got {k})")
     recs = recommend_for_users(workdir, user, k, include_seen)
     results = []
     for rec in recs:

@@ -17,9 +17,8 @@ from safetensors.numpy import save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.model import TwoTower, load_model, resolve_device
+from tagrec_cli.recommend import MOVIE_INFO_FILE, SEEN_FILE, TABLE_FILE
 from tagrec_cli.tokens import SIDES, TokenTable, token_tables
-
-TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -59,8 +58,6 @@ def write_lookups(workdir: Path, folder: Path) -> None:
     import json
 
     import polars as pl
-
-    from tagrec_cli.recommend import MOVIE_INFO_FILE, SEEN_FILE
 
     ingest = Path(workdir) / artifacts.INGEST_DIR
     seen = (pl.read_parquet(ingest / "ratings.parquet", columns=["userId", "movieId"])

@@ -125,10 +125,19 @@ def normalize_tags(tags: pl.DataFrame) -> pl.DataFrame:
             .filter(pl.col("tag").is_not_null() & (pl.col("tag") != "")))
 
 
-def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame) -> pl.DataFrame:
-    """Tags applied no later than their user's cut-off (users without ratings: all tags)."""
+def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame, split: pl.DataFrame,
+                 ) -> pl.DataFrame:
+    """Tags applied no later than their user's cut-off (users without ratings: all tags).
+
+    A held-out rating can share the cut-off second (ties go by movieId), so a tag on a
+    held-out movie at or after that rating's time is dropped too.
+    """
+    held = (split.filter(pl.col("holdout"))
+            .select("userId", "movieId", held_at=pl.col("timestamp")))
     return (tags.join(cutoffs, on="userId", how="left")
             .filter(pl.col("timestamp") <= pl.col("cutoff").fill_null(NO_CUTOFF))
+            .join(held, on=["userId", "movieId"], how="left")
+            .filter(pl.col("held_at").is_null() | (pl.col("timestamp") < pl.col("held_at")))
             .select("userId", "movieId", "tag"))
 
 
@@ -140,7 +149,10 @@ def ranked_tags(tag_counts: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
 
 def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFrame,
                     cfg: IngestConfig) -> pl.DataFrame:
-    """One row per movie of movies.csv: tags (most users first), mean rating, document text."""
+    """One row per movie of movies.csv: tags (most users first), mean rating, document text.
+
+    Document: [title, year, genres,] rating X.Y, tags... (empty parts left out).
+    """
     # A tag's frequency on a movie = number of distinct users who applied it.
     counts = tags.unique(["movieId", "tag", "userId"]).group_by("movieId", "tag").agg(
         count=pl.len())
@@ -165,8 +177,10 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
         parts.append(pl.col("year").cast(pl.String))
     if cfg.with_genres:
         parts.append(pl.col("genre_text"))
-    parts.append(pl.col("tags").list.join(", "))
+    # The short fields go before the tags: BERT truncates documents from the right (128
+    # tokens), and a well-tagged movie's rating would otherwise be the first thing cut.
     parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
+    parts.append(pl.col("tags").list.join(", "))
     document = pl.concat_list([p.fill_null("") for p in parts]).list.eval(
         pl.element().filter(pl.element() != "")).list.join(", ")
     return df.select("movieId", "title", "year", "genres", "tags", "n_ratings",
@@ -273,7 +287,7 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
     history = split.filter(~pl.col("holdout"))
     tags = normalize_tags(raw_tags.join(movies.select("movieId"), on="movieId", how="semi"))
     if cfg.holdout_fraction > 0:  # refit mode (0) uses every tag: nothing is held out
-        tags = history_tags(tags, user_cutoffs(split))
+        tags = history_tags(tags, user_cutoffs(split), split)
     say("building movie documents")
     movie_docs = movie_documents(movies, history, tags, cfg)
     say("building user documents")

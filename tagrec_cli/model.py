@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -73,7 +74,7 @@ def load_pretrained(name: str) -> tuple[nn.Module, Any]:
         raise TagrecError(f"model folder {name} does not exist")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source, use_safetensors=True)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TagrecError(f"cannot load model {name!r}: {first} (offline? pass a local folder "
@@ -118,8 +119,8 @@ class TwoTower(nn.Module):
 
 def build_model(cfg: ModelConfig, seed: int = 0) -> tuple[TwoTower, Any]:
     """Pretrained encoder + freshly initialised heads (seeded)."""
+    torch.manual_seed(seed)  # first: weights a checkpoint lacks are initialised reproducibly
     encoder, tokenizer = load_pretrained(cfg.base_model)
-    torch.manual_seed(seed)
     return TwoTower(encoder, cfg), tokenizer
 
 
@@ -151,7 +152,7 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
         state = load_file(str(folder / WEIGHTS))
         model.load_state_dict(state)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
                             " — re-run `tagrec train`") from None
     return model.to(device).eval(), tokenizer, config

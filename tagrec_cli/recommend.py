@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from tagrec_cli import artifacts
@@ -46,7 +47,7 @@ def load_table(workdir: Path, side: str) -> EmbeddingTable:
     try:
         arrays = load_file(str(path))
         ids, vectors = arrays["ids"], arrays["embeddings"]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec embed`") from None
     return EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
@@ -102,7 +103,7 @@ def load_seen(workdir: Path) -> dict[str, np.ndarray]:
     path = Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE
     try:
         return load_file(str(path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec embed`") from None
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
@@ -99,7 +100,7 @@ def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, To
             arrays = load_file(str(path))
             return {s: TokenTable(arrays[f"{s}_ids"], arrays[f"{s}_offsets"],
                                   arrays[f"{s}_tokens"], pad_id) for s in SIDES}
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, SafetensorError):
             pass  # a damaged cache is rebuilt below
     tables, arrays = {}, {}
     for side in SIDES:

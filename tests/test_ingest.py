@@ -57,10 +57,10 @@ def user_tags(tables: dict[str, pl.DataFrame]) -> dict[int, list[str]]:
 # History means: m1 (5 + 3 + 0.5) / 3 = 2.833 -> 2.8; m2 (2 + 4 + 5) / 3 = 3.667 -> 3.7;
 #   m3 (4 + 3 + 3.5) / 3 = 3.5; m4 (1 + 2.5 + 4) / 3 = 2.5; m5 and m6: no history rating.
 EXPECTED_MOVIE_DOCS = {
-    1: "classic, cyberpunk, rating 2.8",
-    2: "funny, アニメ, rating 3.7",
-    3: "dark, gritty, funny, rating 3.5",
-    4: "boundary, classic, funny, rating 2.5",
+    1: "rating 2.8, classic, cyberpunk",
+    2: "rating 3.7, funny, アニメ",
+    3: "rating 3.5, dark, gritty, funny",
+    4: "rating 2.5, boundary, classic, funny",
     5: "classic",
     6: "",
 }
@@ -131,32 +131,32 @@ def test_tags_after_cutoff_appear_in_no_document(ml_tiny_dir: Path, tmp_path: Pa
 @pytest.mark.parametrize(("flags", "expected"), [
     ({"with_title": True, "with_year": True, "with_genres": True}, {
         # "Matrix, The (1999)" -> "The Matrix"; genres lowercased, "|" -> ", ".
-        1: "The Matrix, 1999, action, sci-fi, thriller, classic, cyberpunk, rating 2.8",
-        2: "Toy Story, 1995, adventure, animation, children, funny, アニメ, rating 3.7",
+        1: "The Matrix, 1999, action, sci-fi, thriller, rating 2.8, classic, cyberpunk",
+        2: "Toy Story, 1995, adventure, animation, children, rating 3.7, funny, アニメ",
         # "(no genres listed)" adds nothing.
-        3: "Cheap, Fast, Good, 2005, dark, gritty, funny, rating 3.5",
-        4: "Untitled, drama, boundary, classic, funny, rating 2.5",  # no year in the title
+        3: "Cheap, Fast, Good, 2005, rating 3.5, dark, gritty, funny",
+        4: "Untitled, drama, rating 2.5, boundary, classic, funny",  # no year in the title
         5: "Held Out Only, 2010, comedy, classic",
         6: "Ghost Movie, 2001, horror",
     }),
     ({"with_year": True}, {
-        1: "1999, classic, cyberpunk, rating 2.8", 2: "1995, funny, アニメ, rating 3.7",
-        3: "2005, dark, gritty, funny, rating 3.5", 4: "boundary, classic, funny, rating 2.5",
+        1: "1999, rating 2.8, classic, cyberpunk", 2: "1995, rating 3.7, funny, アニメ",
+        3: "2005, rating 3.5, dark, gritty, funny", 4: "rating 2.5, boundary, classic, funny",
         5: "2010, classic", 6: "2001"}),
     ({"with_genres": True}, {
-        1: "action, sci-fi, thriller, classic, cyberpunk, rating 2.8",
-        2: "adventure, animation, children, funny, アニメ, rating 3.7",
-        3: "dark, gritty, funny, rating 3.5", 4: "drama, boundary, classic, funny, rating 2.5",
+        1: "action, sci-fi, thriller, rating 2.8, classic, cyberpunk",
+        2: "adventure, animation, children, rating 3.7, funny, アニメ",
+        3: "rating 3.5, dark, gritty, funny", 4: "drama, rating 2.5, boundary, classic, funny",
         5: "comedy, classic", 6: "horror"}),
     ({"with_title": True}, {
-        1: "The Matrix, classic, cyberpunk, rating 2.8", 2: "Toy Story, funny, アニメ, rating 3.7",
-        3: "Cheap, Fast, Good, dark, gritty, funny, rating 3.5",
-        4: "Untitled, boundary, classic, funny, rating 2.5", 5: "Held Out Only, classic",
+        1: "The Matrix, rating 2.8, classic, cyberpunk", 2: "Toy Story, rating 3.7, funny, アニメ",
+        3: "Cheap, Fast, Good, rating 3.5, dark, gritty, funny",
+        4: "Untitled, rating 2.5, boundary, classic, funny", 5: "Held Out Only, classic",
         6: "Ghost Movie"}),
     # max_tags caps movie tags: m4 keeps boundary, classic; the rating is not a tag.
-    ({"max_tags": 2}, {**EXPECTED_MOVIE_DOCS, 4: "boundary, classic, rating 2.5"}),
-    ({"max_tags": 1}, {1: "classic, rating 2.8", 2: "funny, rating 3.7",
-                       3: "dark, gritty, rating 3.5", 4: "boundary, rating 2.5",
+    ({"max_tags": 2}, {**EXPECTED_MOVIE_DOCS, 4: "rating 2.5, boundary, classic"}),
+    ({"max_tags": 1}, {1: "rating 2.8, classic", 2: "rating 3.7, funny",
+                       3: "rating 3.5, dark, gritty", 4: "rating 2.5, boundary",
                        5: "classic", 6: ""}),
 ])
 def test_movie_document_options(ml_tiny_dir: Path, tmp_path: Path, flags: dict,
@@ -172,9 +172,9 @@ def test_movie_rating_is_history_mean_half_to_even(ml_tiny_dir: Path, tmp_path: 
     # Refit mode (fraction 0) holds nothing out, so it also keeps every tag, the ones applied
     # after a user's last rating included: m3 gains "late" and m4 "spoiler".
     _, t = ingest(ml_tiny_dir, tmp_path / "w", holdout_fraction=0.0)
-    assert movie_docs(t) == {**EXPECTED_MOVIE_DOCS, 5: "classic, rating 3.2",
-                             3: "dark, gritty, funny, late, rating 3.5",
-                             4: "boundary, classic, funny, spoiler, rating 2.5"}
+    assert movie_docs(t) == {**EXPECTED_MOVIE_DOCS, 5: "rating 3.2, classic",
+                             3: "rating 3.5, dark, gritty, funny, late",
+                             4: "rating 2.5, boundary, classic, funny, spoiler"}
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
@@ -324,7 +324,7 @@ def test_duplicates_unicode_case_and_empty_tags(tmp_path: Path, ml_write) -> Non
     summary, t = ingest(ml_write(tmp_path / "d", files), tmp_path / "w",
                         holdout_fraction=0.0)
     # m1 mean (4 + 3) / 2 = 3.5; m2: no tags, no ratings, still a row.
-    assert movie_docs(t) == {1: "été, noël, rating 3.5", 2: ""}
+    assert movie_docs(t) == {1: "rating 3.5, été, noël", 2: ""}
     # user 1: own été; liked m1 -> été (2 users, dup), noël. user 2: own noël, été (1 movie
     # each; "alphabetical" is code-point order and "n" < "é"), liked adds nothing new.
     assert user_tags(t) == {1: ["été", "noël"], 2: ["noël", "été"]}
@@ -339,7 +339,7 @@ def test_movies_with_unknown_ids_and_users_without_ratings(tmp_path: Path, ml_wr
         "movies.csv": b"movieId,title,genres\n1,A (2000),Drama\n",
     }
     summary, t = ingest(ml_write(tmp_path / "d", files), tmp_path / "w")
-    assert movie_docs(t) == {1: "x, rating 4.0"}
+    assert movie_docs(t) == {1: "rating 4.0, x"}
     assert user_tags(t) == {1: ["x"]}  # liked m1, which carries x
     assert "ignored 1 ratings of movies not in movies.csv" in summary.warnings
 
@@ -381,7 +381,7 @@ def test_cli_ingest_writes_the_artifact(ml_tiny_dir: Path, tmp_path: Path) -> No
     assert sorted(p.name for p in (w / "ingest").iterdir()) == [
         "manifest.json", "movies.parquet", "pairs.parquet", "ratings.parquet", "users.parquet"]
     docs = movie_docs({"movies": pl.read_parquet(w / "ingest" / "movies.parquet")})
-    assert docs[1] == "The Matrix, classic, cyberpunk, rating 2.8"
+    assert docs[1] == "The Matrix, rating 2.8, classic, cyberpunk"
 
 
 def test_cli_ingest_help_mentions_an_example() -> None:
@@ -510,12 +510,16 @@ def reference_ingest(data_dir: Path, holdout_fraction: float = 0.2, max_tags: in
     # Refit mode (fraction 0) holds nothing out and keeps every tag: no cut-offs.
     cutoff = history.groupby("userId")["timestamp"].max().to_dict() if holdout_fraction else {}
 
-    # History tags: trimmed, lowercased, non-empty, known movie, not after the user's cut-off.
+    # History tags: trimmed, lowercased, non-empty, known movie, not after the user's cut-off,
+    # and not on a held-out movie at or after the time of that held-out rating.
+    held_at = {(u, m): ts for u, m, ts in ratings[held_mask][["userId", "movieId", "timestamp"]]
+               .itertuples(index=False)}
     apps: set[tuple[int, int, str]] = set()  # distinct (user, movie, tag)
     for u, m, tag, ts in tags[["userId", "movieId", "tag", "timestamp"]].itertuples(
             index=False):
         tag = tag.strip().lower()
-        if tag and m in known and (u not in cutoff or ts <= cutoff[u]):
+        late = (u, m) in held_at and ts >= held_at[u, m]
+        if tag and m in known and (u not in cutoff or ts <= cutoff[u]) and not late:
             apps.add((u, m, tag))
 
     users_of: dict[tuple[int, str], set[int]] = defaultdict(set)
@@ -538,10 +542,11 @@ def reference_ingest(data_dir: Path, holdout_fraction: float = 0.2, max_tags: in
     movie_tags, movie_docs_ = {}, {}
     for m in known:
         ranked = sorted(carries[m], key=lambda tag: (-len(users_of[m, tag]), tag))[:max_tags]
-        parts = list(ranked)
+        parts = []
         if movie_ratings[m]:
             parts.append("rating " + round_half_even_1(
                 sum(movie_ratings[m]) / len(movie_ratings[m])))
+        parts += ranked
         movie_tags[m], movie_docs_[m] = ranked, ", ".join(parts)
 
     own_tags: dict[int, list[str]] = defaultdict(list)
@@ -740,8 +745,8 @@ def test_ml_small_named_documents(ml_small_ingest) -> None:
     docs = movie_docs(t)
     for m in ML_SMALL_MOVIES:
         assert docs[m] == ref["movie_docs"][m], m
-        assert docs[m].startswith(", ".join(ref["movie_tags"][m]))
-        assert "rating " in docs[m]
+        assert docs[m].startswith("rating ")
+        assert docs[m].endswith(", ".join(ref["movie_tags"][m]))
     assert any(ref["movie_tags"][m] for m in ML_SMALL_MOVIES)  # not a vacuous comparison
     tags = user_tags(t)
     for u in ML_SMALL_USERS:
@@ -754,3 +759,21 @@ def test_ml_small_all_documents(ml_small_ingest) -> None:
     assert movie_docs(t) == ref["movie_docs"]
     assert user_tags(t) == ref["user_tags"]
     assert max(len(x) for x in user_tags(t).values()) <= 128
+
+
+def test_tag_on_held_out_movie_in_the_cutoff_second_is_dropped(tmp_path: Path, ml_write) -> None:
+    # User 1 rates m1..m5; m4 and m5 share t=50, the tie goes by movieId, so m5 is held out
+    # and the cut-off is 50. A tag on m5 at t=50 is not after the cut-off, but it is on the
+    # held-out movie at that rating's time, so it must not reach any document; a tag on m4
+    # (history) at t=50 stays.
+    files = {
+        "ratings.csv": b"userId,movieId,rating,timestamp\n1,1,4.0,10\n1,2,4.0,20\n"
+                       b"1,3,4.0,30\n1,4,4.0,50\n1,5,4.0,50\n",
+        "tags.csv": b"userId,movieId,tag,timestamp\n1,5,heldout,50\n1,4,kept,50\n",
+        "movies.csv": b"movieId,title,genres\n1,A (2000),Drama\n2,B (2000),Drama\n"
+                      b"3,C (2000),Drama\n4,D (2000),Drama\n5,E (2000),Drama\n",
+    }
+    _, t = ingest(ml_write(tmp_path / "d", files), tmp_path / "w")
+    assert t["ratings"].filter(pl.col("holdout"))["movieId"].to_list() == [5]
+    assert movie_docs(t)[4] == "rating 4.0, kept" and movie_docs(t)[5] == ""
+    assert user_tags(t) == {1: ["kept"]}

@@ -219,7 +219,7 @@ def test_cli_chain_ingest_train_embed_recommend(tmp_path, small_data, tiny_bert)
 @pytest.mark.parametrize("args, message", [
     (["recommend", "--user", "999999"], "unknown user 999999"),
     (["recommend", "--user", "42", "-k", "0"], "-k must be at least 1"),
-    (["train", "--device", "cuda"], ""),
+    (["train", "--device", "cuda"], "no CUDA device"),
     (["embed"], "tagrec train"),
 ])
 def test_cli_errors_are_one_line(tmp_path, workspace, tiny_bert, args, message):
@@ -253,3 +253,44 @@ def test_cli_version():
 
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.output.strip() == f"tagrec {__version__}"
+
+
+def test_cli_unreachable_hub_model_is_one_line_error(tmp_path, ws, monkeypatch):
+    # A hub id with no network (offline mode makes this immediate): one line, exit 1.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = invoke(["train", "--model", "bert-base-uncased", "--device", "cpu"], ws)
+    assert r.exit_code == 1, r.output
+    lines = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and "cannot load model 'bert-base-uncased'" in lines[0]
+    assert "Traceback" not in r.output
+    r = invoke(["train", "--model", str(tmp_path / "no" / "such" / "folder")], ws)
+    assert r.exit_code == 1 and "does not exist" in r.stderr
+
+
+def test_damaged_files_give_one_line_errors(ws, tiny_bert):
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
+    from tagrec_cli.embed import run_embed
+
+    run_embed(ws, device="cpu")
+    # A damaged token cache is rebuilt, not fatal.
+    for cache in (ws / "cache").iterdir():
+        cache.write_bytes(b"not a safetensors file")
+    assert invoke(["embed"], ws).exit_code == 0
+    # A truncated embedding table or model: one line naming the command to re-run.
+    table = ws / "embeddings" / "movies.safetensors"
+    table.write_bytes(table.read_bytes()[:100])
+    r = invoke(["recommend", "--user", "42"], ws)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip().startswith("Error:") and "tagrec embed" in r.stderr
+    weights = ws / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    r = invoke(["embed"], ws)
+    assert r.exit_code == 1 and "tagrec train" in r.stderr and "Traceback" not in r.output
+
+
+def test_unwritable_workdir_is_one_line_error(tmp_path, small_data):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the workspace should be")
+    r = invoke(["ingest", "--data", str(small_data)], blocker / "ws")
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("Error:") and "Traceback" not in r.output
