@@ -242,7 +242,7 @@ def test_cli_errors_are_one_line(tmp_path, workspace, tiny_bert, args, message):
 def test_cli_help_for_every_command_has_an_example():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    for command in ("sample-data", "ingest", "train", "embed", "recommend"):
+    for command in ("sample-data", "ingest", "train", "embed", "recommend", "evaluate"):
         r = runner.invoke(app, [command, "--help"])
         assert r.exit_code == 0, command
         assert "Example: tagrec" in r.output, command
