@@ -5,7 +5,8 @@ A TokenTable holds one side's documents (users or movies) as a flat token array 
     tokens[offsets[i]:offsets[i + 1]]  are the token ids of document i (special tokens included)
 
 It is cached in the workspace as safetensors, keyed by the tokenizer, the max length and the
-ingest data, so `train` and `embed` tokenize each document once.
+documents' own text, so `train` and `embed` tokenize each document once, and a re-ingest
+that changes any document never reuses stale tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError
 
 SIDES = ("user", "movie")
 ID_COLUMN = {"user": "userId", "movie": "movieId"}
@@ -44,10 +46,15 @@ class TokenTable:
         return np.diff(self.offsets)
 
     def row_of(self, ids: np.ndarray) -> np.ndarray:
-        """MovieLens ids -> row numbers (every id must be in the table)."""
+        """MovieLens ids -> row numbers; an id missing from the table is an ArtifactError."""
         order = np.argsort(self.ids)
         pos = np.searchsorted(self.ids, ids, sorter=order)
-        return order[np.minimum(pos, len(order) - 1)]
+        rows = order[np.minimum(pos, len(order) - 1)]
+        missing = self.ids[rows] != ids
+        if missing.any():
+            raise ArtifactError(f"id {int(np.asarray(ids)[missing][0])} has no document in the "
+                                "ingest output — re-run `tagrec ingest`")
+        return rows
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows -> (input_ids, attention_mask), both (B, T) with T the longest row's length."""
@@ -76,7 +83,15 @@ def tokenize(tokenizer: Any, documents: list[str],
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """Hash of the tokenizer's vocabulary and rules, not of its call-time state.
+
+    Calling a fast tokenizer with truncation stores that setting in the backend, so the raw
+    serialisation changes after the first call; those keys are left out.
+    """
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_documents(workdir: Path, side: str) -> pl.DataFrame:
@@ -89,10 +104,14 @@ def load_documents(workdir: Path, side: str) -> pl.DataFrame:
 def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, TokenTable]:
     """Both sides' TokenTables, from the workspace cache when it matches, else tokenized now."""
     workdir = Path(workdir)
-    manifest = artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
-    settings = json.dumps(manifest.get("settings", {}), sort_keys=True)
-    key = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}|"
-                         f"{manifest.get('data_hash')}|{settings}".encode()).hexdigest()[:16]
+    docs = {side: load_documents(workdir, side) for side in SIDES}
+    # Keyed by the documents themselves, so a re-ingest that changes any text (other data,
+    # other settings, another tagrec version) never reuses stale tokens.
+    digest = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}".encode())
+    for side in SIDES:
+        digest.update(docs[side][ID_COLUMN[side]].to_numpy().astype(np.int64).tobytes())
+        digest.update("\x1f".join(docs[side]["document"].to_list()).encode())
+    key = digest.hexdigest()[:16]
     path = workdir / artifacts.CACHE_DIR / f"tokens-{key}.safetensors"
     pad_id = tokenizer.pad_token_id or 0
     if path.is_file():
@@ -104,9 +123,8 @@ def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, To
             pass  # a damaged cache is rebuilt below
     tables, arrays = {}, {}
     for side in SIDES:
-        docs = load_documents(workdir, side)
-        offsets, tokens = tokenize(tokenizer, docs["document"].to_list(), max_length)
-        ids = docs[ID_COLUMN[side]].to_numpy().astype(np.int64)
+        offsets, tokens = tokenize(tokenizer, docs[side]["document"].to_list(), max_length)
+        ids = docs[side][ID_COLUMN[side]].to_numpy().astype(np.int64)
         tables[side] = TokenTable(ids, offsets, tokens, pad_id)
         arrays |= {f"{side}_ids": ids, f"{side}_offsets": offsets, f"{side}_tokens": tokens}
     with artifacts.atomic_file(path) as tmp:

@@ -301,3 +301,18 @@ def test_unwritable_workdir_is_one_line_error(tmp_path, small_data):
     r = invoke(["ingest", "--data", str(small_data)], blocker / "ws")
     assert r.exit_code == 1, r.output
     assert r.stderr.startswith("Error:") and "Traceback" not in r.output
+
+
+def test_token_cache_follows_the_documents(tmp_path, small_data, tiny_bert):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
+    run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=50))
+    plain = token_tables(tmp_path, tokenizer, 128)["movie"]
+    again = token_tables(tmp_path, tokenizer, 128)["movie"]  # from the cache
+    assert np.array_equal(plain.tokens, again.tokens)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    # Same CSVs, other documents: the cache must not hand back the old tokens.
+    run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=50, with_title=True))
+    titled = token_tables(tmp_path, tokenizer, 128)["movie"]
+    assert titled.lengths.sum() > plain.lengths.sum()
