@@ -190,6 +190,11 @@ class Pooling(StrEnum):
     cls = "cls"
 
 
+class Loss(StrEnum):
+    cosine = "cosine"
+    softmax = "softmax"
+
+
 def _metrics_table(epochs: list[dict], best: int | None) -> Table:
     table = Table(title="validation pairs per epoch (epoch 0 = untrained heads)")
     for name in ("epoch", "train loss", "valid loss", "ROC-AUC", "sign acc.", "seq/s"):
@@ -230,6 +235,12 @@ def train(
     max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")] = 128,
     margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
                                           help="CosineEmbeddingLoss margin.")] = 0.0,
+    loss: Annotated[Loss, typer.Option(
+        help="cosine: CosineEmbeddingLoss on like/dislike pairs (the seed's); softmax: "
+        "in-batch sampled softmax over liked pairs, dislikes as hard negatives.")
+    ] = Loss.cosine,
+    temperature: Annotated[float, typer.Option(
+        min=1e-4, help="Softmax loss temperature (cosine / temperature).")] = 0.05,
 ) -> None:
     """Train the user and movie towers on the ingested like/dislike pairs.
 
@@ -244,7 +255,8 @@ def train(
                             max_length=max_length)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
-                      device=device.value, margin=margin)
+                      device=device.value, margin=margin, loss=loss.value,
+                      temperature=temperature)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("loss {task.fields[loss]:.4f}"),

@@ -14,3 +14,22 @@ def cosine_embedding_loss(users: torch.Tensor, movies: torch.Tensor, labels: tor
     Per pair: 1 - cos for a like, max(0, cos - margin) for a dislike.
     """
     return F.cosine_embedding_loss(users, movies, labels.to(users.dtype), margin=margin)
+
+
+def in_batch_softmax_loss(users: torch.Tensor, movies: torch.Tensor, target: torch.Tensor,
+                          other_positives: torch.Tensor, temperature: float = 0.05,
+                          log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """Sampled softmax over the batch's movies for each liked pair (in-batch negatives).
+
+    users: (P, dim), one row per liked pair; movies: (M, dim), the batch's distinct movies
+    (liked and disliked, so dislikes are hard negatives); target: (P,) the liked movie's row;
+    other_positives: (P, M) True where the movie is another liked movie of the same user
+    (masked out: it is not a negative); log_q: (M,) log sampling probability of each movie,
+    subtracted so popular movies are not over-penalised for appearing often as negatives.
+    Cosine similarities are divided by `temperature` before the softmax.
+    """
+    logits = F.normalize(users, dim=1) @ F.normalize(movies, dim=1).T / temperature  # (P, M)
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    logits = logits.masked_fill(other_positives, float("-inf"))
+    return F.cross_entropy(logits, target)

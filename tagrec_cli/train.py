@@ -25,10 +25,12 @@ from torch import nn
 from tagrec_cli import artifacts
 from tagrec_cli.embed import autocast, encode_rows
 from tagrec_cli.errors import TagrecError
-from tagrec_cli.losses import cosine_embedding_loss
+from tagrec_cli.losses import cosine_embedding_loss, in_batch_softmax_loss
 from tagrec_cli.metrics import roc_auc, sign_accuracy
 from tagrec_cli.model import ModelConfig, TwoTower, build_model, resolve_device, save_model
 from tagrec_cli.tokens import TokenTable, token_tables
+
+LOSSES = ("cosine", "softmax")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1  # share of steps with linear warm-up, then linear decay to 0
     margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
+    loss: str = "cosine"  # "cosine" (the seed's pairwise loss) or "softmax" (in-batch negatives)
+    temperature: float = 0.05  # softmax loss: cosine / temperature
     seed: int = 42
     freeze_encoder: bool = False  # train only the heads on cached encoder outputs
     group_by_user: bool = True  # batch a user's pairs together (fewer long documents to encode)
@@ -52,6 +56,8 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if not 0 <= self.warmup < 1:
             raise ValueError("warmup must be in [0, 1)")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
 
 
 @dataclass
@@ -170,7 +176,7 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
     With `features` (frozen encoder) the pooled encoder outputs are looked up instead.
     """
-    vecs, encoded = {}, 0
+    unique_vecs, inverses, encoded = {}, {}, 0
     for side, rows in (("user", pairs.user_rows[batch]), ("movie", pairs.movie_rows[batch])):
         unique, inverse = np.unique(rows, return_inverse=True)
         with autocast(device):
@@ -178,11 +184,30 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
                 pooled = features[side][torch.from_numpy(unique)].to(device)
             else:
                 pooled = encode_grouped(model, tables[side], unique, device, cfg.length_groups)
-            emb = model.project(side, pooled)
-        vecs[side] = emb.float()[torch.from_numpy(inverse).to(device)]  # (B, dim)
+            unique_vecs[side] = model.project(side, pooled).float()  # (n_unique, dim)
+        inverses[side] = inverse
         encoded += len(unique)
-    labels = torch.from_numpy(pairs.labels[batch]).to(device)
-    loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, cfg.margin)
+    labels = pairs.labels[batch]
+    if cfg.loss == "softmax":
+        liked = np.flatnonzero(labels > 0)
+        if len(liked) == 0:  # a batch of dislikes only has no softmax target
+            return 0.0, encoded
+        u, m = inverses["user"][liked], inverses["movie"][liked]
+        # other_positives[p, j]: movie j is liked by pair p's user in another pair
+        same_user = u[:, None] == u[None, :]  # (P, P)
+        other = np.zeros((len(liked), len(unique_vecs["movie"])), dtype=bool)
+        rows_, cols_ = np.nonzero(same_user)
+        other[rows_, m[cols_]] = True
+        other[np.arange(len(liked)), m] = False
+        loss = in_batch_softmax_loss(
+            unique_vecs["user"][torch.from_numpy(u).to(device)], unique_vecs["movie"],
+            torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
+            cfg.temperature)
+    else:
+        loss = cosine_embedding_loss(
+            unique_vecs["user"][torch.from_numpy(inverses["user"]).to(device)],
+            unique_vecs["movie"][torch.from_numpy(inverses["movie"]).to(device)],
+            torch.from_numpy(labels).to(device), cfg.margin)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
