@@ -241,6 +241,8 @@ def train(
     ] = Loss.cosine,
     temperature: Annotated[float, typer.Option(
         min=1e-4, help="Softmax loss temperature (cosine / temperature).")] = 0.05,
+    log_q: Annotated[bool, typer.Option(
+        help="Softmax loss: correct for how often each movie appears as a negative.")] = True,
 ) -> None:
     """Train the user and movie towers on the ingested like/dislike pairs.
 
@@ -256,7 +258,7 @@ def train(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
                       device=device.value, margin=margin, loss=loss.value,
-                      temperature=temperature)
+                      temperature=temperature, log_q=log_q)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("loss {task.fields[loss]:.4f}"),

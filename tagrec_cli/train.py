@@ -44,6 +44,7 @@ class TrainConfig:
     margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
     loss: str = "cosine"  # "cosine" (the seed's pairwise loss) or "softmax" (in-batch negatives)
     temperature: float = 0.05  # softmax loss: cosine / temperature
+    log_q: bool = True  # softmax loss: subtract log(movie frequency in the training pairs)
     seed: int = 42
     freeze_encoder: bool = False  # train only the heads on cached encoder outputs
     group_by_user: bool = True  # batch a user's pairs together (fewer long documents to encode)
@@ -170,13 +171,16 @@ def encode_grouped(model: TwoTower, table: TokenTable, rows: np.ndarray, device:
 def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
                tables: dict[str, TokenTable], pairs: Pairs, batch: np.ndarray,
                device: torch.device, cfg: TrainConfig,
-               features: dict[str, torch.Tensor] | None = None) -> tuple[float, int]:
+               features: dict[str, torch.Tensor] | None = None,
+               log_q: np.ndarray | None = None) -> tuple[float, int]:
     """One optimisation step on pairs[batch]; returns (loss, documents encoded).
 
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
     With `features` (frozen encoder) the pooled encoder outputs are looked up instead.
+    log_q: (n_movies,) log frequency of each movie among the training pairs, for the softmax
+    loss's popularity correction (frequent movies are frequent in-batch negatives).
     """
-    unique_vecs, inverses, encoded = {}, {}, 0
+    unique_vecs, inverses, uniques, encoded = {}, {}, {}, 0
     for side, rows in (("user", pairs.user_rows[batch]), ("movie", pairs.movie_rows[batch])):
         unique, inverse = np.unique(rows, return_inverse=True)
         with autocast(device):
@@ -185,7 +189,7 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
             else:
                 pooled = encode_grouped(model, tables[side], unique, device, cfg.length_groups)
             unique_vecs[side] = model.project(side, pooled).float()  # (n_unique, dim)
-        inverses[side] = inverse
+        inverses[side], uniques[side] = inverse, unique
         encoded += len(unique)
     labels = pairs.labels[batch]
     if cfg.loss == "softmax":
@@ -202,7 +206,8 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
         loss = in_batch_softmax_loss(
             unique_vecs["user"][torch.from_numpy(u).to(device)], unique_vecs["movie"],
             torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
-            cfg.temperature)
+            cfg.temperature,
+            None if log_q is None else torch.from_numpy(log_q[uniques["movie"]]).to(device))
     else:
         loss = cosine_embedding_loss(
             unique_vecs["user"][torch.from_numpy(inverses["user"]).to(device)],
@@ -290,6 +295,10 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
     schedule = [epoch_batches(train.user_rows, cfg.batch_size, rng, cfg.group_by_user)
                 for _ in range(cfg.epochs)]
     total_steps = sum(len(batches) for batches in schedule)
+    log_q = None
+    if cfg.loss == "softmax" and cfg.log_q:
+        counts = np.bincount(train.movie_rows, minlength=len(tables["movie"])) + 1.0
+        log_q = np.log(counts / counts.sum()).astype(np.float32)  # (n_movies,)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     settings = {"training": asdict(cfg),
@@ -330,7 +339,7 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
                 loss, encoded = train_step(model, optimizer, tables, train, batch, device, cfg,
-                                           features)
+                                           features, log_q)
                 seqs += encoded
                 step += 1
                 losses.append(loss)
