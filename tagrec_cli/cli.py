@@ -399,7 +399,7 @@ def evaluate(
     from tagrec_cli import artifacts
     from tagrec_cli.evaluate import SLICES, run_evaluate
 
-    names = [b for b in baselines.split(",") if b.strip()]
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
     with err.status("evaluating") as status:
         report = run_evaluate(workdir, k=k, baselines=names, relevant_rating=relevant_rating,
                               include_tagrec=not baselines_only,
