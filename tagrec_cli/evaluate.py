@@ -39,6 +39,7 @@ from tagrec_cli import artifacts
 from tagrec_cli import baselines as bl
 from tagrec_cli.errors import ArtifactError, TagrecError
 from tagrec_cli.metrics import roc_auc, sign_accuracy
+from tagrec_cli.recommend import rows_of
 
 DEFAULT_BASELINES = bl.BASELINES
 METRICS = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "popularity_percentile", "users")
@@ -171,11 +172,6 @@ class EvalData:
         return np.asarray((self.history != 0).sum(axis=0)).ravel()
 
 
-def _rows(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1)
-
-
 def load_eval_data(workdir: Path, relevant_rating: float = 4.0) -> EvalData:
     """Read ingest/{ratings,movies,pairs}.parquet into matrices indexed by catalogue rows."""
     import polars as pl
@@ -192,11 +188,9 @@ def load_eval_data(workdir: Path, relevant_rating: float = 4.0) -> EvalData:
         raise ArtifactError(f"{folder} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec ingest`") from None
     movie_ids = movies["movieId"].to_numpy().astype(np.int64)
-    order = np.argsort(movie_ids, kind="stable")
 
     def movie_rows(ids: np.ndarray) -> np.ndarray:
-        found = _rows(movie_ids[order], ids)
-        return np.where(found >= 0, order[np.maximum(found, 0)], -1)
+        return rows_of(movie_ids, ids)
 
     r_users = ratings["userId"].to_numpy().astype(np.int64)
     r_movies = movie_rows(ratings["movieId"].to_numpy().astype(np.int64))
@@ -216,7 +210,7 @@ def load_eval_data(workdir: Path, relevant_rating: float = 4.0) -> EvalData:
         relevant[u].add(int(m))
 
     valid = pairs.filter(pl.col("split") == "valid")
-    p_users = _rows(user_ids, valid["userId"].to_numpy().astype(np.int64))
+    p_users = rows_of(user_ids, valid["userId"].to_numpy().astype(np.int64))
     p_movies = movie_rows(valid["movieId"].to_numpy().astype(np.int64))
     ok = (p_users >= 0) & (p_movies >= 0)
     liked = manifest.get("settings", {}).get("liked_rating", 2.5)

@@ -26,6 +26,20 @@ SEEN_FILE = "seen.safetensors"  # every user's rated movies (history and held ou
 MOVIE_INFO_FILE = "movie_info.json"  # columns movieId, title, year, genres
 
 
+def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions of `ids` in the (unsorted) id array `table_ids`; -1 where an id is absent.
+
+    Example: table_ids [5, 1, 9], ids [9, 4] -> [2, -1]
+    """
+    ids = np.asarray(ids)
+    if len(table_ids) == 0:
+        return np.full(ids.shape, -1, dtype=np.int64)
+    order = np.argsort(table_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(table_ids, ids, sorter=order), len(order) - 1)
+    rows = order[pos]
+    return np.where(table_ids[rows] == ids, rows, -1)
+
+
 @dataclass
 class EmbeddingTable:
     ids: np.ndarray  # (N,) int64 MovieLens ids
@@ -33,11 +47,7 @@ class EmbeddingTable:
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """ids -> row numbers; -1 where an id is not in the table."""
-        order = np.argsort(self.ids, kind="stable")
-        pos = np.searchsorted(self.ids, ids, sorter=order)
-        pos = np.minimum(pos, len(order) - 1)
-        rows = order[pos]
-        return np.where(self.ids[rows] == ids, rows, -1)
+        return rows_of(self.ids, ids)
 
 
 def load_table(workdir: Path, side: str) -> EmbeddingTable:

@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError
+from tagrec_cli.recommend import rows_of
 
 SIDES = ("user", "movie")
 ID_COLUMN = {"user": "userId", "movie": "movieId"}
@@ -47,10 +48,8 @@ class TokenTable:
 
     def row_of(self, ids: np.ndarray) -> np.ndarray:
         """MovieLens ids -> row numbers; an id missing from the table is an ArtifactError."""
-        order = np.argsort(self.ids)
-        pos = np.searchsorted(self.ids, ids, sorter=order)
-        rows = order[np.minimum(pos, len(order) - 1)]
-        missing = self.ids[rows] != ids
+        rows = rows_of(self.ids, ids)
+        missing = rows < 0
         if missing.any():
             raise ArtifactError(f"id {int(np.asarray(ids)[missing][0])} has no document in the "
                                 "ingest output — re-run `tagrec ingest`")
