@@ -371,6 +371,84 @@ def recommend(
         out.print(table)
 
 
+# ---------------------------------------------------------------- download
+
+
+class DatasetName(StrEnum):
+    """The GroupLens archives `tagrec download` knows checksums for (download.ARCHIVES)."""
+
+    ml_latest_small = "ml-latest-small"
+    ml_25m = "ml-25m"
+    ml_32m = "ml-32m"
+
+
+@command()
+def download(
+    name: Annotated[DatasetName, typer.Argument(
+        help="ml-latest-small (1 MB), ml-25m (262 MB) or ml-32m (239 MB).", show_default=False)],
+    dest: Annotated[Path, typer.Option(
+        "--dest", file_okay=False, help="Folder to unpack DEST/NAME into; created if missing.")
+    ] = Path("."),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Download again even if DEST/NAME already has ratings.csv.")] = False,
+    keep_archive: Annotated[bool, typer.Option(
+        "--keep-archive", help="Keep DEST/NAME.zip after unpacking it.")] = False,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", envvar="TAGREC_DOWNLOAD_URL", show_default=False,
+        help="Folder URL holding NAME.zip, e.g. a mirror (default: GroupLens); the archive "
+        "is still checked against tagrec's recorded checksums.")] = None,
+) -> None:
+    """Download a MovieLens dataset from GroupLens, verify its checksum and unpack it.
+
+    Example: tagrec download ml-latest-small --dest data
+    """
+    import shlex
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from tagrec_cli.download import download_dataset, human_size
+
+    progress = Progress(TextColumn(f"{name.value}.zip"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TimeRemainingColumn(), console=err,
+                        transient=True, disable=not err.is_terminal)  # no bar in logs
+    task = progress.add_task("download", total=None)
+
+    def on_progress(done: int, total: int | None) -> None:
+        progress.update(task, completed=done, total=total)
+
+    try:
+        with progress:
+            result = download_dataset(name.value, dest, base_url=base_url, force=force,
+                                      keep_archive=keep_archive, on_progress=on_progress)
+    except KeyboardInterrupt:
+        done, total = progress.tasks[0].completed, progress.tasks[0].total
+        retry = shlex.join(["tagrec", "download", name.value]
+                           + ([] if dest == Path(".") else ["--dest", str(dest)]))
+        err.print(f"download interrupted after {human_size(done)}"
+                  f"{'' if total is None else ' of ' + human_size(total)}: nothing was kept "
+                  f"— run `{retry}` again", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    if result.downloaded:
+        out.print(f"downloaded {name.value}.zip ({result.size:,} bytes, checksum verified) "
+                  f"and unpacked it into {result.folder}", highlight=False, markup=False,
+                  soft_wrap=True)
+    else:
+        out.print(f"{result.folder} already has ratings.csv; nothing downloaded (use --force "
+                  "to download it again)", highlight=False, markup=False, soft_wrap=True)
+    if result.archive is not None:
+        out.print(f"kept the archive as {result.archive}", highlight=False, markup=False,
+                  soft_wrap=True)
+    out.print(f"next: {shlex.join(['tagrec', 'ingest', '--data', str(result.folder)])}",
+              highlight=False, markup=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------- evaluate
 
 
