@@ -38,7 +38,7 @@ MANIFEST = "manifest.json"
 # Format versions: bump when a reader of the old version could misread the new files.
 INGEST_FORMAT = 1
 MODEL_FORMAT = 1
-EMBEDDINGS_FORMAT = 1
+EMBEDDINGS_FORMAT = 2  # 2: catalogue.parquet, user_tags.parquet, ratings in seen
 
 # Which command writes which artifact, for "run `tagrec X` first" messages.
 MAKER = {INGEST_DIR: "tagrec ingest", MODEL_DIR: "tagrec train", EMBEDDINGS_DIR: "tagrec embed"}
@@ -110,11 +110,12 @@ def write_manifest(folder: Path, kind: str, version: int, **fields: Any) -> dict
 
 
 def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MANIFEST,
-                  kind: str | None = None) -> dict[str, Any]:
+                  kind: str | None = None, min_version: int = 1) -> dict[str, Any]:
     """Read and check the manifest of the artifact ``workdir/folder_name`` (of ``kind``).
 
     Raises ArtifactError naming the command that makes the artifact when it is missing,
-    unreadable, of another kind, or of a newer format than this tagrec understands.
+    unreadable, of another kind, of a newer format than this tagrec understands, or older
+    than ``min_version``.
     """
     kind = kind or folder_name
     folder = Path(workdir) / folder_name
@@ -133,6 +134,9 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
         raise ArtifactError(
             f"{path} has format version {found}, newer than this tagrec reads ({version}): "
             f"upgrade tagrec or re-run `{maker}`")
+    if found < min_version:
+        raise ArtifactError(f"{folder} was made by an older tagrec (format {found}) — "
+                            f"re-run `{maker}`")
     return manifest
 
 

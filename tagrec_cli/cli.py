@@ -302,14 +302,33 @@ def embed(
     ] = None,
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(min=1, help="Documents per batch.")] = 256,
+    add_movies: Annotated[Path | None, typer.Option(
+        "--add-movies", dir_okay=False, help="Only add the movies of this CSV (movieId,title,"
+        "genres,tags; tags separated by '|') to the existing tables, without retraining.")
+    ] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="With --add-movies: overwrite movies already in the table.")] = False,
 ) -> None:
     """Encode every user and movie document into embedding tables (safetensors).
 
-    Example: tagrec embed --device cpu
+    Example: tagrec embed --device cpu   (or: tagrec embed --add-movies new_movies.csv)
     """
     from rich.progress import Progress
 
+    from tagrec_cli.embed import add_movies as add
     from tagrec_cli.embed import run_embed
+
+    if add_movies is not None:
+        with err.status("adding movies"):
+            added = add(workdir, add_movies, replace, device.value, batch_size)
+        what = f"added {len(added.added):,}"
+        if added.replaced:
+            what += f" and replaced {len(added.replaced):,}"
+        out.print(f"{what} movies; the movie table now holds {added.movies:,} "
+                  f"({added.seconds:.1f} s)", highlight=False)
+        return
+    if replace:
+        fail("--replace only goes with --add-movies")
 
     with Progress(console=err, transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -325,50 +344,142 @@ def embed(
               highlight=False)
 
 
-# ---------------------------------------------------------------- recommend
+# ---------------------------------------------------------------- recommend and similar
+
+
+def _because(reason: dict) -> str:
+    """'heist, twist ending; like: Heat (1995)' from one row's reasons."""
+    parts = [", ".join(reason["tags"])] if reason["tags"] else []
+    if reason["like"]:
+        parts.append(f"like: {reason['like']['title']}")
+    return "; ".join(parts)
+
+
+def _print_recommendations(results: list[dict], as_json: bool,
+                           title: Callable[[dict], str]) -> None:
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
+        return
+    for res in results:
+        table = Table(title=title(res))
+        for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
+                              ("genres", "left"), ("score", "right"), ("because", "left")):
+            table.add_column(name, justify=justify)
+        for r in res["recommendations"]:
+            table.add_row(str(r["rank"]), str(r["movieId"]), r["title"] or "",
+                          (r["genres"] or "").replace("|", ", "), f"{r['score']:.3f}",
+                          _because(r["because"]))
+        out.print(table)
+
+
+def _results(workdir: Path, recs: list, k: int, key: str) -> list[dict]:
+    """Recommendations with titles and reasons, as the JSON output gives them."""
+    from tagrec_cli.catalogue import Catalogue
+    from tagrec_cli.recommend import reasons
+
+    catalogue = Catalogue.load(workdir)
+    why = reasons(workdir, recs, catalogue)
+    results = []
+    for rec, rec_reasons in zip(recs, why, strict=True):
+        rows = [{"rank": i + 1, **meta, "score": round(float(score), 6), "because": because}
+                for i, (meta, score, because) in enumerate(
+                    zip(catalogue.info(rec.movie_ids), rec.scores, rec_reasons, strict=True))]
+        results.append({key: rec.query.label if key == "query" else rec.user,
+                        "recommendations": rows})
+        if len(rows) < k:
+            err.print(f"note: only {len(rows)} movies left for {rec.query.label} "
+                      f"(asked for {k})", highlight=False)
+    return results
 
 
 @command()
 def recommend(
-    user: Annotated[list[int], typer.Option("--user", "-u", help="User id (repeatable).")],
-    k: Annotated[int, typer.Option("-k", "--top", help="Movies per user.")] = 10,
+    user: Annotated[list[int] | None, typer.Option(
+        "--user", "-u", help="User id (repeatable).")] = None,
+    tags: Annotated[str | None, typer.Option(
+        "--tags", "-t", help="Comma-separated tags describing a taste (quote a tag holding a "
+        "comma: '\"rock, paper\", heist'); with --user, added to that user's document.")
+    ] = None,
+    tags_file: Annotated[Path | None, typer.Option(
+        "--tags-file", dir_okay=False, help="Read the tags from a file (commas or lines).")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="Movies per query.")] = 10,
     include_seen: Annotated[bool, typer.Option(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
-    """Print the top-k movies for one or more users.
+    """Print the top-k movies for users, or for a taste given as tags, with reasons.
 
-    Example: tagrec recommend --user 42 -k 10
+    Example: tagrec recommend --user 42 -k 10   (or: tagrec recommend --tags "heist, noir")
     """
-    import json
+    from tagrec_cli.catalogue import parse_tags
+    from tagrec_cli.recommend import build_queries, rank
 
-    from tagrec_cli.recommend import movie_info, recommend_for_users
+    if tags is not None and tags_file is not None:
+        fail("give --tags or --tags-file, not both")
+    if tags_file is not None:
+        try:
+            tags = tags_file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            fail(f"{tags_file} is not UTF-8 text")
+    if not user and tags is None:
+        fail("give --user ID, or --tags \"tag, tag\" for a taste without ratings")
+    if k < 1:
+        fail(f"-k must be at least 1 (got {k})")
+    queries = build_queries(workdir, user or [], None if tags is None else parse_tags(tags),
+                            include_seen)
+    results = _results(workdir, rank(workdir, queries, k), k, "user" if user else "query")
+    _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
+                           f"for {'user ' + str(res['user']) if user else 'your tags'}")
 
-    recs = recommend_for_users(workdir, user, k, include_seen)
-    results = []
-    for rec in recs:
-        info = movie_info(workdir, rec.movie_ids)
-        rows = [{"rank": i + 1, **meta, "score": round(float(score), 6)}
-                for i, (meta, score) in enumerate(zip(info, rec.scores, strict=True))]
-        results.append({"user": rec.user, "recommendations": rows})
-        if len(rows) < k:
-            err.print(f"note: only {len(rows)} unseen movies left for user {rec.user} "
-                      f"(asked for {k})", highlight=False)
-    if as_json:
-        typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
-        return
-    for res in results:
-        table = Table(title=f"top {len(res['recommendations'])} for user {res['user']}")
-        for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
-                              ("year", "right"), ("genres", "left"), ("score", "right")):
-            table.add_column(name, justify=justify)
-        for r in res["recommendations"]:
-            table.add_row(str(r["rank"]), str(r["movieId"]), r["title"] or "",
-                          "" if r["year"] is None else str(r["year"]),
-                          (r["genres"] or "").replace("|", ", "), f"{r['score']:.3f}")
-        out.print(table)
+
+@command()
+def similar(
+    movie: Annotated[int | None, typer.Option("--movie", "-m", help="Movie id.")] = None,
+    title: Annotated[str | None, typer.Option(
+        "--title", help="Look the movie up by part of its title (case-insensitive).")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Movies to list.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
+                       ] = False,
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+) -> None:
+    """Print the movies nearest to a movie in the movie table, with the tags they share.
+
+    Example: tagrec similar --movie 1   (or: tagrec similar --title "toy story")
+    """
+    from tagrec_cli.catalogue import Catalogue
+    from tagrec_cli.recommend import similar_movies
+
+    if (movie is None) == (title is None):
+        fail("give --movie ID or --title TEXT")
+    catalogue = Catalogue.load(workdir)
+    if title is not None:
+        matches = catalogue.find(title)
+        if not matches:
+            close = catalogue.close_titles(title)
+            hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
+            fail(f"no movie title contains {title!r}{hint}")
+        if len(matches) > 1:
+            table = Table(title=f"{len(matches)} movies match {title!r}")
+            table.add_column("movieId", justify="right")
+            table.add_column("title")
+            for m in matches[:50]:
+                table.add_row(str(m), catalogue.label(m))
+            if len(matches) > 50:
+                table.add_row("…", f"and {len(matches) - 50} more")
+            out.print(table)
+            fail(f"{len(matches)} movies match {title!r}: pick one with --movie ID")
+        movie = matches[0]
+    rec = similar_movies(workdir, movie, k)
+    results = _results(workdir, [rec], k, "query")
+    name = catalogue.label(movie)
+    results[0]["query"] = {"movieId": movie, "title": name}
+    _print_recommendations(results, as_json,
+                           lambda res: f"{len(res['recommendations'])} movies like {name}")
 
 
 # ---------------------------------------------------------------- download

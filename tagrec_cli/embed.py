@@ -17,8 +17,8 @@ from safetensors.numpy import save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.model import TwoTower, load_model, resolve_device
-from tagrec_cli.recommend import MOVIE_INFO_FILE, SEEN_FILE, TABLE_FILE
-from tagrec_cli.tokens import SIDES, TokenTable, token_tables
+from tagrec_cli.recommend import SEEN_FILE, TABLE_FILE, rows_of
+from tagrec_cli.tokens import SIDES, TokenTable, token_tables, tokenize
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -54,23 +54,30 @@ def encode_rows(model: TwoTower, table: TokenTable, rows: np.ndarray, device: to
 
 
 def write_lookups(workdir: Path, folder: Path) -> None:
-    """What `recommend` needs besides the tables, in formats it reads without polars."""
-    import json
+    """What `recommend` needs besides the tables, so that it never reads the ingest output.
 
+    seen.safetensors: every user's rated movies and ratings (history and held out) as CSR;
+    catalogue.parquet: the movies' titles and tags; user_tags.parquet: the users' tags.
+    """
     import polars as pl
 
+    from tagrec_cli.catalogue import CATALOGUE_FILE, USER_TAGS_FILE
+
     ingest = Path(workdir) / artifacts.INGEST_DIR
-    seen = (pl.read_parquet(ingest / "ratings.parquet", columns=["userId", "movieId"])
+    seen = (pl.read_parquet(ingest / "ratings.parquet", columns=["userId", "movieId", "rating"])
             .sort("userId", "movieId"))
     users, counts = np.unique(seen["userId"].to_numpy(), return_counts=True)
     indptr = np.zeros(len(users) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum(counts)
     save_file({"users": users.astype(np.int64), "indptr": indptr,
-               "movies": seen["movieId"].to_numpy().astype(np.int64)}, str(folder / SEEN_FILE))
-    info = pl.read_parquet(ingest / "movies.parquet", columns=["movieId", "title", "year",
-                                                                "genres"])
-    (folder / MOVIE_INFO_FILE).write_text(json.dumps(info.to_dict(as_series=False),
-                                                     ensure_ascii=False), encoding="utf-8")
+               "movies": seen["movieId"].to_numpy().astype(np.int64),
+               "ratings": seen["rating"].to_numpy().astype(np.float32)},
+              str(folder / SEEN_FILE))
+    (pl.read_parquet(ingest / "movies.parquet",
+                     columns=["movieId", "title", "year", "genres", "tags"])
+     .write_parquet(folder / CATALOGUE_FILE))
+    pl.read_parquet(ingest / "users.parquet", columns=["userId", "tags"]).write_parquet(
+        folder / USER_TAGS_FILE)
 
 
 @dataclass
@@ -108,9 +115,139 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
             save_file({"ids": table.ids.astype(np.int64), "embeddings": vecs.astype(np.float32)},
                       str(tmp / TABLE_FILE[side]), metadata={**meta, "side": side})
         write_lookups(workdir, tmp)
+        settings = artifacts.read_manifest(workdir, artifacts.INGEST_DIR,
+                                           artifacts.INGEST_FORMAT)["settings"]
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,
                                  model_config_hash=artifacts.file_digest(model_dir / "config.json"),
-                                 users=len(tables["user"]), movies=len(tables["movie"]))
+                                 users=len(tables["user"]), movies=len(tables["movie"]),
+                                 added_movies=0, ingest_settings=settings)
     return EmbedSummary(out, len(tables["user"]), len(tables["movie"]), model.cfg.dim,
                         round(time.perf_counter() - start, 3))
+
+
+# ---------------------------------------------------------------- embed --add-movies
+
+NEW_MOVIE_COLUMNS = ("movieId", "title", "genres", "tags")
+
+
+def read_new_movies(path: Path, max_tags: int):
+    """A CSV of movieId,title,genres,tags (tags separated by '|') -> polars DataFrame.
+
+    Tags are cleaned as ingest cleans them and keep the file's order (there are no counts
+    to rank them by), capped at max_tags.
+    """
+    import polars as pl
+
+    from tagrec_cli.catalogue import normalize_tags
+    from tagrec_cli.errors import DataError
+    from tagrec_cli.movielens import read_csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist (expected a CSV with columns "
+                        f"{','.join(NEW_MOVIE_COLUMNS)})")
+    schema = {"movieId": pl.Int64, "title": pl.String, "genres": pl.String, "tags": pl.String}
+    df = read_csv(path, schema)
+    if df.height == 0:
+        raise DataError(f"{path} has no movies")
+    repeated = df.filter(pl.col("movieId").is_duplicated())
+    if repeated.height:
+        raise DataError(f"{path}: movieId {repeated['movieId'][0]} appears more than once")
+    untitled = df.with_row_index().filter(pl.col("title").fill_null("").str.strip_chars() == "")
+    if untitled.height:
+        raise DataError(f"{path}, line {untitled['index'][0] + 2}: empty title")
+    tags = [normalize_tags((t or "").split("|"))[:max_tags] for t in df["tags"].to_list()]
+    return df.with_columns(pl.Series("tags", tags, dtype=pl.List(pl.String)),
+                           pl.col("title").str.strip_chars())
+
+
+@dataclass
+class AddSummary:
+    added: list[int]  # movie ids new to the table
+    replaced: list[int]  # movie ids whose rows were overwritten (--replace)
+    movies: int  # rows in the movie table now
+    seconds: float
+
+
+def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str = "auto",
+               batch_size: int = 256) -> AddSummary:
+    """Encode movies from a CSV with the trained movie tower and add them to the tables.
+
+    Documents are built as ingest builds them (same settings; no rating, as nobody rated
+    them). The embeddings folder is rewritten atomically; unchanged files are hard links.
+    """
+    import os
+    import shutil
+    import time
+
+    import polars as pl
+    from safetensors.numpy import load_file
+
+    from tagrec_cli.catalogue import CATALOGUE_FILE, Catalogue
+    from tagrec_cli.errors import ArtifactError, DataError
+    from tagrec_cli.ingest import IngestConfig, movie_document_text, movie_fields
+    from tagrec_cli.recommend import embeddings_manifest
+
+    start = time.perf_counter()
+    workdir = Path(workdir)
+    folder = workdir / artifacts.EMBEDDINGS_DIR
+    manifest = embeddings_manifest(workdir)
+    settings = manifest["ingest_settings"]
+    new = read_new_movies(csv_path, int(settings["max_tags"]))
+    catalogue = Catalogue.load(workdir)
+    exists = catalogue.rows(new["movieId"].to_numpy()) >= 0
+    if exists.any() and not replace:
+        movie = int(new["movieId"][int(np.argmax(exists))])
+        raise DataError(f"movie {movie} is already in the table ({catalogue.label(movie)}); "
+                        "pass --replace to overwrite it")
+    model_dir = Path(manifest["model_dir"])
+    if not (model_dir / "config.json").is_file() or artifacts.file_digest(
+            model_dir / "config.json") != manifest["model_config_hash"]:
+        raise ArtifactError(f"the model the tables were made with ({model_dir}) is gone or "
+                            "changed — re-run `tagrec embed` first")
+
+    cfg = IngestConfig(**{k: settings[k] for k in ("with_title", "with_year", "with_genres",
+                                                   "max_tags")})
+    docs = movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
+    docs = docs.with_columns(document=movie_document_text(cfg))
+    dev = resolve_device(device)
+    model, tokenizer, _ = load_model(model_dir, dev)
+    offsets, tokens = tokenize(tokenizer, docs["document"].to_list(), model.cfg.max_length)
+    ids = docs["movieId"].to_numpy().astype(np.int64)
+    table = TokenTable(ids, offsets, tokens, tokenizer.pad_token_id or 0)
+    vecs = encode_rows(model, table, np.arange(len(ids)), dev, batch_size, side="movie")
+    vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
+
+    old = load_file(str(folder / TABLE_FILE["movie"]))
+    rows = rows_of(old["ids"], ids)
+    table_ids = np.concatenate([old["ids"], ids[rows < 0]])
+    table_vecs = np.concatenate([old["embeddings"], vecs[rows < 0]])
+    table_vecs[rows[rows >= 0]] = vecs[rows >= 0]  # --replace: overwrite in place
+    info = docs.select("movieId", "title", "year", "genres", "tags")
+    old_info = pl.read_parquet(folder / CATALOGUE_FILE)
+    merged = pl.concat([old_info.filter(~pl.col("movieId").is_in(ids)), info],
+                       how="vertical_relaxed")
+    with artifacts.atomic_dir(folder) as tmp:
+        for item in folder.iterdir():  # unchanged files: hard links, no copy of big tables
+            if item.name not in (TABLE_FILE["movie"], CATALOGUE_FILE, artifacts.MANIFEST):
+                try:
+                    os.link(item, tmp / item.name)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(item, tmp / item.name)
+        save_file({"ids": table_ids, "embeddings": table_vecs.astype(np.float32)},
+                  str(tmp / TABLE_FILE["movie"]),
+                  metadata={"format": "tagrec-embeddings",
+                            "format_version": str(artifacts.EMBEDDINGS_FORMAT),
+                            "model_dir": manifest["model_dir"], "dim": str(manifest["dim"]),
+                            "side": "movie"})
+        merged.write_parquet(tmp / CATALOGUE_FILE)
+        fields = {k: v for k, v in manifest.items()
+                  if k not in ("format", "format_version", "tagrec_version")}
+        added = [int(m) for m in ids[rows < 0]]
+        fields |= {"movies": len(table_ids),
+                   "added_movies": int(manifest.get("added_movies", 0)) + len(added)}
+        artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
+                                 **fields)
+    return AddSummary(added, [int(m) for m in ids[rows >= 0]], len(table_ids),
+                      round(time.perf_counter() - start, 3))

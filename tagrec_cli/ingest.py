@@ -147,29 +147,22 @@ def ranked_tags(tag_counts: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
             .group_by(key, maintain_order=True).agg(tags=pl.col("tag").head(n)))
 
 
-def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFrame,
-                    cfg: IngestConfig) -> pl.DataFrame:
-    """One row per movie of movies.csv: tags (most users first), mean rating, document text.
-
-    Document: [title, year, genres,] rating X.Y, tags... (empty parts left out).
-    """
-    # A tag's frequency on a movie = number of distinct users who applied it.
-    counts = tags.unique(["movieId", "tag", "userId"]).group_by("movieId", "tag").agg(
-        count=pl.len())
-    stats = history.group_by("movieId").agg(
-        n_ratings=pl.len(), mean_rating=pl.col("rating").mean())
+def movie_fields(movies: pl.DataFrame) -> pl.DataFrame:
+    """movies.csv rows + year, name ("Matrix, The (1999)" -> "The Matrix") and genre_text."""
     year = pl.col("title").str.extract(r"\((\d{4})\)\s*$", 1).cast(pl.Int32, strict=False)
     name = pl.col("title").str.replace(r"\s*\(\d{4}\)\s*$", "").str.strip_chars()
     name = name.str.replace(r"^(.*), (The|A|An)$", "$2 $1")  # "Matrix, The" -> "The Matrix"
     genres = (pl.when(pl.col("genres") == "(no genres listed)").then(pl.lit(""))
               .otherwise(pl.col("genres").str.replace_all("|", ", ", literal=True)
                          .str.to_lowercase()))
-    df = (movies.unique("movieId", keep="first", maintain_order=True)
-          .with_columns(year=year, name=name, genre_text=genres.fill_null(""))
-          .join(ranked_tags(counts, "movieId", cfg.max_tags), on="movieId", how="left")
-          .join(stats, on="movieId", how="left")
-          .with_columns(tags=pl.col("tags").fill_null([]),
-                        n_ratings=pl.col("n_ratings").fill_null(0).cast(pl.Int64)))
+    return movies.with_columns(year=year, name=name, genre_text=genres.fill_null(""))
+
+
+def movie_document_text(cfg: IngestConfig) -> pl.Expr:
+    """[title, year, genres,] rating X.Y, tags... from movie_fields' columns, mean_rating, tags.
+
+    Empty parts (no tags; no rating for a movie nobody rated) are left out.
+    """
     parts = []
     if cfg.with_title:
         parts.append(pl.col("name"))
@@ -181,10 +174,25 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
     # tokens), and a well-tagged movie's rating would otherwise be the first thing cut.
     parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
     parts.append(pl.col("tags").list.join(", "))
-    document = pl.concat_list([p.fill_null("") for p in parts]).list.eval(
+    return pl.concat_list([p.fill_null("") for p in parts]).list.eval(
         pl.element().filter(pl.element() != "")).list.join(", ")
+
+
+def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFrame,
+                    cfg: IngestConfig) -> pl.DataFrame:
+    """One row per movie of movies.csv: tags (most users first), mean rating, document text."""
+    # A tag's frequency on a movie = number of distinct users who applied it.
+    counts = tags.unique(["movieId", "tag", "userId"]).group_by("movieId", "tag").agg(
+        count=pl.len())
+    stats = history.group_by("movieId").agg(
+        n_ratings=pl.len(), mean_rating=pl.col("rating").mean())
+    df = (movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
+          .join(ranked_tags(counts, "movieId", cfg.max_tags), on="movieId", how="left")
+          .join(stats, on="movieId", how="left")
+          .with_columns(tags=pl.col("tags").fill_null([]),
+                        n_ratings=pl.col("n_ratings").fill_null(0).cast(pl.Int64)))
     return df.select("movieId", "title", "year", "genres", "tags", "n_ratings",
-                     "mean_rating", document=document).sort("movieId")
+                     "mean_rating", document=movie_document_text(cfg)).sort("movieId")
 
 
 def liked_movie_tags(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,

@@ -29,10 +29,14 @@ def read_table(data_dir: Path, name: str) -> pl.DataFrame:
     or a non-UTF-8 byte raises DataError naming the file, line and column.
     """
     path = Path(data_dir) / name
-    schema = SCHEMAS[name]
     if not path.is_file():
         raise DataError(f"missing {name} in {data_dir} (expected MovieLens files "
                         "movies.csv, ratings.csv, tags.csv)")
+    return read_csv(path, SCHEMAS[name])
+
+
+def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read the columns of `schema` from a CSV file with a header; errors as read_table's."""
     header = _read_header(path)
     missing = [c for c in schema if c not in header]
     if missing:

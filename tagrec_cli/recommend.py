@@ -1,18 +1,19 @@
-"""`tagrec recommend`: top-k movies per user from the embedding tables (numpy only, no torch).
+"""`tagrec recommend` and `tagrec similar`: top-k movies from the embedding tables.
 
 Rows of both tables are L2-normalised, so cosine similarity is a dot product. Filtering
 happens inside top-k: excluded movies get -inf before selection, and k is capped at what is
-left, so a user always gets the best k movies that remain.
+left, so a query always gets the best k movies that remain.
 
-It reads only files that `tagrec embed` wrote beside the tables (the movies' titles and every
-user's rated movies), so it imports neither torch nor polars and answers in a blink.
+A query is a known user's row of the user table, or a user document written from tags
+(`--tags`), encoded by the user tower in numpy (npbert.py) so that no torch is imported. It
+reads only what `tagrec embed` wrote, so it needs neither the ingest output nor a GPU.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from safetensors import SafetensorError
@@ -21,9 +22,11 @@ from safetensors.numpy import load_file
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError, TagrecError
 
+if TYPE_CHECKING:
+    from tagrec_cli.catalogue import Catalogue
+
 TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}
 SEEN_FILE = "seen.safetensors"  # every user's rated movies (history and held out), as CSR
-MOVIE_INFO_FILE = "movie_info.json"  # columns movieId, title, year, genres
 
 
 def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -40,6 +43,12 @@ def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(table_ids[rows] == ids, rows, -1)
 
 
+def embeddings_manifest(workdir: Path) -> dict:
+    """The checked manifest of embeddings/ (older formats lack what recommend reads)."""
+    return artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR,
+                                   artifacts.EMBEDDINGS_FORMAT, min_version=2)
+
+
 @dataclass
 class EmbeddingTable:
     ids: np.ndarray  # (N,) int64 MovieLens ids
@@ -52,7 +61,7 @@ class EmbeddingTable:
 
 def load_table(workdir: Path, side: str) -> EmbeddingTable:
     """Read embeddings/{users,movies}.safetensors, checked against the manifest."""
-    artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT)
+    embeddings_manifest(workdir)
     path = Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]
     try:
         arrays = load_file(str(path))
@@ -101,15 +110,9 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int,
     return rows_out, scores_out
 
 
-@dataclass
-class Recommendation:
-    user: int
-    movie_ids: np.ndarray  # (n,) best first
-    scores: np.ndarray  # (n,) cosine similarity
-
-
 def load_seen(workdir: Path) -> dict[str, np.ndarray]:
-    """users (U,) sorted ids, indptr (U+1,), movies: movies[indptr[i]:indptr[i+1]] of users[i]."""
+    """users (U,) sorted ids, indptr (U+1,), movies and ratings: user i's rated movies are
+    movies[indptr[i]:indptr[i+1]], with ratings at the same positions."""
     path = Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE
     try:
         return load_file(str(path))
@@ -118,11 +121,76 @@ def load_seen(workdir: Path) -> dict[str, np.ndarray]:
                             "re-run `tagrec embed`") from None
 
 
-def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
-                        include_seen: bool = False) -> list[Recommendation]:
-    """Top-k movies for each user; a batch gives the same lists as one user at a time."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
+def seen_of(seen: dict[str, np.ndarray], user: int) -> tuple[np.ndarray, np.ndarray]:
+    """(movie ids, ratings) that `user` rated; empty arrays for a user with none."""
+    i = int(np.searchsorted(seen["users"], user))
+    if i == len(seen["users"]) or seen["users"][i] != user:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    lo, hi = seen["indptr"][i], seen["indptr"][i + 1]
+    return seen["movies"][lo:hi], seen["ratings"][lo:hi]
+
+
+def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
+    """User documents -> (N, dim) unit rows, with the model that made the tables."""
+    from tagrec_cli.npbert import load_tower
+
+    manifest = embeddings_manifest(workdir)
+    model_dir = Path(manifest["model_dir"])
+    try:
+        digest = artifacts.file_digest(model_dir / "config.json")
+    except OSError:
+        raise ArtifactError(f"the model the tables were made with ({model_dir}) is gone — "
+                            "re-run `tagrec train` and `tagrec embed`") from None
+    if digest != manifest["model_config_hash"]:
+        raise ArtifactError(f"the model in {model_dir} changed after the tables were made — "
+                            "re-run `tagrec embed`")
+    tower = load_tower(model_dir, "user")
+    if tower is not None:
+        return tower.encode(documents)
+    # Not plain BERT: the same tower through torch (slower to start).
+    import torch
+
+    from tagrec_cli.embed import encode_rows
+    from tagrec_cli.model import load_model
+    from tagrec_cli.tokens import TokenTable, tokenize
+
+    model, tokenizer, _ = load_model(model_dir, "cpu")
+    offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
+    table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id or 0)
+    vecs = encode_rows(model, table, np.arange(len(documents)), torch.device("cpu"), side="user")
+    return torch.nn.functional.normalize(vecs, dim=1).numpy()
+
+
+@dataclass
+class Query:
+    """What to rank the movie table against: a known user, tags, or both."""
+
+    user: int | None  # None for a tags-only query
+    tags: list[str]  # the query document's tags, for the reasons
+    vector: np.ndarray  # (dim,) unit
+    exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # movie rows
+
+    @property
+    def label(self) -> str:
+        return "your tags" if self.user is None else f"user {self.user}"
+
+
+@dataclass
+class Recommendation:
+    query: Query
+    movie_ids: np.ndarray  # (n,) best first
+    scores: np.ndarray  # (n,) cosine similarity
+
+    @property
+    def user(self) -> int | None:
+        return self.query.user
+
+
+def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None,
+                  include_seen: bool = False) -> list[Query]:
+    """One query per user (with `tags` added to the user's document), or one from tags alone."""
+    from tagrec_cli.catalogue import document_text, query_tags, user_tags
+
     user_table = load_table(workdir, "user")
     movie_table = load_table(workdir, "movie")
     ids = np.asarray(users, dtype=np.int64)
@@ -131,30 +199,93 @@ def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
         unknown = int(ids[rows < 0][0])
         raise TagrecError(f"unknown user {unknown}: no user document in the workspace "
                           f"(users {int(user_table.ids.min())}–{int(user_table.ids.max())})")
-    exclude = None
-    if not include_seen:
-        seen = load_seen(workdir)
-        exclude = []
-        for u in ids:
-            i = np.searchsorted(seen["users"], u)
-            found = i < len(seen["users"]) and seen["users"][i] == u
-            movies = seen["movies"][seen["indptr"][i]:seen["indptr"][i + 1]] if found else []
-            seen_rows = movie_table.rows_of(np.asarray(movies, dtype=np.int64))
-            exclude.append(seen_rows[seen_rows >= 0])
-    top_rows, top_scores = top_k(user_table.vectors[rows], movie_table.vectors, k, exclude)
-    return [Recommendation(int(u), movie_table.ids[r], s)
-            for u, r, s in zip(ids, top_rows, top_scores, strict=True)]
+    if tags is not None and not tags:
+        raise TagrecError("--tags holds no tag (give comma-separated tags, e.g. "
+                          "--tags \"heist, twist ending\")")
+    max_tags = int(embeddings_manifest(workdir)["ingest_settings"]["max_tags"])
+    doc_tags = [user_tags(workdir, int(u)) for u in ids] if len(ids) else [[]]
+    if tags:
+        doc_tags = [query_tags(tags, base, max_tags) for base in doc_tags]
+        vectors = encode_user_documents(workdir, [document_text(t) for t in doc_tags])
+    else:
+        vectors = user_table.vectors[rows]
+    seen = load_seen(workdir) if len(ids) and not include_seen else None
+    queries = []
+    for i, vector in enumerate(vectors):
+        user = int(ids[i]) if len(ids) else None
+        exclude = np.zeros(0, np.int64)
+        if seen is not None:
+            seen_rows = movie_table.rows_of(seen_of(seen, user)[0])
+            exclude = seen_rows[seen_rows >= 0]
+        queries.append(Query(user, doc_tags[i], vector, exclude))
+    return queries
 
 
-def movie_info(workdir: Path, movie_ids: np.ndarray) -> list[dict]:
-    """{movieId, title, year, genres} for the given ids, in the given order."""
-    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / MOVIE_INFO_FILE
-    try:
-        columns = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec embed`") from None
-    index = {m: i for i, m in enumerate(columns["movieId"])}
-    return [{name: columns[name][index[int(m)]] if int(m) in index else None
-             for name in ("title", "year", "genres")} | {"movieId": int(m)}
-            for m in movie_ids]
+def rank(workdir: Path, queries: list[Query], k: int) -> list[Recommendation]:
+    """Top-k movies per query; a batch gives the same lists as one query at a time."""
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    movies = load_table(workdir, "movie")
+    top_rows, top_scores = top_k(np.stack([q.vector for q in queries]), movies.vectors, k,
+                                 [q.exclude for q in queries])
+    return [Recommendation(q, movies.ids[r], s)
+            for q, r, s in zip(queries, top_rows, top_scores, strict=True)]
+
+
+def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
+                        include_seen: bool = False) -> list[Recommendation]:
+    """Top-k movies for each known user, from the user table."""
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    return rank(workdir, build_queries(workdir, users, None, include_seen), k)
+
+
+def similar_movies(workdir: Path, movie_id: int, k: int = 10) -> Recommendation:
+    """The k movies nearest to `movie_id` in the movie table, the movie itself left out."""
+    movies = load_table(workdir, "movie")
+    row = int(movies.rows_of(np.array([movie_id]))[0])
+    if row < 0:
+        raise TagrecError(f"unknown movie {movie_id}: not in the movie table (ids "
+                          f"{int(movies.ids.min())}–{int(movies.ids.max())}); look a movie up "
+                          "by title with --title, e.g. tagrec similar --title \"toy story\"")
+    from tagrec_cli.catalogue import Catalogue
+
+    catalogue = Catalogue.load(workdir)
+    at = int(catalogue.rows(np.array([movie_id]))[0])
+    query = Query(None, catalogue.tags[at] if at >= 0 else [], movies.vectors[row],
+                  np.array([row]))
+    return rank(workdir, [query], k)[0]
+
+
+def reasons(workdir: Path, recs: list[Recommendation],
+            catalogue: Catalogue | None = None) -> list[list[dict]]:
+    """Per recommendation row: {"tags": shared tags (rarest first), "like": history movie}.
+
+    "like" is the movie the user rated (liked ones first) closest to the recommended one in
+    the movie table; None for tags-only queries. No encoder pass: documents and tables only.
+    """
+    from tagrec_cli.catalogue import Catalogue, closest_history, shared_tags
+
+    catalogue = catalogue or Catalogue.load(workdir)
+    counts = catalogue.tag_movie_counts()
+    tag_rows = catalogue.rows  # id -> catalogue row
+    movies = load_table(workdir, "movie")
+    liked = float(embeddings_manifest(workdir)["ingest_settings"]["liked_rating"])
+    seen = load_seen(workdir) if any(r.user is not None for r in recs) else None
+    out = []
+    for rec in recs:
+        rows = tag_rows(rec.movie_ids)
+        shared = [shared_tags(rec.query.tags, catalogue.tags[r], counts) if r >= 0 else []
+                  for r in rows]
+        like = np.full(len(rec.movie_ids), -1)
+        if rec.user is not None and seen is not None:
+            history, ratings = seen_of(seen, rec.user)
+            history = history[ratings >= liked] if (ratings >= liked).any() else history
+            h_rows = movies.rows_of(history)
+            history, h_rows = history[h_rows >= 0], h_rows[h_rows >= 0]
+            like = closest_history(movies.vectors[h_rows], history,
+                                   movies.vectors[movies.rows_of(rec.movie_ids)], rec.movie_ids)
+        out.append([{"tags": tags, "like": None if m < 0 else
+                     {"movieId": int(m), "title": catalogue.label(int(m))}}
+                    for tags, m in zip(shared, like, strict=True)])
+    return out

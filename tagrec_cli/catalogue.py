@@ -1,0 +1,159 @@
+"""What stands behind the embedding tables: titles and tags of movies, tags of users, and the
+reasons shown beside a recommendation.
+
+`tagrec embed` writes these beside the tables (embeddings/catalogue.parquet and
+embeddings/user_tags.parquet), so `recommend` and `similar` read neither the ingest output
+nor the model, and movies added later with `embed --add-movies` are covered too.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.recommend import rows_of
+
+CATALOGUE_FILE = "catalogue.parquet"  # movieId, title, year, genres, tags (list)
+USER_TAGS_FILE = "user_tags.parquet"  # userId, tags (list): the user documents' tags
+REASON_TAGS = 3  # shared tags shown per recommendation
+
+
+def normalize_tags(tags: list[str]) -> list[str]:
+    """Trim, lower-case, drop empty ones and repeats (first kept): as ingest treats tags."""
+    seen: dict[str, None] = {}
+    for tag in tags:
+        tag = tag.strip().lower()
+        if tag:
+            seen.setdefault(tag, None)
+    return list(seen)
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma- or newline-separated tags; a tag holding a comma is written in double quotes.
+
+    Example: 'Dark comedy, "rock, paper", heist' -> ['dark comedy', 'rock, paper', 'heist']
+    """
+    rows = csv.reader(io.StringIO(text), skipinitialspace=True)
+    try:
+        return normalize_tags([tag for row in rows for tag in row])
+    except csv.Error as exc:
+        raise TagrecError(f"cannot read the tags {text!r}: {exc}") from None
+
+
+def query_tags(extra: list[str], base: list[str], max_tags: int) -> list[str]:
+    """A user document's tags with `extra` tags put first, as a user's own tags are by ingest."""
+    return normalize_tags(extra + base)[:max_tags]
+
+
+def document_text(tags: list[str]) -> str:
+    """A user document from its tags, exactly as ingest joins them."""
+    return ", ".join(tags)
+
+
+def _read(workdir: Path, name: str) -> pl.DataFrame:
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / name
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec embed`") from None
+
+
+def user_tags(workdir: Path, user: int) -> list[str]:
+    """The tags of `user`'s document (empty when the user has none)."""
+    df = _read(workdir, USER_TAGS_FILE).filter(pl.col("userId") == user)
+    return list(df["tags"][0]) if df.height else []
+
+
+@dataclass
+class Catalogue:
+    """The movies of the movie table: (N,) arrays and lists in the catalogue file's order."""
+
+    ids: np.ndarray  # (N,) int64
+    titles: list[str | None]
+    years: list[int | None]
+    genres: list[str | None]
+    tags: list[list[str]]
+
+    @classmethod
+    def load(cls, workdir: Path) -> Catalogue:
+        df = _read(workdir, CATALOGUE_FILE)
+        return cls(df["movieId"].to_numpy().astype(np.int64), df["title"].to_list(),
+                   df["year"].to_list(), df["genres"].to_list(),
+                   [list(t) for t in df["tags"].to_list()])
+
+    def rows(self, movie_ids: np.ndarray) -> np.ndarray:
+        return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64))
+
+    def info(self, movie_ids: np.ndarray) -> list[dict]:
+        """{movieId, title, year, genres} per id, in order (None fields for an unknown id)."""
+        out = []
+        for m, r in zip(movie_ids, self.rows(movie_ids), strict=True):
+            known = r >= 0
+            out.append({"movieId": int(m), "title": self.titles[r] if known else None,
+                        "year": self.years[r] if known else None,
+                        "genres": self.genres[r] if known else None})
+        return out
+
+    def label(self, movie_id: int) -> str:
+        r = int(self.rows(np.array([movie_id]))[0])
+        return self.titles[r] if r >= 0 and self.titles[r] else f"movie {movie_id}"
+
+    def find(self, text: str) -> list[int]:
+        """Ids of movies whose title contains `text` (case-insensitive), in id order."""
+        needle = text.strip().lower()
+        if not needle:
+            raise TagrecError("--title is empty")
+        hits = [int(m) for m, t in zip(self.ids, self.titles, strict=True)
+                if t and needle in t.lower()]
+        return sorted(hits)
+
+    def close_titles(self, text: str, n: int = 3) -> list[str]:
+        """Titles that look like `text`, for "did you mean" messages."""
+        names = {t.lower(): t for t in self.titles if t}
+        # Compare against titles without the year, which users rarely type.
+        bare = {k.rsplit(" (", 1)[0]: v for k, v in names.items()}
+        return [bare[m] for m in difflib.get_close_matches(text.strip().lower(), list(bare),
+                                                           n=n, cutoff=0.6)]
+
+    def tag_movie_counts(self) -> dict[str, int]:
+        """tag -> number of movies whose document carries it (low = distinctive)."""
+        counts: dict[str, int] = {}
+        for tags in self.tags:
+            for tag in tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        return counts
+
+
+def shared_tags(query: list[str], movie: list[str], counts: dict[str, int],
+                n: int = REASON_TAGS) -> list[str]:
+    """Tags in both documents, rarest across movies first (ties alphabetical), at most n.
+
+    Example: query [drama, heist], movie [heist, drama, crime], counts {drama: 90, heist: 4}
+             -> [heist, drama]
+    """
+    common = set(query) & set(movie)
+    return sorted(common, key=lambda t: (counts.get(t, 0), t))[:n]
+
+
+def closest_history(history_vectors: np.ndarray, history_ids: np.ndarray,
+                    movie_vectors: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+    """Per recommended movie, the history movie most similar to it (never itself); -1 if none.
+
+    history_vectors (h, d) and movie_vectors (k, d) are unit rows; returns (k,) movie ids.
+    """
+    if len(history_ids) == 0:
+        return np.full(len(movie_ids), -1, dtype=np.int64)
+    sims = movie_vectors @ history_vectors.T  # (k, h)
+    sims[movie_ids[:, None] == history_ids[None, :]] = -np.inf
+    best = sims.argmax(1)
+    found = np.isfinite(sims[np.arange(len(movie_ids)), best])
+    return np.where(found, history_ids[best], -1)

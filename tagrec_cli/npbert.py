@@ -1,0 +1,124 @@
+"""One tower of a saved tagrec model, run in numpy: for encoding a single query document fast.
+
+`recommend --tags` encodes one short document. Importing torch and transformers' BERT takes
+about 5 s on a small CPU, while the forward pass itself takes milliseconds, so the query path
+reads the same model.safetensors with numpy and runs the standard BERT encoder here:
+
+    tokens (T,) -> embeddings (T, H) -> L x [self-attention, feed-forward] -> pool (H,)
+                -> head (dim,) -> unit vector
+
+It covers the plain BERT architecture (absolute positions, GELU/ReLU feed-forward), which is
+what `--model` accepts; `load_tower` returns None for anything else and the caller falls back
+to torch. tests/test_npbert.py checks it against transformers on the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from scipy.special import erf
+
+from tagrec_cli.errors import ArtifactError
+
+ACTIVATIONS = {
+    "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),
+    "gelu_new": lambda x: 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3))),
+    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3))),
+    "relu": lambda x: np.maximum(x, 0.0),
+}
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+@dataclass
+class NumpyTower:
+    w: dict[str, np.ndarray]  # the encoder's weights by BertModel name, and the head's
+    heads: int
+    layers: int
+    eps: float
+    act: str
+    pooling: str
+    tokenizer: object  # tokenizers.Tokenizer, truncating to the model's max_length
+
+    def encode_ids(self, ids: np.ndarray) -> np.ndarray:
+        """(T,) token ids of one document -> (dim,) unit vector."""
+        w, t = self.w, len(ids)
+        x = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:t]
+             + w["embeddings.token_type_embeddings.weight"][0])  # (T, H)
+        x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"],
+                       self.eps)
+        h = x.shape[1]
+        d = h // self.heads
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+
+            def dense(v: np.ndarray, name: str, p: str = p) -> np.ndarray:
+                return v @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+
+            # (T, H) -> (heads, T, d): one document, so no padding mask is needed.
+            q, k, v = (dense(x, f"attention.self.{n}").reshape(t, self.heads, d).transpose(1, 0, 2)
+                       for n in ("query", "key", "value"))
+            scores = q @ k.transpose(0, 2, 1) / np.sqrt(d)  # (heads, T, T)
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            ctx = (scores / scores.sum(-1, keepdims=True)) @ v  # (heads, T, d)
+            attn = dense(ctx.transpose(1, 0, 2).reshape(t, h), "attention.output.dense")
+            x = layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"],
+                           w[p + "attention.output.LayerNorm.bias"], self.eps)
+            ff = dense(ACTIVATIONS[self.act](dense(x, "intermediate.dense")), "output.dense")
+            x = layer_norm(ff + x, w[p + "output.LayerNorm.weight"],
+                           w[p + "output.LayerNorm.bias"], self.eps)
+        pooled = x[0] if self.pooling == "cls" else x.mean(0)  # (H,)
+        out = pooled @ w["head.weight"].T + w["head.bias"]  # (dim,)
+        return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
+
+    def token_ids(self, document: str) -> np.ndarray:
+        return np.asarray(self.tokenizer.encode(document).ids, dtype=np.int64)
+
+    def encode(self, documents: list[str]) -> np.ndarray:
+        """Documents -> (N, dim) float32 unit rows."""
+        return np.stack([self.encode_ids(self.token_ids(doc)) for doc in documents])
+
+
+def load_tower(folder: Path, side: str) -> NumpyTower | None:
+    """The `side` tower of the model in `folder`, or None when its encoder is not plain BERT."""
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        enc = config["encoder_config"]
+        model = config["model"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{folder}/config.json is missing or damaged "
+                            f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
+    supported = (enc.get("model_type") == "bert" and enc.get("hidden_act") in ACTIVATIONS
+                 and enc.get("position_embedding_type") in (None, "absolute")
+                 and not enc.get("is_decoder") and (folder / "tokenizer.json").is_file())
+    if not supported:
+        return None
+    weights = {}
+    try:
+        with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                if key.startswith("encoder.") and not key.startswith("encoder.pooler."):
+                    weights[key.removeprefix("encoder.")] = f.get_tensor(key)
+                elif key.startswith(f"heads.{side}."):
+                    weights["head." + key.rsplit(".", 1)[1]] = f.get_tensor(key)
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise plain errors
+        raise ArtifactError(f"model in {folder} is incomplete or corrupt "
+                            f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=int(model["max_length"]))
+    return NumpyTower(weights, int(enc["num_attention_heads"]), int(enc["num_hidden_layers"]),
+                      float(enc.get("layer_norm_eps", 1e-12)), enc["hidden_act"],
+                      model["pooling"], tokenizer)

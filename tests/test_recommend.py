@@ -1,0 +1,374 @@
+"""recommend --tags, similar, reasons and embed --add-movies, on a tiny trained workspace."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+from tagrec_cli.catalogue import Catalogue, closest_history, parse_tags, shared_tags
+from tagrec_cli.cli import app
+from tagrec_cli.embed import encode_rows, run_embed
+from tagrec_cli.ingest import IngestConfig, run_ingest
+from tagrec_cli.model import ModelConfig, load_model
+from tagrec_cli.npbert import load_tower
+from tagrec_cli.recommend import load_seen, load_table, seen_of
+from tagrec_cli.tokens import TokenTable, tokenize
+from tagrec_cli.train import TrainConfig, run_train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
+    """Ingest (refit: every tag kept), train one epoch and embed (read-only for tests)."""
+    work = tmp_path_factory.mktemp("trained")
+    run_ingest(small_data, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
+                                              with_genres=True))
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    run_embed(work, device="cpu")
+    return work
+
+
+@pytest.fixture
+def ws(trained: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "ws"
+    shutil.copytree(trained, dst)
+    return dst
+
+
+def invoke(args: list[str], workdir: Path):
+    return runner.invoke(app, args, env={"TAGREC_WORKDIR": str(workdir)})
+
+
+def torch_user_vectors(workdir: Path, documents: list[str]) -> np.ndarray:
+    """The reference: the user tower through torch, as `embed` runs it."""
+    model, tokenizer, _ = load_model(workdir / "model")
+    offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
+    table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id)
+    vecs = encode_rows(model, table, np.arange(len(documents)), torch.device("cpu"),
+                       side="user")
+    return torch.nn.functional.normalize(vecs, dim=1).numpy()
+
+
+def movie_with_tags(workdir: Path, at_least: int = 2) -> int:
+    catalogue = Catalogue.load(workdir)
+    return int(next(m for m, t in zip(catalogue.ids, catalogue.tags, strict=True)
+                    if len(t) >= at_least))
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+@pytest.mark.parametrize("text, tags", [
+    ("dark comedy, twist ending, heist", ["dark comedy", "twist ending", "heist"]),
+    ('Heist, "rock, paper", HEIST', ["heist", "rock, paper"]),
+    ("  ,  , ", []),
+    ("", []),
+    ("Amélie-like\nfilm noir\n\n", ["amélie-like", "film noir"]),
+    ("日本, émigré ,  ", ["日本", "émigré"]),
+])
+def test_parse_tags(text, tags):
+    assert parse_tags(text) == tags
+
+
+def test_shared_tags_rarest_first_at_most_three():
+    counts = {"drama": 90, "heist": 4, "noir": 4, "paris": 1, "rain": 7}
+    query = ["drama", "heist", "noir", "paris", "rain", "absent"]
+    movie = ["rain", "noir", "drama", "heist", "paris"]
+    assert shared_tags(query, movie, counts) == ["paris", "heist", "noir"]
+    assert shared_tags(["drama"], ["heist"], counts) == []
+
+
+def test_closest_history_never_returns_the_movie_itself():
+    history = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
+    history_ids = np.array([10, 20, 30])
+    recs = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    # movie 20 is recommended (--include-seen) and is its own nearest: the next one wins
+    assert closest_history(history, history_ids, recs, np.array([20, 99])).tolist() == [30, 10]
+    assert closest_history(history[:0], history_ids[:0], recs, np.array([1, 2])).tolist() == \
+        [-1, -1]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_numpy_tower_matches_torch(tmp_path, tiny_bert, pooling):
+    from tagrec_cli.model import build_model, save_model
+
+    model, tokenizer = build_model(ModelConfig(base_model=str(tiny_bert), dim=16,
+                                               pooling=pooling), seed=3)
+    (tmp_path / "model").mkdir()
+    save_model(model, tokenizer, tmp_path / "model")
+    docs = ["heist, twist ending", "日本, émigré, " + ", ".join(["long"] * 200), ""]
+    ref = torch_user_vectors(tmp_path, docs)
+    tower = load_tower(tmp_path / "model", "user")
+    assert tower is not None
+    for doc in docs:  # same tokens as transformers' tokenizer, truncated alike
+        offsets, tokens = tokenize(tokenizer, [doc], 128)
+        assert tower.token_ids(doc).tolist() == tokens.tolist()
+    assert np.abs(tower.encode(docs) - ref).max() < 1e-5
+
+
+def test_numpy_tower_declines_other_architectures(tmp_path, trained):
+    folder = tmp_path / "model"
+    shutil.copytree(trained / "model", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder_config"]["position_embedding_type"] = "relative_key"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert load_tower(folder, "user") is None
+
+
+# ---------------------------------------------------------------- recommend --tags
+
+
+def test_tags_query_ranks_by_the_torch_encoded_document(trained):
+    r = invoke(["recommend", "--tags", 'Drama, "rock, paper", émigré', "--json", "-k", "7"],
+               trained)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["query"] == "your tags"
+    got = [x["movieId"] for x in result["recommendations"]]
+    query = torch_user_vectors(trained, ["drama, rock, paper, émigré"])[0]
+    movies = load_table(trained, "movie")
+    scores = movies.vectors @ query
+    assert np.allclose([x["score"] for x in result["recommendations"]],
+                       np.sort(scores)[::-1][:7], atol=1e-4)
+    assert set(got) <= set(movies.ids[np.argsort(-scores)[:9]].tolist())  # near-ties aside
+    for row in result["recommendations"]:
+        assert row["because"]["like"] is None  # no history for a tags-only query
+        assert set(row["because"]["tags"]) <= {"drama", "rock, paper", "émigré"}
+
+
+def test_tags_file_and_table_output(tmp_path, trained):
+    path = tmp_path / "tags.txt"
+    path.write_text("film noir\nheist\n", encoding="utf-8")
+    r = invoke(["recommend", "--tags-file", str(path), "-k", "3"], trained)
+    assert r.exit_code == 0, r.output
+    assert "top 3 for your tags" in r.stdout and "because" in r.stdout
+    a = json.loads(invoke(["recommend", "--tags-file", str(path), "--json"], trained).stdout)
+    b = json.loads(invoke(["recommend", "--tags", "film noir, heist", "--json"], trained).stdout)
+    assert a == b
+
+
+def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
+    from tagrec_cli.catalogue import user_tags
+
+    user = 7
+    base = json.loads(invoke(["recommend", "--user", str(user), "--json", "-k", "20"],
+                             trained).stdout)
+    r = invoke(["recommend", "--user", str(user), "--tags", "space opera", "--json", "-k", "20"],
+               trained)
+    assert r.exit_code == 0, r.output
+    with_tags = json.loads(r.stdout)
+    doc = ", ".join((["space opera"] + [t for t in user_tags(trained, user)
+                                         if t != "space opera"])[:128])
+    query = torch_user_vectors(trained, [doc])[0]
+    movies = load_table(trained, "movie")
+    seen, _ = seen_of(load_seen(trained), user)
+    scores = movies.vectors @ query
+    scores[np.isin(movies.ids, seen)] = -np.inf
+    assert np.allclose([x["score"] for x in with_tags["recommendations"]],
+                       np.sort(scores)[::-1][:20], atol=1e-4)
+    assert not set(seen) & {x["movieId"] for x in with_tags["recommendations"]}
+    assert [x["score"] for x in base["recommendations"]] != \
+        [x["score"] for x in with_tags["recommendations"]]
+
+
+def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
+    catalogue = Catalogue.load(trained)
+    counts = catalogue.tag_movie_counts()
+    seen = load_seen(trained)
+    movies = load_table(trained, "movie")
+    manifest = json.loads((trained / "embeddings" / "manifest.json").read_text())
+    liked_at = manifest["ingest_settings"]["liked_rating"]
+    checked_tags = 0
+    for user in (3, 7, 42, 77):
+        r = invoke(["recommend", "--user", str(user), "--json", "-k", "10"], trained)
+        from tagrec_cli.catalogue import user_tags
+        doc = set(user_tags(trained, user))
+        history, ratings = seen_of(seen, user)
+        liked = history[ratings >= liked_at]
+        for row in json.loads(r.stdout)["recommendations"]:
+            movie_tags = catalogue.tags[int(catalogue.rows(np.array([row["movieId"]]))[0])]
+            common = sorted(doc & set(movie_tags), key=lambda t: (counts[t], t))
+            assert row["because"]["tags"] == common[:3]
+            checked_tags += bool(common)
+            like = row["because"]["like"]["movieId"]
+            assert like in liked
+            rec = movies.vectors[movies.rows_of(np.array([row["movieId"]]))[0]]
+            sims = movies.vectors[movies.rows_of(liked)] @ rec
+            assert sims.max() == pytest.approx(float(rec @ movies.vectors[
+                movies.rows_of(np.array([like]))[0]]), abs=1e-6)
+    assert checked_tags > 0  # the check above saw real shared tags, not only empty lists
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recommend", "--tags", " , "], "holds no tag"),
+    (["recommend", "--tags", ""], "holds no tag"),
+    (["recommend"], "give --user ID, or --tags"),
+    (["recommend", "--user", "999999", "--tags", "heist"], "unknown user 999999"),
+    (["recommend", "--tags", "a", "--tags-file", "x.txt"], "not both"),
+    (["recommend", "--tags", "a", "-k", "0"], "-k must be at least 1"),
+    (["similar"], "give --movie ID or --title"),
+    (["similar", "--movie", "999999"], "unknown movie 999999"),
+    (["similar", "--title", "qqqqzz"], "no movie title contains 'qqqqzz'"),
+])
+def test_bad_queries_are_one_line_errors(trained, args, message):
+    r = invoke(args, trained)
+    assert r.exit_code == 1
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tags_file_not_utf8(tmp_path, trained):
+    path = tmp_path / "tags.txt"
+    path.write_bytes(b"caf\xe9, noir")
+    r = invoke(["recommend", "--tags-file", str(path)], trained)
+    assert r.exit_code == 1 and "not UTF-8" in r.stderr
+
+
+def test_old_embeddings_format_asks_for_embed_again(ws):
+    path = ws / "embeddings" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    r = invoke(["recommend", "--user", "7"], ws)
+    assert r.exit_code == 1 and "re-run `tagrec embed`" in r.stderr
+
+
+# ---------------------------------------------------------------- similar
+
+
+def test_similar_is_the_nearest_movies_without_the_movie_itself(trained):
+    movie = movie_with_tags(trained)
+    r = invoke(["similar", "--movie", str(movie), "--json", "-k", "5"], trained)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["query"]["movieId"] == movie
+    movies = load_table(trained, "movie")
+    scores = movies.vectors @ movies.vectors[movies.rows_of(np.array([movie]))[0]]
+    scores[movies.rows_of(np.array([movie]))[0]] = -np.inf
+    assert np.allclose([x["score"] for x in result["recommendations"]],
+                       np.sort(scores)[::-1][:5], atol=1e-5)
+    assert movie not in [x["movieId"] for x in result["recommendations"]]
+
+
+def test_similar_by_title(trained):
+    catalogue = Catalogue.load(trained)
+    # a title whose name (year left out) matches only itself
+    title = next(t for t in catalogue.titles
+                 if len(catalogue.find(t.rsplit(" (", 1)[0])) == 1 and len(t) > 12)
+    name = title.rsplit(" (", 1)[0]
+    r = invoke(["similar", "--title", name.upper(), "--json", "-k", "3"], trained)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["query"]["title"] == title
+    # a common word matches many titles: they are listed and the user picks one
+    r = invoke(["similar", "--title", "the"], trained)
+    assert r.exit_code == 1 and "pick one with --movie ID" in r.stderr
+    assert str(catalogue.find("the")[0]) in r.stdout
+    # a typo is answered with close titles
+    r = invoke(["similar", "--title", name[:-1] + "#"], trained)
+    assert r.exit_code == 1 and f"did you mean {title!r}" in r.stderr
+
+
+# ---------------------------------------------------------------- embed --add-movies
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join(["movieId,title,genres,tags", *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
+    before = load_file(str(ws / "embeddings" / "movies.safetensors"))
+    users_before = (ws / "embeddings" / "users.safetensors").read_bytes()
+    csv = write_csv(tmp_path / "new.csv", [
+        '900001,"Heist, The (2031)",Crime|Thriller,"safe cracking|Twist Ending|日本"',
+        "900002,Heist Again (2032),Crime|Thriller,safe cracking|twist ending|日本",
+    ])
+    r = invoke(["embed", "--add-movies", str(csv)], ws)
+    assert r.exit_code == 0, r.output
+    assert "added 2 movies" in r.stdout
+    after = load_file(str(ws / "embeddings" / "movies.safetensors"))
+    assert len(after["ids"]) == len(before["ids"]) + 2
+    assert np.array_equal(after["embeddings"][:-2], before["embeddings"])  # old rows kept
+    assert (ws / "embeddings" / "users.safetensors").read_bytes() == users_before
+    assert not list(ws.glob(".embeddings*"))  # no temporary folder left
+    manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
+    assert manifest["added_movies"] == 2 and manifest["movies"] == len(after["ids"])
+
+    # same tags and genres -> nearly the same vector: each is the other's nearest movie
+    r = invoke(["similar", "--movie", "900001", "--json", "-k", "1"], ws)
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.stdout)["recommendations"][0]
+    assert top["movieId"] == 900002
+    counts = Catalogue.load(ws).tag_movie_counts()  # "twist ending" is on older movies too
+    assert top["because"]["tags"] == sorted(["safe cracking", "twist ending", "日本"],
+                                            key=lambda t: (counts[t], t))
+    assert counts["safe cracking"] == 2
+    r = invoke(["similar", "--title", "heist again", "--json", "-k", "1"], ws)
+    assert json.loads(r.stdout)["recommendations"][0]["movieId"] == 900001
+    # the new movies take part in recommend as well
+    r = invoke(["recommend", "--tags", "safe cracking, twist ending, 日本", "--json",
+                "-k", "400"], ws)
+    assert {900001, 900002} <= {x["movieId"] for x in json.loads(r.stdout)["recommendations"]}
+
+    # the stored vector is the movie tower's encoding of the document ingest would build
+    model, tokenizer, _ = load_model(ws / "model")
+    doc = "crime, thriller, safe cracking, twist ending, 日本"  # ingest ran with_genres only
+    offsets, tokens = tokenize(tokenizer, [doc], 128)
+    vec = encode_rows(model, TokenTable(np.array([0]), offsets, tokens), np.array([0]),
+                      torch.device("cpu"), side="movie")
+    vec = torch.nn.functional.normalize(vec, dim=1).numpy()[0]
+    assert np.abs(after["embeddings"][-2] - vec).max() < 1e-5
+
+
+def test_add_existing_movie_needs_replace(tmp_path, ws):
+    movie = movie_with_tags(ws)
+    table = ws / "embeddings" / "movies.safetensors"
+    before = table.read_bytes()
+    old = load_file(str(table))
+    csv = write_csv(tmp_path / "new.csv", [f"{movie},Remake (2030),Drama,remake"])
+    r = invoke(["embed", "--add-movies", str(csv)], ws)
+    assert r.exit_code == 1 and f"movie {movie} is already in the table" in r.stderr
+    assert table.read_bytes() == before  # nothing changed
+    r = invoke(["embed", "--add-movies", str(csv), "--replace"], ws)
+    assert r.exit_code == 0 and "replaced 1" in r.stdout
+    after = load_file(str(table))
+    assert np.array_equal(after["ids"], old["ids"])  # overwritten in place, not appended
+    row = int(np.flatnonzero(old["ids"] == movie)[0])
+    assert not np.allclose(after["embeddings"][row], old["embeddings"][row])
+    others = np.arange(len(old["ids"])) != row
+    assert np.array_equal(after["embeddings"][others], old["embeddings"][others])
+    catalogue = Catalogue.load(ws)
+    row = int(catalogue.rows(np.array([movie]))[0])
+    assert catalogue.titles[row] == "Remake (2030)" and catalogue.tags[row] == ["remake"]
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["1x,Bad id,Drama,a"], "movieId '1x' is not an integer"),
+    (["900001,A,Drama,a", "900001,B,Drama,b"], "appears more than once"),
+    (["900001,,Drama,a"], "empty title"),
+    ([], "has no movies"),
+])
+def test_bad_add_movies_file_changes_nothing(tmp_path, ws, rows, message):
+    table = ws / "embeddings" / "movies.safetensors"
+    before = table.read_bytes()
+    r = invoke(["embed", "--add-movies", str(write_csv(tmp_path / "new.csv", rows))], ws)
+    assert r.exit_code == 1 and message in r.stderr, r.output
+    assert table.read_bytes() == before
+
+
+def test_add_movies_missing_column_and_missing_file(tmp_path, ws):
+    path = tmp_path / "new.csv"
+    path.write_text("movieId,title\n1,A\n", encoding="utf-8")
+    r = invoke(["embed", "--add-movies", str(path)], ws)
+    assert r.exit_code == 1 and "missing column 'genres'" in r.stderr
+    r = invoke(["embed", "--add-movies", str(tmp_path / "nope.csv")], ws)
+    assert r.exit_code == 1 and "does not exist" in r.stderr
+    r = invoke(["embed", "--replace"], ws)
+    assert r.exit_code == 1 and "--replace only goes with --add-movies" in r.stderr
