@@ -53,6 +53,13 @@ def query_tags(extra: list[str], base: list[str], max_tags: int) -> list[str]:
     return normalize_tags(extra + base)[:max_tags]
 
 
+def genre_terms(genres: str | None) -> list[str]:
+    """'Adventure|Animation' -> ['adventure', 'animation'], as they read in a document."""
+    if not genres or genres == "(no genres listed)":
+        return []
+    return [g.strip().lower() for g in genres.split("|") if g.strip()]
+
+
 def document_text(tags: list[str]) -> str:
     """A user document from its tags, exactly as ingest joins them."""
     return ", ".join(tags)
@@ -81,14 +88,23 @@ class Catalogue:
     titles: list[str | None]
     years: list[int | None]
     genres: list[str | None]
-    tags: list[list[str]]
+    tags: list[list[str]]  # each movie's document terms: its tags, then its genres when
+    # ingest put genres in the documents ("animation" is then as much a reason as a tag)
 
     @classmethod
-    def load(cls, workdir: Path) -> Catalogue:
+    def load(cls, workdir: Path, with_genres: bool | None = None) -> Catalogue:
+        """with_genres None: as the workspace's ingest settings say."""
+        if with_genres is None:
+            from tagrec_cli.recommend import embeddings_manifest
+
+            with_genres = bool(embeddings_manifest(workdir)["ingest_settings"]["with_genres"])
         df = _read(workdir, CATALOGUE_FILE)
+        genres = df["genres"].to_list()
+        tags = [list(t) for t in df["tags"].to_list()]
+        if with_genres:
+            tags = [normalize_tags(t + genre_terms(g)) for t, g in zip(tags, genres, strict=True)]
         return cls(df["movieId"].to_numpy().astype(np.int64), df["title"].to_list(),
-                   df["year"].to_list(), df["genres"].to_list(),
-                   [list(t) for t in df["tags"].to_list()])
+                   df["year"].to_list(), genres, tags)
 
     def rows(self, movie_ids: np.ndarray) -> np.ndarray:
         return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64))

@@ -117,7 +117,7 @@ def sample_data(
 def ingest(
     data: Annotated[Path | None, typer.Option(
         "--data", "-d", file_okay=False,
-        help="Folder with ratings.csv, tags.csv, movies.csv [default: bundled sample_data/].")
+        help="Folder with ratings.csv, tags.csv, movies.csv \\[default: bundled sample_data/].")
     ] = None,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
     holdout_fraction: Annotated[float, typer.Option(
@@ -298,7 +298,7 @@ def train(
 def embed(
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
     model_dir: Annotated[Path | None, typer.Option(
-        "--model-dir", file_okay=False, help="Trained model folder [default: WORKDIR/model].")
+        "--model-dir", file_okay=False, help="Trained model folder \\[default: WORKDIR/model].")
     ] = None,
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(min=1, help="Documents per batch.")] = 256,
