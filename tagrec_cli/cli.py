@@ -219,7 +219,8 @@ def train(
         "installed with tagrec].")] = "all-MiniLM-L6-v2",
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 1,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 64,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Pairs per step (per process under torchrun).")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")] = 5e-5,
     head_lr: Annotated[float, typer.Option(min=0.0, help="Projection-head learning rate.")
                        ] = 1e-3,
@@ -246,12 +247,19 @@ def train(
 ) -> None:
     """Train the user and movie towers on the ingested like/dislike pairs.
 
+    On several GPUs or processes: torchrun --nproc-per-node 4 -m tagrec_cli train ...
+
     Example: tagrec train --device cuda --epochs 3
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tagrec_cli.distributed import launch_rank
     from tagrec_cli.model import ModelConfig
     from tagrec_cli.train import TrainConfig, run_train
+
+    # Under torchrun only rank 0 reports; the other processes train silently.
+    main = launch_rank() == 0
+    console = err if main else Console(stderr=True, quiet=True)
 
     model_cfg = ModelConfig(base_model=model, pooling=pooling.value, dim=dim,
                             max_length=max_length)
@@ -263,7 +271,7 @@ def train(
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("loss {task.fields[loss]:.4f}"),
                         TextColumn("{task.fields[rate]:.0f} seq/s"), TimeRemainingColumn(),
-                        console=err, transient=True)
+                        console=console, transient=True, disable=not main)
     tasks: dict[int, int] = {}
 
     def on_step(epoch: int, step: int, steps: int, loss: float, rate: float) -> None:
@@ -280,6 +288,10 @@ def train(
     with progress:
         result = run_train(workdir, model_cfg, cfg, on_step=on_step, on_epoch=on_epoch,
                            on_status=lambda msg: progress.console.print(f"[dim]{msg}[/]"))
+    if not main:
+        if result.model_dir is None or result.interrupted:  # the exit status rank 0 gives
+            raise typer.Exit(1 if result.model_dir is None else 130)
+        return
     out.print(_metrics_table(result.epochs, result.best_epoch))
     if result.model_dir is None:
         fail("interrupted before the first epoch finished; no model was saved")

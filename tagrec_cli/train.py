@@ -5,10 +5,17 @@ only to the longest document of its tower; pairs are grouped by user inside a sh
 so that a long user document is encoded once for several of that user's pairs. After every
 epoch the validation pairs give loss, ROC-AUC and sign accuracy; the best epoch by AUC is
 saved (atomically, so Ctrl-C leaves the best model so far intact).
+
+Under torchrun (`torchrun --nproc-per-node N -m tagrec_cli train ...`) each process trains on
+its own share of every epoch's batches and DistributedDataParallel averages the gradients, so
+one step sees N x batch_size pairs; validation is shared out the same way and every process
+ends up with the same metrics. Only rank 0 writes files. See tagrec_cli/distributed.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import time
@@ -21,8 +28,10 @@ import numpy as np
 import polars as pl
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, distributed
+from tagrec_cli.distributed import Dist
 from tagrec_cli.embed import autocast, encode_rows
 from tagrec_cli.errors import TagrecError
 from tagrec_cli.losses import cosine_embedding_loss, in_batch_softmax_loss
@@ -36,7 +45,7 @@ LOSSES = ("cosine", "softmax")
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 1  # ml-latest-small: 1 epoch AUC 0.694, 2 epochs 0.700 at twice the time
-    batch_size: int = 64  # pairs per step
+    batch_size: int = 64  # pairs per step (per process under torchrun: N processes, N x this)
     lr: float = 5e-5  # encoder learning rate (AdamW)
     head_lr: float = 1e-3  # projection heads start from random, so they learn faster
     weight_decay: float = 0.01
@@ -168,53 +177,92 @@ def encode_grouped(model: TwoTower, table: TokenTable, rows: np.ndarray, device:
     return torch.cat(parts)[torch.from_numpy(inverse).to(device)]
 
 
+class BatchTowers(nn.Module):
+    """One step's forward: a batch's distinct users and movies -> their tower vectors.
+
+    Under torchrun this module is what DistributedDataParallel wraps. DDP all-reduces the
+    gradients of the work done inside its forward() and expects one forward per backward, so
+    the whole step's encoding (several length groups, both heads) is this one call; calling
+    model.encode / model.project directly would bypass DDP and leave each rank's gradients
+    unsynchronised. With `features` (frozen encoder) pooled outputs are looked up instead.
+    """
+
+    def __init__(self, model: TwoTower, tables: dict[str, TokenTable], device: torch.device,
+                 max_groups: int, features: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.model = model
+        self.tables, self.device, self.max_groups = tables, device, max_groups
+        self.features = features  # a plain dict: not parameters, never broadcast by DDP
+
+    def forward(self, user_rows: np.ndarray,
+                movie_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distinct user rows, distinct movie rows -> (n_users, dim), (n_movies, dim) float32."""
+        vecs = []
+        for side, rows in (("user", user_rows), ("movie", movie_rows)):
+            with autocast(self.device):
+                if self.features is not None:
+                    pooled = self.features[side][torch.from_numpy(rows)].to(self.device)
+                else:
+                    pooled = encode_grouped(self.model, self.tables[side], rows, self.device,
+                                            self.max_groups)
+                vecs.append(self.model.project(side, pooled).float())
+        return vecs[0], vecs[1]
+
+
 def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
                tables: dict[str, TokenTable], pairs: Pairs, batch: np.ndarray,
                device: torch.device, cfg: TrainConfig,
                features: dict[str, torch.Tensor] | None = None,
-               log_q: np.ndarray | None = None) -> tuple[float, int]:
+               log_q: np.ndarray | None = None, towers: nn.Module | None = None,
+               dist: Dist | None = None) -> tuple[float, int]:
     """One optimisation step on pairs[batch]; returns (loss, documents encoded).
 
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
     With `features` (frozen encoder) the pooled encoder outputs are looked up instead.
     log_q: (n_movies,) log frequency of each movie among the training pairs, for the softmax
     loss's popularity correction (frequent movies are frequent in-batch negatives).
+    towers: the step's forward, BatchTowers over `model` (DDP-wrapped under torchrun, `dist`
+    then says which process this is); made here when not given.
     """
-    unique_vecs, inverses, uniques, encoded = {}, {}, {}, 0
-    for side, rows in (("user", pairs.user_rows[batch]), ("movie", pairs.movie_rows[batch])):
-        unique, inverse = np.unique(rows, return_inverse=True)
-        with autocast(device):
-            if features is not None:
-                pooled = features[side][torch.from_numpy(unique)].to(device)
-            else:
-                pooled = encode_grouped(model, tables[side], unique, device, cfg.length_groups)
-            unique_vecs[side] = model.project(side, pooled).float()  # (n_unique, dim)
-        inverses[side], uniques[side] = inverse, unique
-        encoded += len(unique)
+    towers = towers or BatchTowers(model, tables, device, cfg.length_groups, features)
+    dist = dist or Dist(device)
+    user_unique, user_inverse = np.unique(pairs.user_rows[batch], return_inverse=True)
+    movie_unique, movie_inverse = np.unique(pairs.movie_rows[batch], return_inverse=True)
     labels = pairs.labels[batch]
-    if cfg.loss == "softmax":
-        liked = np.flatnonzero(labels > 0)
-        if len(liked) == 0:  # a batch of dislikes only has no softmax target
-            return 0.0, encoded
-        u, m = inverses["user"][liked], inverses["movie"][liked]
+    liked = np.flatnonzero(labels > 0)
+    # A batch of dislikes only has no softmax target, so the step is skipped. Under torchrun
+    # the ranks decide together: all skip, or all step (a rank without a target then adds a
+    # zero gradient to the average) - a rank that left out its backward would hang the rest.
+    skip = cfg.loss == "softmax" and not distributed.any_rank(dist, len(liked) > 0)
+    # A skipped batch is still encoded (without gradients), as it always was, so the dropout
+    # random stream and so every later step stay what they were.
+    with torch.no_grad() if skip else contextlib.nullcontext():
+        user_vecs, movie_vecs = towers(user_unique, movie_unique)  # (U, dim), (M, dim)
+    encoded = len(user_unique) + len(movie_unique)
+    if skip:
+        return 0.0, encoded
+    if cfg.loss == "softmax" and len(liked) == 0:
+        loss = 0.0 * (user_vecs.sum() + movie_vecs.sum())  # joins the all-reduce with zeros
+    elif cfg.loss == "softmax":
+        u, m = user_inverse[liked], movie_inverse[liked]
         # other_positives[p, j]: movie j is liked by pair p's user in another pair
         same_user = u[:, None] == u[None, :]  # (P, P)
-        other = np.zeros((len(liked), len(unique_vecs["movie"])), dtype=bool)
+        other = np.zeros((len(liked), len(movie_vecs)), dtype=bool)
         rows_, cols_ = np.nonzero(same_user)
         other[rows_, m[cols_]] = True
         other[np.arange(len(liked)), m] = False
         loss = in_batch_softmax_loss(
-            unique_vecs["user"][torch.from_numpy(u).to(device)], unique_vecs["movie"],
+            user_vecs[torch.from_numpy(u).to(device)], movie_vecs,
             torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
             cfg.temperature,
-            None if log_q is None else torch.from_numpy(log_q[uniques["movie"]]).to(device))
+            None if log_q is None else torch.from_numpy(log_q[movie_unique]).to(device))
     else:
         loss = cosine_embedding_loss(
-            unique_vecs["user"][torch.from_numpy(inverses["user"]).to(device)],
-            unique_vecs["movie"][torch.from_numpy(inverses["movie"]).to(device)],
+            user_vecs[torch.from_numpy(user_inverse).to(device)],
+            movie_vecs[torch.from_numpy(movie_inverse).to(device)],
             torch.from_numpy(labels).to(device), cfg.margin)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # under DDP: gradients averaged over the ranks here
     optimizer.step()
     return loss.item(), encoded
 
@@ -229,21 +277,29 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
                    device: torch.device, margin: float, batch_size: int,
-                   features: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-    """Validation loss, ROC-AUC and sign accuracy of cosine(user, movie) over the pairs."""
+                   features: dict[str, torch.Tensor] | None = None,
+                   dist: Dist | None = None) -> dict[str, float]:
+    """Validation loss, ROC-AUC and sign accuracy of cosine(user, movie) over the pairs.
+
+    Under torchrun (`dist`) each rank encodes a share of the distinct documents and the
+    vectors are gathered, so every rank scores all the pairs and gets the same numbers.
+    """
+    dist = dist or Dist(device)
     model.eval()
     if len(pairs.labels) == 0:
         return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan")}
     vecs = {}
     for side, rows in (("user", pairs.user_rows), ("movie", pairs.movie_rows)):
         unique, inverse = np.unique(rows, return_inverse=True)
-        if features is not None:
+
+        def vectors(some: np.ndarray, side: str = side) -> torch.Tensor:
+            if features is None:
+                return encode_rows(model, tables[side], some, device, batch_size, side)
             with torch.inference_mode():
-                emb = model.project(side, features[side][torch.from_numpy(unique)].to(device))
-            emb = emb.float().cpu()
-        else:
-            emb = encode_rows(model, tables[side], unique, device, batch_size, side)
-        vecs[side] = emb[torch.from_numpy(inverse)]
+                emb = model.project(side, features[side][torch.from_numpy(some)].to(device))
+            return emb.float().cpu()
+
+        vecs[side] = distributed.map_rows(dist, vectors, unique)[torch.from_numpy(inverse)]
     labels = torch.from_numpy(pairs.labels)
     loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, margin).item()
     cos = nn.functional.cosine_similarity(vecs["user"], vecs["movie"], dim=1).numpy()
@@ -260,19 +316,36 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
 
     on_step(epoch, step, steps, loss, seqs_per_s) is called after every step, on_epoch(metrics)
     after every evaluation (epoch 0 = heads untrained), on_status(msg) between phases.
+    Under torchrun every process runs this and gets the same epoch metrics back; on_step
+    reports the process's own steps. Only rank 0 writes out_dir.
     """
     model_cfg, cfg = model_cfg or ModelConfig(), cfg or TrainConfig()
-    say = on_status or (lambda _m: None)
     start = time.perf_counter()
     workdir = Path(workdir)
     out_dir = Path(out_dir) if out_dir else workdir / artifacts.MODEL_DIR
     manifest = artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
-    device = resolve_device(cfg.device)
+    with distributed.process_group(resolve_device(cfg.device)) as dist:
+        result = _train(workdir, manifest, model_cfg, cfg, out_dir, dist,
+                        on_step, on_epoch, on_status or (lambda _m: None))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg: TrainConfig,
+           out_dir: Path, dist: Dist,
+           on_step: Callable[[int, int, int, float, float], None] | None,
+           on_epoch: Callable[[dict[str, Any]], None] | None,
+           say: Callable[[str], None]) -> TrainResult:
+    device = dist.device  # cuda:LOCAL_RANK under torchrun
     say(f"loading {model_cfg.base_model}")
-    model, tokenizer = build_model(model_cfg, seed=cfg.seed)
+    model, tokenizer = build_model(model_cfg, seed=cfg.seed)  # same seed: same heads on all ranks
     model.to(device)
+    if dist.rank > 0:
+        # Rank 0 keeps a plain run's random stream; the others draw their own dropout masks.
+        torch.manual_seed(cfg.seed + dist.rank)
     say("tokenizing documents")
-    tables = token_tables(workdir, tokenizer, model_cfg.max_length)
+    with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
+        tables = token_tables(workdir, tokenizer, model_cfg.max_length)
     pairs = load_pairs(workdir, tables)
     train = pairs["train"]
     if len(train.labels) == 0:
@@ -285,14 +358,25 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
         say("encoding documents once (frozen encoder)")
         features = {}
         for side, table in tables.items():
-            features[side] = encode_rows(model, table, np.arange(len(table)), device,
-                                         cfg.eval_batch_size, side=None)
+            encode = functools.partial(encode_rows, model, table, device=device,
+                                       batch_size=cfg.eval_batch_size, side=None)
+            features[side] = distributed.map_rows(dist, encode, np.arange(len(table)))
+    towers: nn.Module = BatchTowers(model, tables, device, cfg.length_groups, features)
+    if dist.enabled:
+        # find_unused_parameters: a trained BERT has weights the pooled output never reaches
+        # (its pooler), and DDP would wait for their gradients forever; with the encoder
+        # frozen only the two heads train, and every step uses both. device_ids stays unset:
+        # the module already sits on this rank's device, and the numpy row arrays that
+        # forward() takes are passed through untouched.
+        towers = DistributedDataParallel(towers, find_unused_parameters=not cfg.freeze_encoder)
     params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr}]
     if not cfg.freeze_encoder:
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
     optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    # The same seed on every rank: all cut the same batches, then each keeps its own share.
     rng = np.random.default_rng(cfg.seed)
-    schedule = [epoch_batches(train.user_rows, cfg.batch_size, rng, cfg.group_by_user)
+    schedule = [distributed.shard(dist, epoch_batches(train.user_rows, cfg.batch_size, rng,
+                                                      cfg.group_by_user))
                 for _ in range(cfg.epochs)]
     total_steps = sum(len(batches) for batches in schedule)
     log_q = None
@@ -306,11 +390,18 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
                     workdir / artifacts.INGEST_DIR / artifacts.MANIFEST),
                     "data_hash": manifest.get("data_hash"),
                     "train_pairs": len(train.labels), "valid_pairs": len(pairs["valid"].labels)}}
+    if dist.enabled:
+        # Per epoch: which pairs each rank trained on, counted from the indices it fed to
+        # train_step (see distributed.coverage).
+        settings["distributed"] = {"world_size": dist.world, "backend": dist.backend,
+                                   "global_batch_size": dist.world * cfg.batch_size,
+                                   "epochs": []}
     result = TrainResult(model_dir=None)
 
     def evaluate(epoch: int, extra: dict[str, float]) -> dict[str, Any]:
         metrics = {"epoch": epoch, **evaluate_pairs(model, tables, pairs["valid"], device,
-                                                    cfg.margin, cfg.eval_batch_size, features),
+                                                    cfg.margin, cfg.eval_batch_size, features,
+                                                    dist),
                    **extra}
         result.epochs.append(metrics)
         if on_epoch:
@@ -318,11 +409,12 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
         return metrics
 
     def save(epoch: int) -> None:
-        with artifacts.atomic_dir(out_dir) as tmp:
-            save_model(model, tokenizer, tmp, {**settings, "best_epoch": epoch,
-                                               "metrics": result.epochs[-1],
-                                               "history": result.epochs})
-            write_metrics(tmp / "metrics.jsonl", result.epochs)
+        if dist.main:
+            with artifacts.atomic_dir(out_dir) as tmp:
+                save_model(model, tokenizer, tmp, {**settings, "best_epoch": epoch,
+                                                   "metrics": result.epochs[-1],
+                                                   "history": result.epochs})
+                write_metrics(tmp / "metrics.jsonl", result.epochs)
         result.model_dir, result.best_epoch = out_dir, epoch
 
     say("evaluating the untrained heads")
@@ -334,22 +426,30 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             model.train()
             if cfg.freeze_encoder:
                 model.encoder.eval()
-            losses, seqs, t0 = [], 0, time.perf_counter()
-            for i, batch in enumerate(schedule[epoch - 1]):
+            batches = schedule[epoch - 1]
+            losses, seqs, fed, t0 = [], 0, [], time.perf_counter()
+            for i, batch in enumerate(batches):
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
                 loss, encoded = train_step(model, optimizer, tables, train, batch, device, cfg,
-                                           features, log_q)
+                                           features, log_q, towers, dist)
+                fed.append(batch)
                 seqs += encoded
                 step += 1
                 losses.append(loss)
                 if on_step:
                     rate = seqs / max(time.perf_counter() - t0, 1e-9)
-                    on_step(epoch, i + 1, len(schedule[epoch - 1]), loss, rate)
+                    on_step(epoch, i + 1, len(batches), loss, rate)
             seconds = time.perf_counter() - t0
-            metrics = evaluate(epoch, {"train_loss": float(np.mean(losses)),
-                                       "seqs_per_s": seqs / max(seconds, 1e-9),
-                                       "epoch_seconds": seconds})
+            # Every rank ran as many steps, so the mean of the ranks' mean losses is the mean
+            # over all steps; throughputs add up.
+            loss_sum, rate_sum = distributed.all_reduce_sum(
+                dist, [float(np.mean(losses)), seqs / max(seconds, 1e-9)])
+            if dist.enabled:
+                settings["distributed"]["epochs"].append(
+                    {"epoch": epoch, **distributed.coverage(dist, fed, len(train.labels))})
+            metrics = evaluate(epoch, {"train_loss": loss_sum / dist.world,
+                                       "seqs_per_s": rate_sum, "epoch_seconds": seconds})
             # Without validation pairs (refit with --holdout-fraction 0) the last epoch is kept.
             auc = metrics["auc"]
             if math.isnan(auc) or auc > best_auc:
@@ -358,14 +458,19 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
                 save(epoch)
     except KeyboardInterrupt:
         result.interrupted = True
-    if result.model_dir is not None:
+    if result.model_dir is not None and dist.main:
         # The saved folder holds the best epoch; bring its history up to date.
         write_metrics(out_dir / "metrics.jsonl", result.epochs)
         config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
         config["history"] = result.epochs
         config["interrupted"] = result.interrupted
+        if dist.enabled:
+            config["distributed"] = settings["distributed"]
         artifacts.write_json(out_dir / "config.json", config)
-    result.seconds = time.perf_counter() - start
+    if not result.interrupted:
+        # No rank leaves (tearing down the group) before rank 0 has written everything. After
+        # Ctrl-C the ranks may be at different steps, so none waits for the others.
+        distributed.barrier(dist)
     return result
 
 
