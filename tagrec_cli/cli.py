@@ -190,6 +190,12 @@ class Pooling(StrEnum):
     cls = "cls"
 
 
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Loss(StrEnum):
     cosine = "cosine"
     softmax = "softmax"
@@ -320,6 +326,9 @@ def embed(
     ] = None,
     replace: Annotated[bool, typer.Option(
         "--replace", help="With --add-movies: overwrite movies already in the table.")] = False,
+    precision: Annotated[Precision, typer.Option(
+        help="auto = bf16 on CUDA, fp32 on CPU; bf16 on a CPU with AVX-512 BF16 is ~1.8x "
+        "faster.")] = Precision.auto,
 ) -> None:
     """Encode every user and movie document into embedding tables (safetensors).
 
@@ -350,7 +359,8 @@ def embed(
                 tasks[side] = progress.add_task(f"embedding {side}s", total=total)
             progress.advance(tasks[side], n)
 
-        summary = run_embed(workdir, model_dir, device.value, batch_size, on_batch)
+        summary = run_embed(workdir, model_dir, device.value, batch_size, on_batch,
+                            precision.value)
     out.print(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
               f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s",
               highlight=False)

@@ -358,9 +358,15 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
         say("encoding documents once (frozen encoder)")
         features = {}
         for side, table in tables.items():
+            # Only the documents some pair refers to: at MovieLens-25M scale a sample of
+            # 12,000 pairs touches ~20k of the 224k documents, and each costs an encoder pass.
+            needed = np.unique(np.concatenate([getattr(p, f"{side}_rows") for p in
+                                               pairs.values()]))
             encode = functools.partial(encode_rows, model, table, device=device,
                                        batch_size=cfg.eval_batch_size, side=None)
-            features[side] = distributed.map_rows(dist, encode, np.arange(len(table)))
+            feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
+            feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
+            features[side] = feats
     towers: nn.Module = BatchTowers(model, tables, device, cfg.length_groups, features)
     if dist.enabled:
         # find_unused_parameters: a trained BERT has weights the pooled output never reaches

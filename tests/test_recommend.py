@@ -375,3 +375,14 @@ def test_add_movies_missing_column_and_missing_file(tmp_path, ws):
     assert r.exit_code == 1 and "does not exist" in r.stderr
     r = invoke(["embed", "--replace"], ws)
     assert r.exit_code == 1 and "--replace only goes with --add-movies" in r.stderr
+
+
+def test_embed_bf16_on_cpu_is_close_to_fp32(ws):
+    fp32 = load_file(str(ws / "embeddings" / "users.safetensors"))["embeddings"]
+    r = invoke(["embed", "--precision", "bf16"], ws)
+    assert r.exit_code == 0, r.output
+    bf16 = load_file(str(ws / "embeddings" / "users.safetensors"))["embeddings"]
+    cos = (fp32 * bf16).sum(1)  # unit rows
+    assert cos.min() > 0.999 and not np.array_equal(fp32, bf16)
+    manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"
