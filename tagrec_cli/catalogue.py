@@ -76,7 +76,12 @@ def _read(workdir: Path, name: str) -> pl.DataFrame:
 
 def user_tags(workdir: Path, user: int) -> list[str]:
     """The tags of `user`'s document (empty when the user has none)."""
-    df = _read(workdir, USER_TAGS_FILE).filter(pl.col("userId") == user)
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / USER_TAGS_FILE
+    try:  # a scan with a filter reads only the row groups that can hold the user
+        df = pl.scan_parquet(path).filter(pl.col("userId") == user).collect()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec embed`") from None
     return list(df["tags"][0]) if df.height else []
 
 

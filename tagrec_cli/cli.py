@@ -63,7 +63,9 @@ def root(
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # messages quote user input: a title like "[/]" is text
+
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -384,15 +386,17 @@ def _print_recommendations(results: list[dict], as_json: bool,
     if as_json:
         typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
         return
+    from rich.markup import escape  # titles and tags are data: "[REC] (2007)", "[/]"
+
     for res in results:
-        table = Table(title=title(res))
+        table = Table(title=escape(title(res)))
         for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
                               ("genres", "left"), ("score", "right"), ("because", "left")):
             table.add_column(name, justify=justify)
         for r in res["recommendations"]:
-            table.add_row(str(r["rank"]), str(r["movieId"]), r["title"] or "",
-                          (r["genres"] or "").replace("|", ", "), f"{r['score']:.3f}",
-                          _because(r["because"]))
+            table.add_row(str(r["rank"]), str(r["movieId"]), escape(r["title"] or ""),
+                          escape((r["genres"] or "").replace("|", ", ")), f"{r['score']:.3f}",
+                          escape(_because(r["because"])))
         out.print(table)
 
 
@@ -486,11 +490,13 @@ def similar(
             hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
             fail(f"no movie title contains {title!r}{hint}")
         if len(matches) > 1:
-            table = Table(title=f"{len(matches)} movies match {title!r}")
+            from rich.markup import escape
+
+            table = Table(title=escape(f"{len(matches)} movies match {title!r}"))
             table.add_column("movieId", justify="right")
             table.add_column("title")
             for m in matches[:50]:
-                table.add_row(str(m), catalogue.label(m))
+                table.add_row(str(m), escape(catalogue.label(m)))
             if len(matches) > 50:
                 table.add_row("…", f"and {len(matches) - 50} more")
             out.print(table)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
 from tagrec_cli import artifacts
@@ -59,17 +59,57 @@ class EmbeddingTable:
         return rows_of(self.ids, ids)
 
 
+def _damaged(path: Path, exc: Exception) -> ArtifactError:
+    return ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                         "re-run `tagrec embed`")
+
+
+_TABLES: dict[Path, tuple[tuple[int, int], EmbeddingTable]] = {}  # path -> (stat, table)
+
+
 def load_table(workdir: Path, side: str) -> EmbeddingTable:
-    """Read embeddings/{users,movies}.safetensors, checked against the manifest."""
+    """Read embeddings/{users,movies}.safetensors, checked against the manifest.
+
+    Kept in memory for the process while the file is unchanged (files are only ever
+    replaced by rename, which changes their stat), so one command reads each table once.
+    """
     embeddings_manifest(workdir)
-    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]
+    path = (Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]).resolve()
     try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if path in _TABLES and _TABLES[path][0] == stamp:
+            return _TABLES[path][1]
         arrays = load_file(str(path))
         ids, vectors = arrays["ids"], arrays["embeddings"]
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
-        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec embed`") from None
-    return EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+        raise _damaged(path, exc) from None
+    table = EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+    _TABLES[path] = (stamp, table)
+    return table
+
+
+def load_rows(workdir: Path, side: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(table ids (N,), vectors of `ids` (n, dim)) without reading the rest of the table.
+
+    A MovieLens-25M user table is 330 MB; a query needs one row of it. An id not in the
+    table raises KeyError with the id.
+    """
+    embeddings_manifest(workdir)
+    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]
+    try:
+        f = safe_open(str(path), framework="numpy")
+        table_ids = f.get_tensor("ids").astype(np.int64)
+        rows = rows_of(table_ids, ids)
+        if (rows < 0).any():
+            raise KeyError(int(np.asarray(ids)[rows < 0][0]))
+        column = f.get_slice("embeddings")
+        vectors = [column[r:r + 1] for r in rows]
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise _damaged(path, exc) from None
+    dim = f.get_slice("embeddings").get_shape()[1]
+    return table_ids, (np.concatenate(vectors).astype(np.float32) if vectors
+                       else np.zeros((0, dim), np.float32))
 
 
 def top_k(queries: np.ndarray, items: np.ndarray, k: int,
@@ -110,24 +150,36 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int,
     return rows_out, scores_out
 
 
-def load_seen(workdir: Path) -> dict[str, np.ndarray]:
-    """users (U,) sorted ids, indptr (U+1,), movies and ratings: user i's rated movies are
-    movies[indptr[i]:indptr[i+1]], with ratings at the same positions."""
-    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE
-    try:
-        return load_file(str(path))
-    except (OSError, ValueError, SafetensorError) as exc:
-        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec embed`") from None
+class Seen:
+    """Every user's rated movies and ratings (history and held out), read per user on demand.
+
+    The file holds CSR arrays: users (U,) sorted ids, indptr (U+1,), and movies and ratings,
+    where user i's are at [indptr[i]:indptr[i+1]]. At MovieLens-25M size that is 300 MB, of
+    which a query needs a few hundred entries, so only those are read.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.file = safe_open(str(path), framework="numpy")
+            self.users = self.file.get_tensor("users")
+            self.indptr = self.file.get_tensor("indptr")
+            self.file.get_slice("ratings")  # a format-1 file lacks ratings
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise _damaged(path, exc) from None
+
+    def of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """(movie ids, ratings) that `user` rated; empty arrays for a user with none."""
+        i = int(np.searchsorted(self.users, user))
+        if i == len(self.users) or self.users[i] != user:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+        return (self.file.get_slice("movies")[lo:hi].astype(np.int64),
+                self.file.get_slice("ratings")[lo:hi].astype(np.float32))
 
 
-def seen_of(seen: dict[str, np.ndarray], user: int) -> tuple[np.ndarray, np.ndarray]:
-    """(movie ids, ratings) that `user` rated; empty arrays for a user with none."""
-    i = int(np.searchsorted(seen["users"], user))
-    if i == len(seen["users"]) or seen["users"][i] != user:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    lo, hi = seen["indptr"][i], seen["indptr"][i + 1]
-    return seen["movies"][lo:hi], seen["ratings"][lo:hi]
+def load_seen(workdir: Path) -> Seen:
+    return Seen(Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE)
 
 
 def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
@@ -191,14 +243,14 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
     """One query per user (with `tags` added to the user's document), or one from tags alone."""
     from tagrec_cli.catalogue import document_text, query_tags, user_tags
 
-    user_table = load_table(workdir, "user")
     movie_table = load_table(workdir, "movie")
     ids = np.asarray(users, dtype=np.int64)
-    rows = user_table.rows_of(ids)
-    if (rows < 0).any():
-        unknown = int(ids[rows < 0][0])
-        raise TagrecError(f"unknown user {unknown}: no user document in the workspace "
-                          f"(users {int(user_table.ids.min())}–{int(user_table.ids.max())})")
+    try:
+        table_ids, user_vectors = load_rows(workdir, "user", ids)
+    except KeyError as exc:
+        table_ids = load_rows(workdir, "user", ids[:0])[0]
+        raise TagrecError(f"unknown user {exc.args[0]}: no user document in the workspace "
+                          f"(users {int(table_ids.min())}–{int(table_ids.max())})") from None
     if tags is not None and not tags:
         raise TagrecError("--tags holds no tag (give comma-separated tags, e.g. "
                           "--tags \"heist, twist ending\")")
@@ -208,14 +260,14 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
         doc_tags = [query_tags(tags, base, max_tags) for base in doc_tags]
         vectors = encode_user_documents(workdir, [document_text(t) for t in doc_tags])
     else:
-        vectors = user_table.vectors[rows]
+        vectors = user_vectors
     seen = load_seen(workdir) if len(ids) and not include_seen else None
     queries = []
     for i, vector in enumerate(vectors):
         user = int(ids[i]) if len(ids) else None
         exclude = np.zeros(0, np.int64)
         if seen is not None:
-            seen_rows = movie_table.rows_of(seen_of(seen, user)[0])
+            seen_rows = movie_table.rows_of(seen.of(user)[0])
             exclude = seen_rows[seen_rows >= 0]
         queries.append(Query(user, doc_tags[i], vector, exclude))
     return queries
@@ -279,7 +331,7 @@ def reasons(workdir: Path, recs: list[Recommendation],
                   for r in rows]
         like = np.full(len(rec.movie_ids), -1)
         if rec.user is not None and seen is not None:
-            history, ratings = seen_of(seen, rec.user)
+            history, ratings = seen.of(rec.user)
             history = history[ratings >= liked] if (ratings >= liked).any() else history
             h_rows = movies.rows_of(history)
             history, h_rows = history[h_rows >= 0], h_rows[h_rows >= 0]

@@ -18,7 +18,7 @@ from tagrec_cli.embed import encode_rows, run_embed
 from tagrec_cli.ingest import IngestConfig, run_ingest
 from tagrec_cli.model import ModelConfig, load_model
 from tagrec_cli.npbert import load_tower
-from tagrec_cli.recommend import load_seen, load_table, seen_of
+from tagrec_cli.recommend import load_seen, load_table
 from tagrec_cli.tokens import TokenTable, tokenize
 from tagrec_cli.train import TrainConfig, run_train
 
@@ -26,10 +26,10 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
-    """Ingest (refit: every tag kept), train one epoch and embed (read-only for tests)."""
+def trained(tmp_path_factory, sample_dir: Path, tiny_bert: Path) -> Path:
+    """The bundled sample data: ingest (refit: every tag kept), train one epoch, embed."""
     work = tmp_path_factory.mktemp("trained")
-    run_ingest(small_data, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
+    run_ingest(sample_dir, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
                                               with_genres=True))
     run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
               TrainConfig(epochs=1, device="cpu"))
@@ -147,6 +147,12 @@ def test_tags_query_ranks_by_the_torch_encoded_document(trained):
         assert ("drama" in row["because"]["tags"]) == ("Drama" in row["genres"].split("|"))
 
 
+def test_markup_in_tags_is_printed_as_text(trained):
+    r = invoke(["recommend", "--tags", "drama, [/], [bold]x[/bold]", "-k", "30"], trained)
+    assert r.exit_code == 0, r.output  # rich would raise on "[/]" read as markup
+    assert "top 30 for your tags" in r.stdout
+
+
 def test_tags_file_and_table_output(tmp_path, trained):
     path = tmp_path / "tags.txt"
     path.write_text("film noir\nheist\n", encoding="utf-8")
@@ -172,7 +178,7 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
                                          if t != "space opera"])[:128])
     query = torch_user_vectors(trained, [doc])[0]
     movies = load_table(trained, "movie")
-    seen, _ = seen_of(load_seen(trained), user)
+    seen, _ = load_seen(trained).of(user)
     scores = movies.vectors @ query
     scores[np.isin(movies.ids, seen)] = -np.inf
     assert np.allclose([x["score"] for x in with_tags["recommendations"]],
@@ -194,7 +200,7 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
         r = invoke(["recommend", "--user", str(user), "--json", "-k", "10"], trained)
         from tagrec_cli.catalogue import user_tags
         doc = set(user_tags(trained, user))
-        history, ratings = seen_of(seen, user)
+        history, ratings = seen.of(user)
         liked = history[ratings >= liked_at]
         for row in json.loads(r.stdout)["recommendations"]:
             movie_tags = catalogue.tags[int(catalogue.rows(np.array([row["movieId"]]))[0])]
@@ -220,6 +226,7 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     (["similar"], "give --movie ID or --title"),
     (["similar", "--movie", "999999"], "unknown movie 999999"),
     (["similar", "--title", "qqqqzz"], "no movie title contains 'qqqqzz'"),
+    (["similar", "--title", "[/] [bold]"], "no movie title contains '[/] [bold]'"),  # not markup
 ])
 def test_bad_queries_are_one_line_errors(trained, args, message):
     r = invoke(args, trained)
@@ -314,10 +321,13 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     assert counts["safe cracking"] == 2
     r = invoke(["similar", "--title", "heist again", "--json", "-k", "1"], ws)
     assert json.loads(r.stdout)["recommendations"][0]["movieId"] == 900001
-    # the new movies take part in recommend as well
+    # the new movies are ranked by recommend as well, with the score of their new vectors
     r = invoke(["recommend", "--tags", "safe cracking, twist ending, 日本", "--json",
-                "-k", "400"], ws)
-    assert {900001, 900002} <= {x["movieId"] for x in json.loads(r.stdout)["recommendations"]}
+                "-k", "100000"], ws)
+    ranked = {x["movieId"]: x["score"] for x in json.loads(r.stdout)["recommendations"]}
+    assert len(ranked) == len(after["ids"])
+    query = torch_user_vectors(ws, ["safe cracking, twist ending, 日本"])[0]
+    assert ranked[900001] == pytest.approx(float(after["embeddings"][-2] @ query), abs=1e-4)
 
     # the stored vector is the movie tower's encoding of the document ingest would build
     model, tokenizer, _ = load_model(ws / "model")
@@ -386,3 +396,14 @@ def test_embed_bf16_on_cpu_is_close_to_fp32(ws):
     assert cos.min() > 0.999 and not np.array_equal(fp32, bf16)
     manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
     assert manifest["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("name", ["users.safetensors", "seen.safetensors", "catalogue.parquet",
+                                  "user_tags.parquet"])
+def test_damaged_lookup_files_are_one_line_errors(ws, name):
+    path = ws / "embeddings" / name
+    path.write_bytes(path.read_bytes()[:60])
+    r = invoke(["recommend", "--user", "7"], ws)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
