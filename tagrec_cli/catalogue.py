@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 
 from tagrec_cli import artifacts
-from tagrec_cli.errors import ArtifactError, TagrecError
-from tagrec_cli.recommend import rows_of
+from tagrec_cli.errors import TagrecError
+from tagrec_cli.recommend import damaged, rows_of
 
 CATALOGUE_FILE = "catalogue.parquet"  # movieId, title, year, genres, tags (list)
 USER_TAGS_FILE = "user_tags.parquet"  # userId, tags (list): the user documents' tags
@@ -65,23 +65,20 @@ def document_text(tags: list[str]) -> str:
     return ", ".join(tags)
 
 
-def _read(workdir: Path, name: str) -> pl.DataFrame:
+def _read(workdir: Path, name: str, where: pl.Expr | None = None) -> pl.DataFrame:
+    """A parquet file of embeddings/, only the rows `where` selects (a filtered scan reads
+    only the row groups that can hold them)."""
     path = Path(workdir) / artifacts.EMBEDDINGS_DIR / name
     try:
-        return pl.read_parquet(path)
+        scan = pl.scan_parquet(path)
+        return (scan if where is None else scan.filter(where)).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec embed`") from None
+        raise damaged(path, exc) from None
 
 
 def user_tags(workdir: Path, user: int) -> list[str]:
     """The tags of `user`'s document (empty when the user has none)."""
-    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / USER_TAGS_FILE
-    try:  # a scan with a filter reads only the row groups that can hold the user
-        df = pl.scan_parquet(path).filter(pl.col("userId") == user).collect()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec embed`") from None
+    df = _read(workdir, USER_TAGS_FILE, pl.col("userId") == user)
     return list(df["tags"][0]) if df.height else []
 
 

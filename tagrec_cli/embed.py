@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from safetensors.numpy import save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.model import TwoTower, load_model, resolve_device
-from tagrec_cli.recommend import SEEN_FILE, TABLE_FILE, rows_of
+from tagrec_cli.recommend import SEEN_FILE, TABLE_FILE
 from tagrec_cli.tokens import SIDES, TokenTable, token_tables, tokenize
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -60,6 +61,17 @@ def encode_rows(model: TwoTower, table: TokenTable, rows: np.ndarray, device: to
     if out:
         result[torch.from_numpy(order)] = torch.cat(out)
     return result
+
+
+def encode_documents(model: TwoTower, tokenizer: Any, documents: list[str],
+                     device: torch.device, side: str, batch_size: int = 256,
+                     precision: str = "auto") -> np.ndarray:
+    """Document texts -> (N, dim) unit rows of tower `side`: for documents not in a workspace."""
+    offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
+    table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id or 0)
+    vecs = encode_rows(model, table, np.arange(len(documents)), device, batch_size, side,
+                       precision=precision)
+    return torch.nn.functional.normalize(vecs, dim=1).numpy()
 
 
 def write_lookups(workdir: Path, folder: Path) -> None:
@@ -193,12 +205,11 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
     import time
 
     import polars as pl
-    from safetensors.numpy import load_file
 
     from tagrec_cli.catalogue import CATALOGUE_FILE, Catalogue
-    from tagrec_cli.errors import ArtifactError, DataError
+    from tagrec_cli.errors import DataError
     from tagrec_cli.ingest import IngestConfig, movie_document_text, movie_fields
-    from tagrec_cli.recommend import embeddings_manifest
+    from tagrec_cli.recommend import embeddings_manifest, load_table, table_model_dir
 
     start = time.perf_counter()
     workdir = Path(workdir)
@@ -212,11 +223,7 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
         movie = int(new["movieId"][int(np.argmax(exists))])
         raise DataError(f"movie {movie} is already in the table ({catalogue.label(movie)}); "
                         "pass --replace to overwrite it")
-    model_dir = Path(manifest["model_dir"])
-    if not (model_dir / "config.json").is_file() or artifacts.file_digest(
-            model_dir / "config.json") != manifest["model_config_hash"]:
-        raise ArtifactError(f"the model the tables were made with ({model_dir}) is gone or "
-                            "changed — re-run `tagrec embed` first")
+    model_dir = table_model_dir(workdir)
 
     cfg = IngestConfig(**{k: settings[k] for k in ("with_title", "with_year", "with_genres",
                                                    "max_tags")})
@@ -224,17 +231,14 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
     docs = docs.with_columns(document=movie_document_text(cfg))
     dev = resolve_device(device)
     model, tokenizer, _ = load_model(model_dir, dev)
-    offsets, tokens = tokenize(tokenizer, docs["document"].to_list(), model.cfg.max_length)
     ids = docs["movieId"].to_numpy().astype(np.int64)
-    table = TokenTable(ids, offsets, tokens, tokenizer.pad_token_id or 0)
-    vecs = encode_rows(model, table, np.arange(len(ids)), dev, batch_size, side="movie",
-                       precision=manifest.get("precision", "auto"))  # as the table was made
-    vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
+    vecs = encode_documents(model, tokenizer, docs["document"].to_list(), dev, "movie",
+                            batch_size, manifest.get("precision", "auto"))  # as the table was
 
-    old = load_file(str(folder / TABLE_FILE["movie"]))
-    rows = rows_of(old["ids"], ids)
-    table_ids = np.concatenate([old["ids"], ids[rows < 0]])
-    table_vecs = np.concatenate([old["embeddings"], vecs[rows < 0]])
+    old = load_table(workdir, "movie")
+    rows = old.rows_of(ids)
+    table_ids = np.concatenate([old.ids, ids[rows < 0]])
+    table_vecs = np.concatenate([old.vectors, vecs[rows < 0]])
     table_vecs[rows[rows >= 0]] = vecs[rows >= 0]  # --replace: overwrite in place
     info = docs.select("movieId", "title", "year", "genres", "tags")
     old_info = pl.read_parquet(folder / CATALOGUE_FILE)

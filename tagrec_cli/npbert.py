@@ -24,10 +24,15 @@ from scipy.special import erf
 
 from tagrec_cli.errors import ArtifactError
 
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
 ACTIVATIONS = {
     "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),
-    "gelu_new": lambda x: 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3))),
-    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3))),
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,  # the same function under transformers' other name
     "relu": lambda x: np.maximum(x, 0.0),
 }
 

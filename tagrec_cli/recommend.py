@@ -59,7 +59,8 @@ class EmbeddingTable:
         return rows_of(self.ids, ids)
 
 
-def _damaged(path: Path, exc: Exception) -> ArtifactError:
+def damaged(path: Path, exc: Exception) -> ArtifactError:
+    """The error for an unreadable file that `tagrec embed` wrote."""
     return ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                          "re-run `tagrec embed`")
 
@@ -83,33 +84,34 @@ def load_table(workdir: Path, side: str) -> EmbeddingTable:
         arrays = load_file(str(path))
         ids, vectors = arrays["ids"], arrays["embeddings"]
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
-        raise _damaged(path, exc) from None
+        raise damaged(path, exc) from None
     table = EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
     _TABLES[path] = (stamp, table)
     return table
 
 
-def load_rows(workdir: Path, side: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(table ids (N,), vectors of `ids` (n, dim)) without reading the rest of the table.
+def load_rows(workdir: Path, side: str, ids: np.ndarray) -> np.ndarray:
+    """Vectors of `ids` (n, dim), read without the rest of the table.
 
     A MovieLens-25M user table is 330 MB; a query needs one row of it. An id not in the
-    table raises KeyError with the id.
+    table is a TagrecError naming the table's id range.
     """
     embeddings_manifest(workdir)
     path = Path(workdir) / artifacts.EMBEDDINGS_DIR / TABLE_FILE[side]
     try:
         f = safe_open(str(path), framework="numpy")
         table_ids = f.get_tensor("ids").astype(np.int64)
-        rows = rows_of(table_ids, ids)
-        if (rows < 0).any():
-            raise KeyError(int(np.asarray(ids)[rows < 0][0]))
         column = f.get_slice("embeddings")
-        vectors = [column[r:r + 1] for r in rows]
     except (OSError, ValueError, SafetensorError) as exc:
-        raise _damaged(path, exc) from None
-    dim = f.get_slice("embeddings").get_shape()[1]
-    return table_ids, (np.concatenate(vectors).astype(np.float32) if vectors
-                       else np.zeros((0, dim), np.float32))
+        raise damaged(path, exc) from None
+    rows = rows_of(table_ids, ids)
+    if (rows < 0).any():
+        unknown = int(np.asarray(ids)[rows < 0][0])
+        raise TagrecError(f"unknown {side} {unknown}: no {side} document in the workspace "
+                          f"({side}s {int(table_ids.min())}–{int(table_ids.max())})")
+    if len(rows) == 0:
+        return np.zeros((0, column.get_shape()[1]), np.float32)
+    return np.concatenate([column[r:r + 1] for r in rows]).astype(np.float32)
 
 
 def top_k(queries: np.ndarray, items: np.ndarray, k: int,
@@ -166,7 +168,7 @@ class Seen:
             self.indptr = self.file.get_tensor("indptr")
             self.file.get_slice("ratings")  # a format-1 file lacks ratings
         except (OSError, ValueError, SafetensorError) as exc:
-            raise _damaged(path, exc) from None
+            raise damaged(path, exc) from None
 
     def of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """(movie ids, ratings) that `user` rated; empty arrays for a user with none."""
@@ -186,6 +188,22 @@ def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
     """User documents -> (N, dim) unit rows, with the model that made the tables."""
     from tagrec_cli.npbert import load_tower
 
+    model_dir = table_model_dir(workdir)
+    tower = load_tower(model_dir, "user")
+    if tower is not None:
+        return tower.encode(documents)
+    # Not plain BERT: the same tower through torch (slower to start).
+    import torch
+
+    from tagrec_cli.embed import encode_documents
+    from tagrec_cli.model import load_model
+
+    model, tokenizer, _ = load_model(model_dir, "cpu")
+    return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user")
+
+
+def table_model_dir(workdir: Path) -> Path:
+    """The model folder the embedding tables were made with, checked to be that model still."""
     manifest = embeddings_manifest(workdir)
     model_dir = Path(manifest["model_dir"])
     try:
@@ -196,21 +214,7 @@ def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
     if digest != manifest["model_config_hash"]:
         raise ArtifactError(f"the model in {model_dir} changed after the tables were made — "
                             "re-run `tagrec embed`")
-    tower = load_tower(model_dir, "user")
-    if tower is not None:
-        return tower.encode(documents)
-    # Not plain BERT: the same tower through torch (slower to start).
-    import torch
-
-    from tagrec_cli.embed import encode_rows
-    from tagrec_cli.model import load_model
-    from tagrec_cli.tokens import TokenTable, tokenize
-
-    model, tokenizer, _ = load_model(model_dir, "cpu")
-    offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
-    table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id or 0)
-    vecs = encode_rows(model, table, np.arange(len(documents)), torch.device("cpu"), side="user")
-    return torch.nn.functional.normalize(vecs, dim=1).numpy()
+    return model_dir
 
 
 @dataclass
@@ -245,12 +249,7 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
 
     movie_table = load_table(workdir, "movie")
     ids = np.asarray(users, dtype=np.int64)
-    try:
-        table_ids, user_vectors = load_rows(workdir, "user", ids)
-    except KeyError as exc:
-        table_ids = load_rows(workdir, "user", ids[:0])[0]
-        raise TagrecError(f"unknown user {exc.args[0]}: no user document in the workspace "
-                          f"(users {int(table_ids.min())}–{int(table_ids.max())})") from None
+    user_vectors = load_rows(workdir, "user", ids)
     if tags is not None and not tags:
         raise TagrecError("--tags holds no tag (give comma-separated tags, e.g. "
                           "--tags \"heist, twist ending\")")
@@ -292,7 +291,8 @@ def recommend_for_users(workdir: Path, users: list[int], k: int = 10,
     return rank(workdir, build_queries(workdir, users, None, include_seen), k)
 
 
-def similar_movies(workdir: Path, movie_id: int, k: int = 10) -> Recommendation:
+def similar_movies(workdir: Path, movie_id: int, k: int = 10,
+                   catalogue: Catalogue | None = None) -> Recommendation:
     """The k movies nearest to `movie_id` in the movie table, the movie itself left out."""
     movies = load_table(workdir, "movie")
     row = int(movies.rows_of(np.array([movie_id]))[0])
@@ -302,7 +302,7 @@ def similar_movies(workdir: Path, movie_id: int, k: int = 10) -> Recommendation:
                           "by title with --title, e.g. tagrec similar --title \"toy story\"")
     from tagrec_cli.catalogue import Catalogue
 
-    catalogue = Catalogue.load(workdir)
+    catalogue = catalogue or Catalogue.load(workdir)
     at = int(catalogue.rows(np.array([movie_id]))[0])
     query = Query(None, catalogue.tags[at] if at >= 0 else [], movies.vectors[row],
                   np.array([row]))
