@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from tagrec_cli import artifacts
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import ArtifactError, TagrecError
 from tagrec_cli.recommend import damaged, rows_of
 
 CATALOGUE_FILE = "catalogue.parquet"  # movieId, title, year, genres, tags (list)
@@ -80,6 +80,28 @@ def user_tags(workdir: Path, user: int) -> list[str]:
     """The tags of `user`'s document (empty when the user has none)."""
     df = _read(workdir, USER_TAGS_FILE, pl.col("userId") == user)
     return list(df["tags"][0]) if df.height else []
+
+
+def user_feature_rows(workdir: Path, users: list[int | None]) -> dict[str, np.ndarray]:
+    """features.RAW_COLUMNS of these users, as arrays; None (a tags query) has no history:
+    0 ratings and no last timestamp (NaN)."""
+    from tagrec_cli.features import RAW_COLUMNS
+
+    known = [u for u in users if u is not None]
+    df = _read(workdir, USER_TAGS_FILE, pl.col("userId").is_in(known)) if known else None
+    if df is not None and not set(RAW_COLUMNS["user"]) <= set(df.columns):
+        raise ArtifactError("the embeddings were made before side features — re-run "
+                            "`tagrec embed`")
+    out = {c: np.zeros(len(users)) for c in RAW_COLUMNS["user"]}
+    out["last_timestamp"][:] = np.nan
+    for i, user in enumerate(users):
+        if user is None or df is None:
+            continue
+        row = df.filter(pl.col("userId") == user)
+        if row.height:
+            for c in RAW_COLUMNS["user"]:
+                out[c][i] = float(row[c][0]) if row[c][0] is not None else np.nan
+    return out
 
 
 @dataclass

@@ -133,11 +133,15 @@ def ingest(
     like_threshold: Annotated[float, typer.Option(
         help="Pair label: +1 (like) if rating >= this, else -1 (dislike).")] = 2.5,
     pairs_per_class: Annotated[int, typer.Option(
-        min=0, help="Pairs per class over both splits; 0 keeps every pair.")] = 6000,
+        min=0, help="Pairs per class over both splits; 0 keeps every pair (the seed drew "
+        "6000).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for drawing pairs.")] = 42,
-    with_genres: Annotated[bool, typer.Option(help="Put genres in movie documents.")] = False,
-    with_year: Annotated[bool, typer.Option(help="Put the year in movie documents.")] = False,
-    with_title: Annotated[bool, typer.Option(help="Put the title in movie documents.")] = False,
+    with_genres: Annotated[bool, typer.Option(help="Put genres in movie documents.")] = True,
+    with_year: Annotated[bool, typer.Option(help="Put the year in movie documents.")] = True,
+    with_title: Annotated[bool, typer.Option(help="Put the title in movie documents.")] = True,
+    side_features: Annotated[bool, typer.Option(
+        help="Give the model rating counts, mean ratings, dislike shares and years as numbers "
+        "(else the mean rating is a 'rating X.Y' word in the movie document).")] = True,
 ) -> None:
     """Build tag documents and like/dislike pairs from MovieLens CSV files.
 
@@ -149,7 +153,7 @@ def ingest(
         holdout_fraction=holdout_fraction, max_tags=max_tags, top_user_tags=top_user_tags,
         liked_rating=liked_rating, like_threshold=like_threshold,
         pairs_per_class=pairs_per_class, seed=seed, with_genres=with_genres,
-        with_year=with_year, with_title=with_title)
+        with_year=with_year, with_title=with_title, side_features=side_features)
     data_dir = data or default_data_dir()
     with err.status("ingesting") as status:
         summary = run_ingest(data_dir, workdir, cfg,
@@ -199,6 +203,7 @@ class Precision(StrEnum):
 
 
 class Loss(StrEnum):
+    hybrid = "hybrid"
     cosine = "cosine"
     softmax = "softmax"
 
@@ -226,18 +231,19 @@ def train(
         "--model", "-m", help="Hugging Face BERT id or local folder [default: all-MiniLM-L6-v2, "
         "installed with tagrec].")] = "all-MiniLM-L6-v2",
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 5,
     batch_size: Annotated[int, typer.Option(
-        min=1, help="Pairs per step (per process under torchrun).")] = 64,
+        min=1, help="Pairs per step (per process under torchrun).")] = 1024,
     lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")] = 5e-5,
     head_lr: Annotated[float, typer.Option(min=0.0, help="Projection-head learning rate.")
                        ] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed for heads, batches and dropout.")] = 42,
     freeze_encoder: Annotated[bool, typer.Option(
-        help="Train only the projection heads on cached encoder outputs (fast).")] = False,
+        help="Train only the projection heads on cached encoder outputs (fast); "
+        "--no-freeze-encoder fine-tunes BERT too.")] = True,
     group_by_user: Annotated[bool, typer.Option(
-        help="Batch each user's pairs together so long user documents are encoded once.")
-    ] = True,
+        help="Batch each user's pairs together so long user documents are encoded once "
+        "(fewer in-batch negatives).")] = False,
     pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or [CLS].")
                        ] = Pooling.mean,
     dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = 512,
@@ -245,13 +251,21 @@ def train(
     margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
                                           help="CosineEmbeddingLoss margin.")] = 0.0,
     loss: Annotated[Loss, typer.Option(
-        help="cosine: CosineEmbeddingLoss on like/dislike pairs (the seed's); softmax: "
-        "in-batch sampled softmax over liked pairs, dislikes as hard negatives.")
-    ] = Loss.cosine,
+        help="hybrid: in-batch softmax over the pairs rated >= --positive-rating plus a "
+        "like/dislike logistic loss on every pair; cosine: CosineEmbeddingLoss on "
+        "like/dislike pairs (the seed's); softmax: in-batch softmax over liked pairs.")
+    ] = Loss.hybrid,
     temperature: Annotated[float, typer.Option(
         min=1e-4, help="Softmax loss temperature (cosine / temperature).")] = 0.05,
     log_q: Annotated[bool, typer.Option(
         help="Softmax loss: correct for how often each movie appears as a negative.")] = True,
+    positive_rating: Annotated[float, typer.Option(
+        help="hybrid: ratings >= this are the softmax's positives.")] = 4.0,
+    bce_weight: Annotated[float, typer.Option(
+        min=0.0, help="hybrid: weight of the like/dislike logistic loss.")] = 6.0,
+    cold_dropout: Annotated[float, typer.Option(
+        min=0.0, max=0.99, help="Share of batch movies shown as never rated, so new movies "
+        "(no ratings yet) are placed by their documents.")] = 0.1,
 ) -> None:
     """Train the user and movie towers on the ingested like/dislike pairs.
 
@@ -274,7 +288,8 @@ def train(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
                       device=device.value, margin=margin, loss=loss.value,
-                      temperature=temperature, log_q=log_q)
+                      temperature=temperature, log_q=log_q, positive_rating=positive_rating,
+                      bce_weight=bce_weight, cold_dropout=cold_dropout)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("loss {task.fields[loss]:.4f}"),

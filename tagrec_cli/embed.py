@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, features
 from tagrec_cli.model import TwoTower, load_model, resolve_device
 from tagrec_cli.recommend import SEEN_FILE, TABLE_FILE
 from tagrec_cli.tokens import SIDES, TokenTable, token_tables, tokenize
@@ -40,19 +40,22 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
 def encode_rows(model: TwoTower, table: TokenTable, rows: np.ndarray, device: torch.device,
                 batch_size: int = 256, side: str | None = None,
                 on_batch: Callable[[int], None] | None = None,
-                precision: str = "auto") -> torch.Tensor:
+                precision: str = "auto", features: torch.Tensor | None = None) -> torch.Tensor:
     """Encode table rows in length-sorted batches (little padding), returned in `rows` order.
 
     side None: pooled encoder output (len(rows), H); 'user'/'movie': projected (len(rows), dim).
+    features: (len(rows), F) side features, for a model that has them.
     Runs under inference_mode; the result is float32 on the CPU.
     """
     order = np.argsort(table.lengths[rows], kind="stable")
     out: list[torch.Tensor] = []
     with torch.inference_mode(), autocast(device, precision):
         for lo in range(0, len(rows), batch_size):
-            ids, mask = table.batch(rows[order[lo:lo + batch_size]])
+            part = order[lo:lo + batch_size]
+            ids, mask = table.batch(rows[part])
             pooled = model.encode(ids.to(device), mask.to(device))
-            vecs = pooled if side is None else model.project(side, pooled)
+            extra = None if features is None else features[torch.from_numpy(part)]
+            vecs = pooled if side is None else model.project(side, pooled, extra)
             out.append(vecs.float().cpu())
             if on_batch:
                 on_batch(len(ids))
@@ -65,12 +68,16 @@ def encode_rows(model: TwoTower, table: TokenTable, rows: np.ndarray, device: to
 
 def encode_documents(model: TwoTower, tokenizer: Any, documents: list[str],
                      device: torch.device, side: str, batch_size: int = 256,
-                     precision: str = "auto") -> np.ndarray:
-    """Document texts -> (N, dim) unit rows of tower `side`: for documents not in a workspace."""
+                     precision: str = "auto", features: np.ndarray | None = None) -> np.ndarray:
+    """Document texts [+ (N, F) side features] -> (N, dim) unit rows of tower `side`.
+
+    For documents not in a workspace: new movies, tags queries.
+    """
     offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
     table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id or 0)
+    extra = None if features is None else torch.from_numpy(np.asarray(features, np.float32))
     vecs = encode_rows(model, table, np.arange(len(documents)), device, batch_size, side,
-                       precision=precision)
+                       precision=precision, features=extra)
     return torch.nn.functional.normalize(vecs, dim=1).numpy()
 
 
@@ -97,7 +104,11 @@ def write_lookups(workdir: Path, folder: Path) -> None:
     (pl.read_parquet(ingest / "movies.parquet",
                      columns=["movieId", "title", "year", "genres", "tags"])
      .write_parquet(folder / CATALOGUE_FILE))
-    pl.read_parquet(ingest / "users.parquet", columns=["userId", "tags"]).write_parquet(
+    users_df = pl.read_parquet(ingest / "users.parquet")
+    # The side-feature columns too (older ingest output has none): a --user --tags query
+    # re-encodes that user's document with these.
+    users_df.select("userId", "tags", *[c for c in features.RAW_COLUMNS["user"]
+                                        if c in users_df.columns]).write_parquet(
         folder / USER_TAGS_FILE)
 
 
@@ -132,7 +143,12 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
             rows = np.arange(len(table))
             callback = (lambda n, s=side, total=len(table): on_batch(s, n, total)) \
                 if on_batch else None
-            vecs = encode_rows(model, table, rows, dev, batch_size, side, callback, precision)
+            extra = None
+            if model.cfg.features is not None:
+                extra = torch.from_numpy(features.load_features(workdir, side, table.ids,
+                                                                model.cfg.features))
+            vecs = encode_rows(model, table, rows, dev, batch_size, side, callback, precision,
+                               extra)
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             save_file({"ids": table.ids.astype(np.int64), "embeddings": vecs.astype(np.float32)},
                       str(tmp / TABLE_FILE[side]), metadata={**meta, "side": side})
@@ -226,14 +242,20 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
     model_dir = table_model_dir(workdir)
 
     cfg = IngestConfig(**{k: settings[k] for k in ("with_title", "with_year", "with_genres",
-                                                   "max_tags")})
+                                                   "max_tags")},
+                       side_features=bool(settings.get("side_features", False)))
     docs = movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
     docs = docs.with_columns(document=movie_document_text(cfg))
     dev = resolve_device(device)
     model, tokenizer, _ = load_model(model_dir, dev)
     ids = docs["movieId"].to_numpy().astype(np.int64)
+    extra = None
+    if model.cfg.features is not None:  # never rated: no count, mean or dislikes yet
+        n = np.zeros(docs.height)
+        extra = features.movie_features(n, n, n, docs["year"].to_numpy(), model.cfg.features)
     vecs = encode_documents(model, tokenizer, docs["document"].to_list(), dev, "movie",
-                            batch_size, manifest.get("precision", "auto"))  # as the table was
+                            batch_size, manifest.get("precision", "auto"),  # as the table was
+                            extra)
 
     old = load_table(workdir, "movie")
     rows = old.rows_of(ids)

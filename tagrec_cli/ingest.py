@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, features
 from tagrec_cli.errors import DataError
 from tagrec_cli.movielens import read_movielens
 from tagrec_cli.toptags import top_tags_for_users
@@ -34,12 +34,15 @@ class IngestConfig:
     top_user_tags: int = 50  # tags taken from the movies a user liked
     liked_rating: float = 2.5  # a history rating >= this makes a movie "liked" for user documents
     like_threshold: float = 2.5  # pair label: +1 if rating >= this, else -1
-    pairs_per_class: int = 6000  # per label, over both splits; 0 keeps every pair
+    pairs_per_class: int = 0  # per label, over both splits; 0 keeps every pair (see QUALITY.md)
     train_share: float = 0.8  # share of each class's pairs for training (rest: validation)
     seed: int = 42
-    with_genres: bool = False
-    with_year: bool = False
-    with_title: bool = False
+    with_genres: bool = True  # genres, year and title make documents distinct (QUALITY.md)
+    with_year: bool = True
+    with_title: bool = True
+    # Rating counts, mean rating etc. go to the model as numbers (features.py) instead of a
+    # "rating X.Y" word in the movie document.
+    side_features: bool = True
     chunk_users: int = 2048  # users per chunk of the sparse top-tags product
 
     def __post_init__(self) -> None:
@@ -172,7 +175,8 @@ def movie_document_text(cfg: IngestConfig) -> pl.Expr:
         parts.append(pl.col("genre_text"))
     # The short fields go before the tags: BERT truncates documents from the right (128
     # tokens), and a well-tagged movie's rating would otherwise be the first thing cut.
-    parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
+    if not cfg.side_features:
+        parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
     parts.append(pl.col("tags").list.join(", "))
     return pl.concat_list([p.fill_null("") for p in parts]).list.eval(
         pl.element().filter(pl.element() != "")).list.join(", ")
@@ -185,14 +189,17 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
     counts = tags.unique(["movieId", "tag", "userId"]).group_by("movieId", "tag").agg(
         count=pl.len())
     stats = history.group_by("movieId").agg(
-        n_ratings=pl.len(), mean_rating=pl.col("rating").mean())
+        n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
+        n_dislikes=(pl.col("rating") < cfg.like_threshold).sum())
     df = (movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
           .join(ranked_tags(counts, "movieId", cfg.max_tags), on="movieId", how="left")
           .join(stats, on="movieId", how="left")
           .with_columns(tags=pl.col("tags").fill_null([]),
-                        n_ratings=pl.col("n_ratings").fill_null(0).cast(pl.Int64)))
+                        n_ratings=pl.col("n_ratings").fill_null(0).cast(pl.Int64),
+                        n_dislikes=pl.col("n_dislikes").fill_null(0).cast(pl.Int64)))
     return df.select("movieId", "title", "year", "genres", "tags", "n_ratings",
-                     "mean_rating", document=movie_document_text(cfg)).sort("movieId")
+                     "mean_rating", "n_dislikes",
+                     document=movie_document_text(cfg)).sort("movieId")
 
 
 def liked_movie_tags(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
@@ -240,11 +247,15 @@ def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
               .sort(["userId", "source", "pos"])
               .unique(["userId", "tag"], keep="first", maintain_order=True)
               .group_by("userId", maintain_order=True).agg(tags=pl.col("tag").head(cfg.max_tags)))
-    users = history.group_by("userId").agg(n_ratings=pl.len())
+    users = history.group_by("userId").agg(
+        n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
+        n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Int64),
+        last_timestamp=pl.col("timestamp").max())
     return (users.join(merged, on="userId", how="left")
             .with_columns(tags=pl.col("tags").fill_null([]))
             .with_columns(document=pl.col("tags").list.join(", "))
-            .select("userId", "tags", "n_ratings", "document").sort("userId"))
+            .select("userId", "tags", "n_ratings", "mean_rating", "n_dislikes",
+                    "last_timestamp", "document").sort("userId"))
 
 
 def draw_pairs(split: pl.DataFrame, cfg: IngestConfig) -> tuple[pl.DataFrame, list[str]]:
@@ -331,5 +342,9 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
             data_dir=str(data_dir.resolve()),
             data_hash=artifacts.file_digest(*(data_dir / f for f in
                                               ("ratings.csv", "tags.csv", "movies.csv"))),
-            settings=asdict(cfg), summary=stats, warnings=warnings)
+            settings=asdict(cfg), summary=stats, warnings=warnings,
+            feature_stats=features.global_stats(
+                history["rating"].to_numpy(), cfg.like_threshold,
+                int(movie_docs["n_ratings"].max() or 0), int(user_docs["n_ratings"].max() or 0),
+                float(history["timestamp"].max() or 0)))
     return summary

@@ -21,6 +21,7 @@ from torch import nn
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.features import NAMES
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls")
@@ -34,6 +35,12 @@ class ModelConfig:
     pooling: str = "mean"  # mean over real tokens, or the [CLS] hidden state
     dim: int = 512  # output embedding size of both towers
     max_length: int = 128  # tokens per document at most
+    # Side features (features.py): None = documents only; else the global stats the
+    # features are computed with, saved here so embed and recommend compute them alike.
+    features: dict[str, float] | None = None
+
+    def n_features(self, side: str) -> int:
+        return 0 if self.features is None else len(NAMES[side])
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -93,28 +100,37 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class TwoTower(nn.Module):
-    """Shared encoder + per-tower linear projection to `dim`."""
+    """Shared encoder + per-tower linear projection to `dim`.
+
+    Tower input: the pooled document (H,), then the side's numeric features (F,) if any.
+    """
 
     def __init__(self, encoder: nn.Module, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({"user": nn.Linear(hidden, cfg.dim),
-                                    "movie": nn.Linear(hidden, cfg.dim)})
+        self.heads = nn.ModuleDict({side: nn.Linear(hidden + cfg.n_features(side), cfg.dim)
+                                    for side in ("user", "movie")})
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) tokens -> (B, H) pooled encoder output, before any head."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.cfg.pooling)
 
-    def project(self, side: str, pooled: torch.Tensor) -> torch.Tensor:
-        """(B, H) -> (B, dim) for side 'user' or 'movie'."""
-        return self.heads[side](pooled.to(self.heads[side].weight.dtype))
+    def project(self, side: str, pooled: torch.Tensor,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H) pooled [+ (B, F) side features] -> (B, dim) for side 'user' or 'movie'."""
+        dtype = self.heads[side].weight.dtype
+        if self.cfg.n_features(side):
+            if features is None:
+                raise ValueError(f"this model's {side} tower needs its side features")
+            pooled = torch.cat([pooled.to(dtype), features.to(pooled.device, dtype)], dim=1)
+        return self.heads[side](pooled.to(dtype))
 
-    def forward(self, side: str, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.project(side, self.encode(input_ids, attention_mask))
+    def forward(self, side: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.project(side, self.encode(input_ids, attention_mask), features)
 
 
 def build_model(cfg: ModelConfig, seed: int = 0) -> tuple[TwoTower, Any]:

@@ -53,8 +53,8 @@ class NumpyTower:
     pooling: str
     tokenizer: object  # tokenizers.Tokenizer, truncating to the model's max_length
 
-    def encode_ids(self, ids: np.ndarray) -> np.ndarray:
-        """(T,) token ids of one document -> (dim,) unit vector."""
+    def encode_ids(self, ids: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """(T,) token ids of one document [+ (F,) side features] -> (dim,) unit vector."""
         w, t = self.w, len(ids)
         x = (w["embeddings.word_embeddings.weight"][ids]
              + w["embeddings.position_embeddings.weight"][:t]
@@ -82,15 +82,19 @@ class NumpyTower:
             x = layer_norm(ff + x, w[p + "output.LayerNorm.weight"],
                            w[p + "output.LayerNorm.bias"], self.eps)
         pooled = x[0] if self.pooling == "cls" else x.mean(0)  # (H,)
+        if features is not None:
+            pooled = np.concatenate([pooled, np.asarray(features, pooled.dtype)])  # (H + F,)
         out = pooled @ w["head.weight"].T + w["head.bias"]  # (dim,)
         return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
 
     def token_ids(self, document: str) -> np.ndarray:
         return np.asarray(self.tokenizer.encode(document).ids, dtype=np.int64)
 
-    def encode(self, documents: list[str]) -> np.ndarray:
-        """Documents -> (N, dim) float32 unit rows."""
-        return np.stack([self.encode_ids(self.token_ids(doc)) for doc in documents])
+    def encode(self, documents: list[str], features: np.ndarray | None = None) -> np.ndarray:
+        """Documents [+ (N, F) side features] -> (N, dim) float32 unit rows."""
+        return np.stack([self.encode_ids(self.token_ids(doc),
+                                         None if features is None else features[i])
+                         for i, doc in enumerate(documents)])
 
 
 def load_tower(folder: Path, side: str) -> NumpyTower | None:

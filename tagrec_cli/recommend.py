@@ -184,14 +184,28 @@ def load_seen(workdir: Path) -> Seen:
     return Seen(Path(workdir) / artifacts.EMBEDDINGS_DIR / SEEN_FILE)
 
 
-def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
-    """User documents -> (N, dim) unit rows, with the model that made the tables."""
+def encode_user_documents(workdir: Path, documents: list[str],
+                          users: list[int | None] | None = None) -> np.ndarray:
+    """User documents -> (N, dim) unit rows, with the model that made the tables.
+
+    users: whose history gives each document's side features (None: a tags query, no
+    history), for a model with side features.
+    """
+    from tagrec_cli.catalogue import user_feature_rows
+    from tagrec_cli.features import RAW_COLUMNS, user_features
     from tagrec_cli.npbert import load_tower
 
     model_dir = table_model_dir(workdir)
+    stats = artifacts.read_manifest(model_dir.parent, model_dir.name, artifacts.MODEL_FORMAT,
+                                    name="config.json", kind=artifacts.MODEL_DIR
+                                    )["model"].get("features")
+    extra = None
+    if stats is not None:
+        raw = user_feature_rows(workdir, users or [None] * len(documents))
+        extra = user_features(*(raw[c] for c in RAW_COLUMNS["user"]), stats)  # (N, F)
     tower = load_tower(model_dir, "user")
     if tower is not None:
-        return tower.encode(documents)
+        return tower.encode(documents, extra)
     # Not plain BERT: the same tower through torch (slower to start).
     import torch
 
@@ -199,7 +213,8 @@ def encode_user_documents(workdir: Path, documents: list[str]) -> np.ndarray:
     from tagrec_cli.model import load_model
 
     model, tokenizer, _ = load_model(model_dir, "cpu")
-    return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user")
+    return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user",
+                            features=extra)
 
 
 def table_model_dir(workdir: Path) -> Path:
@@ -257,7 +272,8 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
     doc_tags = [user_tags(workdir, int(u)) for u in ids] if len(ids) else [[]]
     if tags:
         doc_tags = [query_tags(tags, base, max_tags) for base in doc_tags]
-        vectors = encode_user_documents(workdir, [document_text(t) for t in doc_tags])
+        vectors = encode_user_documents(workdir, [document_text(t) for t in doc_tags],
+                                        [int(u) for u in ids] if len(ids) else [None])
     else:
         vectors = user_vectors
     seen = load_seen(workdir) if len(ids) and not include_seen else None

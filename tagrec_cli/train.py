@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,41 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tagrec_cli import artifacts, distributed
+from tagrec_cli import artifacts, distributed, features
 from tagrec_cli.distributed import Dist
 from tagrec_cli.embed import autocast, encode_rows
 from tagrec_cli.errors import TagrecError
-from tagrec_cli.losses import cosine_embedding_loss, in_batch_softmax_loss
+from tagrec_cli.losses import balanced_logistic_loss, cosine_embedding_loss, in_batch_softmax_loss
 from tagrec_cli.metrics import roc_auc, sign_accuracy
 from tagrec_cli.model import ModelConfig, TwoTower, build_model, resolve_device, save_model
 from tagrec_cli.tokens import TokenTable, token_tables
 
-LOSSES = ("cosine", "softmax")
+LOSSES = ("hybrid", "cosine", "softmax")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 1  # ml-latest-small: 1 epoch AUC 0.694, 2 epochs 0.700 at twice the time
-    batch_size: int = 64  # pairs per step (per process under torchrun: N processes, N x this)
+    epochs: int = 5  # frozen encoder: an epoch is a few seconds of head training
+    batch_size: int = 1024  # pairs per step (per process under torchrun: N processes, N x this)
     lr: float = 5e-5  # encoder learning rate (AdamW)
     head_lr: float = 1e-3  # projection heads start from random, so they learn faster
     weight_decay: float = 0.01
     warmup: float = 0.1  # share of steps with linear warm-up, then linear decay to 0
     margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
-    loss: str = "cosine"  # "cosine" (the seed's pairwise loss) or "softmax" (in-batch negatives)
-    temperature: float = 0.05  # softmax loss: cosine / temperature
-    log_q: bool = True  # softmax loss: subtract log(movie frequency in the training pairs)
+    # "hybrid": softmax over in-batch negatives for the pairs rated >= positive_rating (ranks
+    # what a user will like) + bce_weight x logistic loss on every pair's like/dislike
+    # label (keeps cosine on a scale where a dislike is below a like). "cosine": the seed's
+    # CosineEmbeddingLoss. "softmax": the softmax part alone, over every liked pair.
+    loss: str = "hybrid"
+    temperature: float = 0.05  # softmax: cosine / temperature
+    log_q: bool = True  # softmax: subtract log(movie frequency among the softmax positives)
+    positive_rating: float = 4.0  # hybrid: the softmax's positives (evaluate's "relevant")
+    bce_weight: float = 6.0  # hybrid: weight of the like/dislike logistic loss
+    bce_temperature: float = 0.2  # hybrid: logistic loss on cosine / this + a learned bias
+    cold_dropout: float = 0.1  # side features: share of batch movies shown as never rated
     seed: int = 42
-    freeze_encoder: bool = False  # train only the heads on cached encoder outputs
-    group_by_user: bool = True  # batch a user's pairs together (fewer long documents to encode)
+    freeze_encoder: bool = True  # train only the heads on cached encoder outputs
+    group_by_user: bool = False  # batch a user's pairs together (fewer long documents to encode)
     length_groups: int = 4  # per tower and step, encode documents in <= this many length groups
     device: str = "auto"
     eval_batch_size: int = 256
@@ -68,6 +76,8 @@ class TrainConfig:
             raise ValueError("warmup must be in [0, 1)")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if not 0 <= self.cold_dropout < 1:
+            raise ValueError("cold_dropout must be in [0, 1)")
 
 
 @dataclass
@@ -84,6 +94,7 @@ class Pairs:
     user_rows: np.ndarray  # (P,) rows into the user TokenTable
     movie_rows: np.ndarray  # (P,) rows into the movie TokenTable
     labels: np.ndarray  # (P,) +1 / -1
+    ratings: np.ndarray  # (P,) the rating behind the label
 
 
 def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]:
@@ -94,7 +105,8 @@ def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]
         part = df.filter(pl.col("split") == split)
         out[split] = Pairs(tables["user"].row_of(part["userId"].to_numpy()),
                            tables["movie"].row_of(part["movieId"].to_numpy()),
-                           part["label"].to_numpy().astype(np.float32))
+                           part["label"].to_numpy().astype(np.float32),
+                           part["rating"].to_numpy().astype(np.float32))
     return out
 
 
@@ -184,83 +196,107 @@ class BatchTowers(nn.Module):
     gradients of the work done inside its forward() and expects one forward per backward, so
     the whole step's encoding (several length groups, both heads) is this one call; calling
     model.encode / model.project directly would bypass DDP and leave each rank's gradients
-    unsynchronised. With `features` (frozen encoder) pooled outputs are looked up instead.
+    unsynchronised. With `pooled` (frozen encoder) pooled outputs are looked up instead.
+    side: per tower, the (N, F) side features of every table row (model with features);
+    `unrated` the movies' features as if nobody had rated them (features.as_unrated).
+    bce_bias: the hybrid loss's logistic bias, a parameter here so that DDP averages it too.
     """
 
     def __init__(self, model: TwoTower, tables: dict[str, TokenTable], device: torch.device,
-                 max_groups: int, features: dict[str, torch.Tensor] | None = None):
+                 max_groups: int, pooled: dict[str, torch.Tensor] | None = None,
+                 side: dict[str, torch.Tensor] | None = None,
+                 unrated: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.tables, self.device, self.max_groups = tables, device, max_groups
-        self.features = features  # a plain dict: not parameters, never broadcast by DDP
+        # Plain dicts: not parameters, never broadcast by DDP.
+        self.pooled, self.side, self.unrated = pooled, side, unrated
+        self.bce_bias = nn.Parameter(torch.zeros((), device=device))
 
-    def forward(self, user_rows: np.ndarray,
-                movie_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distinct user rows, distinct movie rows -> (n_users, dim), (n_movies, dim) float32."""
+    def forward(self, user_rows: np.ndarray, movie_rows: np.ndarray,
+                unrated_movies: np.ndarray | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Distinct user rows, distinct movie rows -> (U, dim), (M, dim) float32, bias.
+
+        unrated_movies: (M,) bool, movies to show with their never-rated side features.
+        """
         vecs = []
         for side, rows in (("user", user_rows), ("movie", movie_rows)):
             with autocast(self.device):
-                if self.features is not None:
-                    pooled = self.features[side][torch.from_numpy(rows)].to(self.device)
+                if self.pooled is not None:
+                    pooled = self.pooled[side][torch.from_numpy(rows)].to(self.device)
                 else:
                     pooled = encode_grouped(self.model, self.tables[side], rows, self.device,
                                             self.max_groups)
-                vecs.append(self.model.project(side, pooled).float())
-        return vecs[0], vecs[1]
+                extra = None
+                if self.side is not None:
+                    extra = self.side[side][torch.from_numpy(rows)]
+                    if side == "movie" and unrated_movies is not None and unrated_movies.any():
+                        swap = torch.from_numpy(unrated_movies)
+                        extra = torch.where(swap[:, None], self.unrated[torch.from_numpy(rows)],
+                                            extra)
+                vecs.append(self.model.project(side, pooled, extra).float())
+        return vecs[0], vecs[1], self.bce_bias * 1.0
 
 
 def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
                tables: dict[str, TokenTable], pairs: Pairs, batch: np.ndarray,
-               device: torch.device, cfg: TrainConfig,
-               features: dict[str, torch.Tensor] | None = None,
-               log_q: np.ndarray | None = None, towers: nn.Module | None = None,
-               dist: Dist | None = None) -> tuple[float, int]:
+               device: torch.device, cfg: TrainConfig, towers: nn.Module,
+               log_q: np.ndarray | None = None, dist: Dist | None = None,
+               like_share: float = 0.5, rng: np.random.Generator | None = None,
+               ) -> tuple[float, int]:
     """One optimisation step on pairs[batch]; returns (loss, documents encoded).
 
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
-    With `features` (frozen encoder) the pooled encoder outputs are looked up instead.
-    log_q: (n_movies,) log frequency of each movie among the training pairs, for the softmax
-    loss's popularity correction (frequent movies are frequent in-batch negatives).
+    log_q: (n_movies,) log frequency of each movie among the softmax's positive pairs, for
+    the popularity correction (frequent movies are frequent in-batch negatives).
     towers: the step's forward, BatchTowers over `model` (DDP-wrapped under torchrun, `dist`
-    then says which process this is); made here when not given.
+    then says which process this is). like_share: share of likes among the training pairs
+    (the logistic loss weighs both classes equally). rng: draws the movies shown as unrated.
     """
-    towers = towers or BatchTowers(model, tables, device, cfg.length_groups, features)
     dist = dist or Dist(device)
     user_unique, user_inverse = np.unique(pairs.user_rows[batch], return_inverse=True)
     movie_unique, movie_inverse = np.unique(pairs.movie_rows[batch], return_inverse=True)
-    labels = pairs.labels[batch]
-    liked = np.flatnonzero(labels > 0)
-    # A batch of dislikes only has no softmax target, so the step is skipped. Under torchrun
+    labels, ratings = pairs.labels[batch], pairs.ratings[batch]
+    threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
+    positive = np.flatnonzero((labels > 0) & (ratings >= threshold))
+    # A softmax batch without positives has no target, so the step is skipped. Under torchrun
     # the ranks decide together: all skip, or all step (a rank without a target then adds a
     # zero gradient to the average) - a rank that left out its backward would hang the rest.
-    skip = cfg.loss == "softmax" and not distributed.any_rank(dist, len(liked) > 0)
+    skip = cfg.loss == "softmax" and not distributed.any_rank(dist, len(positive) > 0)
+    unrated = None
+    if rng is not None and cfg.cold_dropout > 0:
+        unrated = rng.random(len(movie_unique)) < cfg.cold_dropout
     # A skipped batch is still encoded (without gradients), as it always was, so the dropout
     # random stream and so every later step stay what they were.
     with torch.no_grad() if skip else contextlib.nullcontext():
-        user_vecs, movie_vecs = towers(user_unique, movie_unique)  # (U, dim), (M, dim)
+        user_vecs, movie_vecs, bias = towers(user_unique, movie_unique, unrated)
     encoded = len(user_unique) + len(movie_unique)
     if skip:
         return 0.0, encoded
-    if cfg.loss == "softmax" and len(liked) == 0:
-        loss = 0.0 * (user_vecs.sum() + movie_vecs.sum())  # joins the all-reduce with zeros
-    elif cfg.loss == "softmax":
-        u, m = user_inverse[liked], movie_inverse[liked]
-        # other_positives[p, j]: movie j is liked by pair p's user in another pair
+    u_all = torch.from_numpy(user_inverse).to(device)
+    m_all = torch.from_numpy(movie_inverse).to(device)
+    loss = 0.0 * (user_vecs.sum() + movie_vecs.sum() + bias)  # joins the all-reduce if empty
+    if cfg.loss in ("softmax", "hybrid") and len(positive):
+        u, m = user_inverse[positive], movie_inverse[positive]
+        # other_positives[p, j]: movie j is a positive of pair p's user in another pair
         same_user = u[:, None] == u[None, :]  # (P, P)
-        other = np.zeros((len(liked), len(movie_vecs)), dtype=bool)
+        other = np.zeros((len(positive), len(movie_vecs)), dtype=bool)
         rows_, cols_ = np.nonzero(same_user)
         other[rows_, m[cols_]] = True
-        other[np.arange(len(liked)), m] = False
-        loss = in_batch_softmax_loss(
+        other[np.arange(len(positive)), m] = False
+        loss = loss + in_batch_softmax_loss(
             user_vecs[torch.from_numpy(u).to(device)], movie_vecs,
             torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
             cfg.temperature,
             None if log_q is None else torch.from_numpy(log_q[movie_unique]).to(device))
-    else:
-        loss = cosine_embedding_loss(
-            user_vecs[torch.from_numpy(user_inverse).to(device)],
-            movie_vecs[torch.from_numpy(movie_inverse).to(device)],
-            torch.from_numpy(labels).to(device), cfg.margin)
+    if cfg.loss == "hybrid":
+        loss = loss + cfg.bce_weight * balanced_logistic_loss(
+            user_vecs[u_all], movie_vecs[m_all], torch.from_numpy(labels).to(device),
+            bias, cfg.bce_temperature, like_share)
+    elif cfg.loss == "cosine":
+        loss = cosine_embedding_loss(user_vecs[u_all], movie_vecs[m_all],
+                                     torch.from_numpy(labels).to(device), cfg.margin)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: gradients averaged over the ranks here
     optimizer.step()
@@ -277,8 +313,9 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
                    device: torch.device, margin: float, batch_size: int,
-                   features: dict[str, torch.Tensor] | None = None,
-                   dist: Dist | None = None) -> dict[str, float]:
+                   pooled: dict[str, torch.Tensor] | None = None,
+                   dist: Dist | None = None,
+                   side: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Validation loss, ROC-AUC and sign accuracy of cosine(user, movie) over the pairs.
 
     Under torchrun (`dist`) each rank encodes a share of the distinct documents and the
@@ -289,22 +326,35 @@ def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
     if len(pairs.labels) == 0:
         return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan")}
     vecs = {}
-    for side, rows in (("user", pairs.user_rows), ("movie", pairs.movie_rows)):
+    for name, rows in (("user", pairs.user_rows), ("movie", pairs.movie_rows)):
         unique, inverse = np.unique(rows, return_inverse=True)
 
-        def vectors(some: np.ndarray, side: str = side) -> torch.Tensor:
-            if features is None:
-                return encode_rows(model, tables[side], some, device, batch_size, side)
+        def vectors(some: np.ndarray, name: str = name) -> torch.Tensor:
+            extra = None if side is None else side[name][torch.from_numpy(some)]
+            if pooled is None:
+                return encode_rows(model, tables[name], some, device, batch_size, name,
+                                   features=extra)
             with torch.inference_mode():
-                emb = model.project(side, features[side][torch.from_numpy(some)].to(device))
+                emb = model.project(name, pooled[name][torch.from_numpy(some)].to(device),
+                                    extra)
             return emb.float().cpu()
 
-        vecs[side] = distributed.map_rows(dist, vectors, unique)[torch.from_numpy(inverse)]
+        vecs[name] = distributed.map_rows(dist, vectors, unique)[torch.from_numpy(inverse)]
     labels = torch.from_numpy(pairs.labels)
     loss = cosine_embedding_loss(vecs["user"], vecs["movie"], labels, margin).item()
     cos = nn.functional.cosine_similarity(vecs["user"], vecs["movie"], dim=1).numpy()
     return {"loss": loss, "auc": roc_auc(cos, pairs.labels),
             "accuracy": sign_accuracy(cos, pairs.labels)}
+
+
+def side_features(workdir: Path, model_cfg: ModelConfig, tables: dict[str, TokenTable],
+                  ) -> dict[str, torch.Tensor] | None:
+    """Per tower, (N, F) side features of the table rows; None for a model without them."""
+    if model_cfg.features is None:
+        return None
+    return {side: torch.from_numpy(features.load_features(workdir, side, table.ids,
+                                                          model_cfg.features))
+            for side, table in tables.items()}
 
 
 def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
@@ -337,6 +387,8 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
            on_epoch: Callable[[dict[str, Any]], None] | None,
            say: Callable[[str], None]) -> TrainResult:
     device = dist.device  # cuda:LOCAL_RANK under torchrun
+    if manifest.get("settings", {}).get("side_features") and manifest.get("feature_stats"):
+        model_cfg = replace(model_cfg, features=dict(manifest["feature_stats"]))
     say(f"loading {model_cfg.base_model}")
     model, tokenizer = build_model(model_cfg, seed=cfg.seed)  # same seed: same heads on all ranks
     model.to(device)
@@ -352,11 +404,14 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
         raise TagrecError("no training pairs in the workspace — re-run `tagrec ingest` with "
                           "more data or a larger --pairs-per-class")
 
-    features = None
+    side_feats = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
+    unrated = None if side_feats is None else torch.from_numpy(  # movies as never rated
+        features.as_unrated(side_feats["movie"].numpy()))
+    pooled = None
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
         say("encoding documents once (frozen encoder)")
-        features = {}
+        pooled = {}
         for side, table in tables.items():
             # Only the documents some pair refers to: at MovieLens-25M scale a sample of
             # 12,000 pairs touches ~20k of the 224k documents, and each costs an encoder pass.
@@ -366,8 +421,10 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
                                        batch_size=cfg.eval_batch_size, side=None)
             feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
             feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
-            features[side] = feats
-    towers: nn.Module = BatchTowers(model, tables, device, cfg.length_groups, features)
+            pooled[side] = feats
+    batch_towers = BatchTowers(model, tables, device, cfg.length_groups, pooled, side_feats,
+                               unrated)
+    towers: nn.Module = batch_towers
     if dist.enabled:
         # find_unused_parameters: a trained BERT has weights the pooled output never reaches
         # (its pooler), and DDP would wait for their gradients forever; with the encoder
@@ -375,7 +432,8 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
         # the module already sits on this rank's device, and the numpy row arrays that
         # forward() takes are passed through untouched.
         towers = DistributedDataParallel(towers, find_unused_parameters=not cfg.freeze_encoder)
-    params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr}]
+    params = [{"params": [*model.heads.parameters(), batch_towers.bce_bias], "lr": cfg.head_lr,
+               "weight_decay": cfg.weight_decay}]
     if not cfg.freeze_encoder:
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
     optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
@@ -386,9 +444,15 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
                 for _ in range(cfg.epochs)]
     total_steps = sum(len(batches) for batches in schedule)
     log_q = None
-    if cfg.loss == "softmax" and cfg.log_q:
-        counts = np.bincount(train.movie_rows, minlength=len(tables["movie"])) + 1.0
+    if cfg.loss in ("softmax", "hybrid") and cfg.log_q:
+        threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
+        positive = (train.labels > 0) & (train.ratings >= threshold)
+        counts = np.bincount(train.movie_rows[positive], minlength=len(tables["movie"])) + 1.0
         log_q = np.log(counts / counts.sum()).astype(np.float32)  # (n_movies,)
+    like_share = float(np.clip((train.labels > 0).mean(), 0.01, 0.99))
+    # Which movies a step shows as never rated (side features only); its own stream, so
+    # that turning it off leaves the batches as they were.
+    unrated_rng = np.random.default_rng([cfg.seed, dist.rank]) if side_feats is not None else None
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     settings = {"training": asdict(cfg),
@@ -406,8 +470,8 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
 
     def evaluate(epoch: int, extra: dict[str, float]) -> dict[str, Any]:
         metrics = {"epoch": epoch, **evaluate_pairs(model, tables, pairs["valid"], device,
-                                                    cfg.margin, cfg.eval_batch_size, features,
-                                                    dist),
+                                                    cfg.margin, cfg.eval_batch_size, pooled,
+                                                    dist, side_feats),
                    **extra}
         result.epochs.append(metrics)
         if on_epoch:
@@ -438,7 +502,7 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
                 loss, encoded = train_step(model, optimizer, tables, train, batch, device, cfg,
-                                           features, log_q, towers, dist)
+                                           towers, log_q, dist, like_share, unrated_rng)
                 fed.append(batch)
                 seqs += encoded
                 step += 1

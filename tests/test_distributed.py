@@ -57,14 +57,15 @@ def tagrec_train(workdir: Path, tiny_bert: Path, *args: str,
 def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     # Batches of 8 pairs: 67 of them, so one is dropped to give both ranks 33 steps; one
     # batch has no liked pair, so at that step a rank joins the all-reduce with zeros.
-    r = tagrec_train(ws, tiny_bert, "--loss", "softmax", "--batch-size", "8", nproc=2)
+    r = tagrec_train(ws, tiny_bert, "--loss", "softmax", "--batch-size", "8",
+                     "--no-freeze-encoder", "--group-by-user", nproc=2)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("best epoch 1") == 1  # rank 0 reports, rank 1 is silent
     assert r.stderr.count("epoch 1: valid loss") == 1
 
     from tagrec_cli.model import load_model
     from tagrec_cli.tokens import token_tables
-    from tagrec_cli.train import epoch_batches, evaluate_pairs, load_pairs
+    from tagrec_cli.train import epoch_batches, evaluate_pairs, load_pairs, side_features
 
     model, tokenizer, config = load_model(ws / "model")
     assert config["format"] == "tagrec-model" and config["model"]["dim"] == 16
@@ -87,7 +88,8 @@ def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     # The recorded validation metrics (each rank encoded half the documents with its own
     # copy of the model) equal a one-process evaluation of the saved weights: the gathered
     # vectors are put back in place and the ranks' weights stayed in sync.
-    again = evaluate_pairs(model, tables, pairs["valid"], torch.device("cpu"), 0.0, 256)
+    again = evaluate_pairs(model, tables, pairs["valid"], torch.device("cpu"), 0.0, 256,
+                           side=side_features(ws, model.cfg, tables))
     assert again["auc"] == pytest.approx(config["metrics"]["auc"], abs=1e-6)
     assert again["loss"] == pytest.approx(config["metrics"]["loss"], abs=1e-6)
 
@@ -98,10 +100,15 @@ def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
 
 
 @needs_gloo
-def test_one_process_torchrun_trains_exactly_like_a_plain_run(tmp_path, workspace, tiny_bert):
-    # The softmax loss with batches of 8 meets one batch without a liked pair, which both
-    # runs must skip alike.
-    args = ("--loss", "softmax", "--batch-size", "8")
+@pytest.mark.parametrize("args", [
+    # Fine-tuning with the softmax loss: batches of 8 meet one batch without a liked pair,
+    # which both runs must skip alike.
+    ("--loss", "softmax", "--batch-size", "8", "--no-freeze-encoder", "--group-by-user"),
+    # The defaults (frozen encoder, hybrid loss, side features, movies shown as unrated).
+    ("--batch-size", "64"),
+])
+def test_one_process_torchrun_trains_exactly_like_a_plain_run(tmp_path, workspace, tiny_bert,
+                                                              args):
     runs = {}
     for name, nproc in (("plain", None), ("torchrun", 1)):
         work = tmp_path / name

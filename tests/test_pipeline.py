@@ -63,14 +63,19 @@ def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
     again, _, _ = load_model(folder)
     tables = token_tables(ws, tokenizer, 128)
     rows = np.arange(20)
-    a = encode_rows(model, tables["user"], rows, torch.device("cpu"), side="user")
-    b = encode_rows(again, tables["user"], rows, torch.device("cpu"), side="user")
+    from tagrec_cli.train import evaluate_pairs, load_pairs, side_features
+    side = side_features(ws, model.cfg, tables)
+    assert side["user"].shape == (len(tables["user"]), 4)  # the default: side features on
+    assert side["movie"].shape == (len(tables["movie"]), 5)
+    a = encode_rows(model, tables["user"], rows, torch.device("cpu"), side="user",
+                    features=side["user"][rows])
+    b = encode_rows(again, tables["user"], rows, torch.device("cpu"), side="user",
+                    features=side["user"][rows])
     assert torch.equal(a, b)
     # The saved weights are exactly the trained ones: validation AUC recomputed from the
     # loaded model matches the best epoch's.
-    from tagrec_cli.train import evaluate_pairs, load_pairs
     pairs = load_pairs(ws, tables)["valid"]
-    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 256)
+    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 256, side=side)
     assert metrics["auc"] == pytest.approx(best["auc"], abs=1e-6)
 
 
@@ -97,7 +102,7 @@ def test_ctrl_c_keeps_best_model_so_far(ws, tiny_bert):
         if epoch == 2 and step == 3:
             raise KeyboardInterrupt
 
-    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=3, device="cpu"),
+    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=3, device="cpu", batch_size=64),
                        on_step=on_step, on_epoch=lambda m: calls.update(n=calls["n"] + 1))
     assert result.interrupted and result.best_epoch == 1
     assert calls["n"] == 2  # epochs 0 and 1 were evaluated, 2 was cut short
@@ -307,7 +312,7 @@ def test_token_cache_follows_the_documents(tmp_path, small_data, tiny_bert):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert))
-    run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=50))
+    run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=50, with_title=False))
     plain = token_tables(tmp_path, tokenizer, 128)["movie"]
     again = token_tables(tmp_path, tokenizer, 128)["movie"]  # from the cache
     assert np.array_equal(plain.tokens, again.tokens)

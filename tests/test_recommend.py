@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from safetensors.numpy import load_file
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from tagrec_cli.catalogue import Catalogue, closest_history, parse_tags, shared_tags
 from tagrec_cli.cli import app
 from tagrec_cli.embed import encode_rows, run_embed
+from tagrec_cli.features import RAW_COLUMNS, user_features
 from tagrec_cli.ingest import IngestConfig, run_ingest
 from tagrec_cli.model import ModelConfig, load_model
 from tagrec_cli.npbert import load_tower
@@ -30,7 +32,8 @@ def trained(tmp_path_factory, sample_dir: Path, tiny_bert: Path) -> Path:
     """The bundled sample data: ingest (refit: every tag kept), train one epoch, embed."""
     work = tmp_path_factory.mktemp("trained")
     run_ingest(sample_dir, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
-                                              with_genres=True))
+                                              with_genres=True, with_year=False,
+                                              with_title=False))  # side features: on
     run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
               TrainConfig(epochs=1, device="cpu"))
     run_embed(work, device="cpu")
@@ -48,13 +51,30 @@ def invoke(args: list[str], workdir: Path):
     return runner.invoke(app, args, env={"TAGREC_WORKDIR": str(workdir)})
 
 
-def torch_user_vectors(workdir: Path, documents: list[str]) -> np.ndarray:
+def user_side_features(workdir: Path, users: list[int | None], stats: dict) -> torch.Tensor:
+    """Side features from ingest's users.parquet; None = a tags query (no history)."""
+    df = pl.read_parquet(workdir / "ingest" / "users.parquet")
+    raw = []
+    for user in users:
+        row = df.filter(pl.col("userId") == user).to_dicts() if user is not None else []
+        raw.append([row[0][c] for c in RAW_COLUMNS["user"]] if row
+                   else [0, float("nan"), 0, float("nan")])
+    n, mean, dislikes, last = (np.array(col, dtype=np.float64) for col in zip(*raw, strict=True))
+    return torch.from_numpy(user_features(n, mean, dislikes, last, stats))
+
+
+def torch_user_vectors(workdir: Path, documents: list[str],
+                       users: list[int | None] | None = None) -> np.ndarray:
     """The reference: the user tower through torch, as `embed` runs it."""
     model, tokenizer, _ = load_model(workdir / "model")
     offsets, tokens = tokenize(tokenizer, documents, model.cfg.max_length)
     table = TokenTable(np.arange(len(documents)), offsets, tokens, tokenizer.pad_token_id)
+    extra = None
+    if model.cfg.features is not None:
+        extra = user_side_features(workdir, users or [None] * len(documents),
+                                   model.cfg.features)
     vecs = encode_rows(model, table, np.arange(len(documents)), torch.device("cpu"),
-                       side="user")
+                       side="user", features=extra)
     return torch.nn.functional.normalize(vecs, dim=1).numpy()
 
 
@@ -176,7 +196,7 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
     with_tags = json.loads(r.stdout)
     doc = ", ".join((["space opera"] + [t for t in user_tags(trained, user)
                                          if t != "space opera"])[:128])
-    query = torch_user_vectors(trained, [doc])[0]
+    query = torch_user_vectors(trained, [doc], [user])[0]
     movies = load_table(trained, "movie")
     seen, _ = load_seen(trained).of(user)
     scores = movies.vectors @ query
@@ -196,8 +216,8 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     manifest = json.loads((trained / "embeddings" / "manifest.json").read_text())
     liked_at = manifest["ingest_settings"]["liked_rating"]
     checked_tags = 0
-    for user in (3, 7, 42, 77):
-        r = invoke(["recommend", "--user", str(user), "--json", "-k", "10"], trained)
+    for user in (3, 7, 42, 77, 5, 11, 23):
+        r = invoke(["recommend", "--user", str(user), "--json", "-k", "30"], trained)
         from tagrec_cli.catalogue import user_tags
         doc = set(user_tags(trained, user))
         history, ratings = seen.of(user)
@@ -333,8 +353,11 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     model, tokenizer, _ = load_model(ws / "model")
     doc = "crime, thriller, safe cracking, twist ending, 日本"  # ingest ran with_genres only
     offsets, tokens = tokenize(tokenizer, [doc], 128)
+    # never rated: 0 ratings, mean and dislike share at the priors, its year, the flag
+    stats = model.cfg.features
+    side = torch.tensor([[0.0, 0.0, 3 * stats["dislike_share"], 3 * (2031 - 1990) / 20, 3.0]])
     vec = encode_rows(model, TokenTable(np.array([0]), offsets, tokens), np.array([0]),
-                      torch.device("cpu"), side="movie")
+                      torch.device("cpu"), side="movie", features=side)
     vec = torch.nn.functional.normalize(vec, dim=1).numpy()[0]
     assert np.abs(after["embeddings"][-2] - vec).max() < 1e-5
 

@@ -155,31 +155,101 @@ def test_in_batch_softmax_loss_by_hand():
         pytest.approx(0.551445, 1e-5)
 
 
-def test_softmax_training_step_runs_and_learns(tmp_path):
-    """On a toy problem the softmax objective pulls each user to its liked movie."""
-    from tagrec_cli.train import Pairs, TrainConfig, train_step
+class ToyModel(torch.nn.Module):  # stands in for TwoTower: pooled outputs are looked up
+    def __init__(self, extra: int = 0):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({"user": torch.nn.Linear(4 + extra, 4),
+                                          "movie": torch.nn.Linear(4 + extra, 4)})
 
-    class Toy(torch.nn.Module):  # stands in for TwoTower: features are looked up
-        def __init__(self):
-            super().__init__()
-            self.heads = torch.nn.ModuleDict({"user": torch.nn.Linear(4, 4),
-                                              "movie": torch.nn.Linear(4, 4)})
+    def project(self, side, pooled, features=None):
+        if features is not None:
+            pooled = torch.cat([pooled, features], dim=1)
+        return self.heads[side](pooled)
 
-        def project(self, side, pooled):
-            return self.heads[side](pooled)
+
+def toy_pairs():
+    """User i rates movie i 5.0 (like) and movie (i + 1) % 4 1.0 (dislike)."""
+    from tagrec_cli.train import Pairs
+
+    return Pairs(np.repeat(np.arange(4), 2), np.array([0, 1, 1, 2, 2, 3, 3, 0]),
+                 np.array([1, -1] * 4, dtype=np.float32),
+                 np.array([5.0, 1.0] * 4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("loss", ["softmax", "hybrid"])
+def test_training_step_runs_and_learns(loss):
+    """On a toy problem each objective pulls each user to its liked movie."""
+    from tagrec_cli.train import BatchTowers, TrainConfig, train_step
 
     torch.manual_seed(0)
-    model = Toy()
-    features = {"user": torch.eye(4), "movie": torch.eye(4)}
-    # user i likes movie i, dislikes movie (i + 1) % 4
-    pairs = Pairs(np.repeat(np.arange(4), 2), np.array([0, 1, 1, 2, 2, 3, 3, 0]),
-                  np.array([1, -1] * 4, dtype=np.float32))
-    cfg = TrainConfig(loss="softmax", temperature=0.1, device="cpu")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    losses = [train_step(model, optimizer, {}, pairs, np.arange(8), torch.device("cpu"), cfg,
-                         features)[0] for _ in range(60)]
-    assert losses[-1] < 0.1 < losses[0]
+    model = ToyModel()
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": torch.eye(4), "movie": torch.eye(4)})
+    cfg = TrainConfig(loss=loss, temperature=0.1, device="cpu")
+    optimizer = torch.optim.Adam([*model.parameters(), towers.bce_bias], lr=0.05)
+    losses = [train_step(model, optimizer, {}, toy_pairs(), np.arange(8), torch.device("cpu"),
+                         cfg, towers)[0] for _ in range(60)]
+    assert losses[-1] < 0.25 * losses[0]
     with torch.no_grad():
         u = torch.nn.functional.normalize(model.project("user", torch.eye(4)), dim=1)
         m = torch.nn.functional.normalize(model.project("movie", torch.eye(4)), dim=1)
-    assert (u @ m.T).argmax(dim=1).tolist() == [0, 1, 2, 3]
+    cos = u @ m.T
+    assert cos.argmax(dim=1).tolist() == [0, 1, 2, 3]
+    if loss == "hybrid":  # the logistic part puts every dislike below every like
+        liked, disliked = cos.diagonal(), cos[np.arange(4), (np.arange(4) + 1) % 4]
+        assert disliked.max() < liked.min()
+
+
+def test_hybrid_softmax_positives_are_the_high_ratings():
+    """positive_rating decides which likes the softmax pulls: a 3.0 is a like (label +1) but
+    not a positive at 4.0, so with the logistic part off (weight 0) it gives no gradient."""
+    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+
+    model = ToyModel()
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": torch.eye(4), "movie": torch.eye(4)})
+    pairs = Pairs(np.arange(4), np.arange(4), np.ones(4, dtype=np.float32),
+                  np.full(4, 3.0, dtype=np.float32))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg = TrainConfig(loss="hybrid", bce_weight=0.0, positive_rating=4.0, device="cpu")
+    loss, _ = train_step(model, optimizer, {}, pairs, np.arange(4), torch.device("cpu"), cfg,
+                         towers)
+    assert loss == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    cfg = TrainConfig(loss="hybrid", bce_weight=0.0, positive_rating=3.0, device="cpu")
+    loss, _ = train_step(model, optimizer, {}, pairs, np.arange(4), torch.device("cpu"), cfg,
+                         towers)
+    assert loss > 0 and not all(torch.equal(a, b) for a, b in
+                                zip(before, model.parameters(), strict=True))
+
+
+def test_batch_towers_show_chosen_movies_as_never_rated():
+    """The unrated mask swaps in the never-rated side features for those movies only."""
+    from tagrec_cli.train import BatchTowers
+
+    model = ToyModel(extra=2)
+    side = {"user": torch.zeros(4, 2), "movie": torch.ones(4, 2)}
+    unrated = torch.full((4, 2), 7.0)
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": torch.eye(4), "movie": torch.eye(4)}, side=side,
+                         unrated=unrated)
+    rows = np.array([0, 2, 3])
+    _, plain, _ = towers(rows, rows, None)
+    _, mixed, _ = towers(rows, rows, np.array([False, True, False]))
+    with torch.no_grad():
+        want = model.project("movie", torch.eye(4)[rows[1:2]], unrated[:1])
+    assert torch.equal(mixed[[0, 2]], plain[[0, 2]])
+    assert torch.allclose(mixed[1], want[0]) and not torch.allclose(mixed[1], plain[1])
+
+
+def test_balanced_logistic_loss_by_hand():
+    from tagrec_cli.losses import balanced_logistic_loss
+
+    users = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    movies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosines 1 and 0
+    labels = torch.tensor([1.0, -1.0])
+    # logits 1 / 0.5 + 0 = 2 and 0; like weight 0.5 / 0.75, dislike 0.5 / 0.25:
+    # mean(2/3 * log(1 + e^-2), 2 * log(1 + e^0)) = (0.084619 + 1.386294) / 2 = 0.735457
+    got = balanced_logistic_loss(users, movies, labels, torch.tensor(0.0), 0.5, 0.75)
+    assert got.item() == pytest.approx(0.735457, abs=1e-5)

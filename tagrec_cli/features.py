@@ -1,0 +1,137 @@
+"""Numeric side features: what a tower knows about a movie or user besides its document.
+
+Text alone cannot say how many people rated a movie, and a pretrained encoder reads
+"rating 3.9" as a word, not a number. So each tower also gets a few numbers from the
+history ratings, appended to the pooled encoder output before the linear head:
+
+    movie: popularity, mean rating, dislike share, release year, unrated (1 = nobody rated it)
+    user:  activity, mean rating, dislike share, year of the last history rating
+
+Means and shares are shrunk towards the global value with SHRINK pseudo-ratings, so a movie
+with one 5-star rating does not look like the best movie of all. Every feature is scaled
+to about [-3, 3] (SCALE): the heads start with the encoder's features in that range.
+`stats` holds the global values, computed once by ingest and saved with the model, so that
+embed and recommend compute a new movie's or a tags query's features the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MOVIE_FEATURES = ("popularity", "mean_rating", "dislike_share", "year", "unrated")
+USER_FEATURES = ("activity", "mean_rating", "dislike_share", "last_year")
+NAMES = {"movie": MOVIE_FEATURES, "user": USER_FEATURES}
+# Columns of ingest's movies.parquet / users.parquet the features are computed from.
+RAW_COLUMNS = {"movie": ("n_ratings", "mean_rating", "n_dislikes", "year"),
+               "user": ("n_ratings", "mean_rating", "n_dislikes", "last_timestamp")}
+SHRINK = 5.0  # pseudo-ratings at the global mean
+SCALE = 3.0
+YEAR_ORIGIN, YEAR_SPAN = 1990.0, 20.0  # year 1990 -> 0, 2010 -> 1 (before SCALE)
+SECONDS_PER_YEAR = 365.25 * 24 * 3600
+
+
+def global_stats(ratings: np.ndarray, like_threshold: float, max_movie_ratings: int,
+                 max_user_ratings: int, last_timestamp: float) -> dict[str, float]:
+    """The constants every feature is computed against, from the history ratings."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    return {"mean_rating": float(ratings.mean()) if ratings.size else 3.5,
+            "dislike_share": float((ratings < like_threshold).mean()) if ratings.size else 0.0,
+            "log_max_movie": math.log1p(max(max_movie_ratings, 1)),
+            "log_max_user": math.log1p(max(max_user_ratings, 1)),
+            "last_year": _year(last_timestamp)}
+
+
+def _year(timestamp: Any) -> Any:
+    return np.asarray(timestamp, dtype=np.float64) / SECONDS_PER_YEAR + 1970.0
+
+
+def _shrunk(total: np.ndarray, n: np.ndarray, prior: float) -> np.ndarray:
+    return (total + SHRINK * prior) / (n + SHRINK)
+
+
+def movie_features(n_ratings: np.ndarray, mean_rating: np.ndarray, n_dislikes: np.ndarray,
+                   year: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """Per movie (n_ratings, mean rating or NaN, dislikes, release year or NaN) -> (N, 5).
+
+    Example: a movie nobody rated -> [0, 0, stats' dislike share, its year, 1] * SCALE
+    (mean rating and dislike share at their priors; 0 for the mean, centred on the prior).
+    """
+    n = np.asarray(n_ratings, dtype=np.float64)
+    total = np.nan_to_num(np.asarray(mean_rating, dtype=np.float64)) * n
+    year = np.asarray(year, dtype=np.float64)
+    year = np.where(np.isnan(year), YEAR_ORIGIN, year)
+    out = np.stack([np.log1p(n) / stats["log_max_movie"],
+                    _shrunk(total, n, stats["mean_rating"]) - stats["mean_rating"],
+                    _shrunk(np.asarray(n_dislikes, dtype=np.float64), n,
+                            stats["dislike_share"]),
+                    (year - YEAR_ORIGIN) / YEAR_SPAN,
+                    (n == 0).astype(np.float64)], axis=1)
+    return (out * SCALE).astype(np.float32)
+
+
+def as_unrated(features: np.ndarray) -> np.ndarray:
+    """Movie features as if nobody had rated the movie (the year is kept): (N, 5) -> (N, 5).
+
+    Training swaps these in for a share of movies, so the model learns to place a movie it
+    knows only by its document: that is every movie added later and every new release.
+    """
+    out = np.array(features, dtype=np.float32, copy=True)
+    out[:, 0] = 0.0
+    out[:, 1] = 0.0
+    out[:, 4] = SCALE
+    return out
+
+
+def user_features(n_ratings: np.ndarray, mean_rating: np.ndarray, n_dislikes: np.ndarray,
+                  last_timestamp: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """Per user (history ratings, their mean, dislikes, last rating's unix time) -> (U, 4).
+
+    A tags query (no history) is n_ratings 0 with last_timestamp NaN: priors, and the year
+    of the newest history rating in the data.
+    """
+    n = np.asarray(n_ratings, dtype=np.float64)
+    total = np.nan_to_num(np.asarray(mean_rating, dtype=np.float64)) * n
+    last = _year(last_timestamp)
+    last = np.where(np.isnan(last), stats["last_year"], last)
+    out = np.stack([np.log1p(n) / stats["log_max_user"],
+                    _shrunk(total, n, stats["mean_rating"]) - stats["mean_rating"],
+                    _shrunk(np.asarray(n_dislikes, dtype=np.float64), n,
+                            stats["dislike_share"]),
+                    (last - YEAR_ORIGIN) / YEAR_SPAN], axis=1)
+    return (out * SCALE).astype(np.float32)
+
+
+def table_features(side: str, df: Any, stats: dict[str, float]) -> np.ndarray:
+    """Features for the rows of ingest's movies.parquet / users.parquet (a polars frame)."""
+    if side == "movie":
+        return movie_features(df["n_ratings"].to_numpy(), df["mean_rating"].to_numpy(),
+                              df["n_dislikes"].to_numpy(), df["year"].to_numpy(), stats)
+    return user_features(df["n_ratings"].to_numpy(), df["mean_rating"].to_numpy(),
+                         df["n_dislikes"].to_numpy(), df["last_timestamp"].to_numpy(), stats)
+
+
+def load_features(workdir: Any, side: str, ids: np.ndarray, stats: dict[str, float],
+                  ) -> np.ndarray:
+    """(len(ids), F) features of these ids, from the workspace's ingest/{movies,users}.parquet."""
+    import polars as pl
+
+    from tagrec_cli import artifacts
+    from tagrec_cli.errors import ArtifactError
+    from tagrec_cli.recommend import rows_of
+
+    key = "movieId" if side == "movie" else "userId"
+    path = Path(workdir) / artifacts.INGEST_DIR / f"{side}s.parquet"
+    try:
+        df = pl.read_parquet(path, columns=[key, *RAW_COLUMNS[side]])
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ArtifactError(f"{path} lacks the side-feature columns ({exc.__class__.__name__})"
+                            " — re-run `tagrec ingest`") from None
+    rows = rows_of(df[key].to_numpy().astype(np.int64), np.asarray(ids, dtype=np.int64))
+    if (rows < 0).any():
+        raise ArtifactError(f"{side} {int(np.asarray(ids)[rows < 0][0])} is not in {path} — "
+                            "re-run `tagrec ingest`")
+    return table_features(side, df, stats)[rows]
