@@ -53,6 +53,43 @@ def query_tags(extra: list[str], base: list[str], max_tags: int) -> list[str]:
     return normalize_tags(extra + base)[:max_tags]
 
 
+USER_GENRES = 5  # with --with-genres, a user document starts with this many liked genres
+
+
+def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, top_tags: int,
+                        n_genres: int) -> list[str]:
+    """The document ingest would write for a user who liked the movies carrying `tags`.
+
+    Ingest's rule for a user document, with the given tags as the user's own tags and, as
+    the liked movies, every movie whose document carries one of them (a tag or a genre):
+    [the n_genres genres most frequent among those movies,] the given tags, then the
+    top_tags tags most frequent among them (ties: on more movies overall, then alphabetical;
+    ingest breaks ties by tag applications, which the catalogue does not keep). n_genres 0
+    when the workspace's documents carry no genres. A short query then reads like the
+    documents the user tower was trained on, not like two stray words.
+    Example: ["pixar"], movies A (pixar, funny; animation) and B (gritty; drama)
+             -> [animation, pixar, funny] with n_genres 5
+    """
+    wanted = set(tags)
+    liked = [r for r, terms in enumerate(catalogue.tags) if wanted & set(terms)]
+    genre_count: dict[str, int] = {}
+    tag_count: dict[str, int] = {}
+    for r in liked:
+        genres = genre_terms(catalogue.genres[r])
+        for g in genres:
+            genre_count[g] = genre_count.get(g, 0) + 1
+        for t in catalogue.tags[r]:
+            if t not in genres:
+                tag_count[t] = tag_count.get(t, 0) + 1
+    overall = catalogue.tag_movie_counts()
+
+    def ranked(counts: dict[str, int], n: int) -> list[str]:
+        return sorted(counts, key=lambda t: (-counts[t], -overall.get(t, 0), t))[:n]
+
+    return normalize_tags(ranked(genre_count, n_genres) + list(tags)
+                          + ranked(tag_count, top_tags))[:max_tags]
+
+
 def genre_terms(genres: str | None) -> list[str]:
     """'Adventure|Animation' -> ['adventure', 'animation'], as they read in a document."""
     if not genres or genres == "(no genres listed)":

@@ -136,7 +136,9 @@ def ingest(
         min=0, help="Pairs per class over both splits; 0 keeps every pair (the seed drew "
         "6000).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for drawing pairs.")] = 42,
-    with_genres: Annotated[bool, typer.Option(help="Put genres in movie documents.")] = True,
+    with_genres: Annotated[bool, typer.Option(
+        help="Put genres in movie documents, and the 5 genres a user liked most first in "
+        "user documents.")] = True,
     with_year: Annotated[bool, typer.Option(help="Put the year in movie documents.")] = True,
     with_title: Annotated[bool, typer.Option(help="Put the title in movie documents.")] = True,
     side_features: Annotated[bool, typer.Option(
@@ -231,7 +233,7 @@ def train(
         "--model", "-m", help="Hugging Face BERT id or local folder [default: all-MiniLM-L6-v2, "
         "installed with tagrec].")] = "all-MiniLM-L6-v2",
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")] = Device.auto,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")] = 10,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Pairs per step (per process under torchrun).")] = 1024,
     lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")] = 5e-5,
@@ -264,8 +266,9 @@ def train(
     bce_weight: Annotated[float, typer.Option(
         min=0.0, help="hybrid: weight of the like/dislike logistic loss.")] = 6.0,
     cold_dropout: Annotated[float, typer.Option(
-        min=0.0, max=0.99, help="Share of batch movies shown as never rated, so new movies "
-        "(no ratings yet) are placed by their documents.")] = 0.1,
+        min=0.0, max=0.99, help="Share of batch movies shown as never rated and of users "
+        "shown without history, so new movies and --tags queries are placed by their "
+        "documents.")] = 0.2,
 ) -> None:
     """Train the user and movie towers on the ingested like/dislike pairs.
 
@@ -457,7 +460,7 @@ def recommend(
 
     Example: tagrec recommend --user 42 -k 10   (or: tagrec recommend --tags "heist, noir")
     """
-    from tagrec_cli.catalogue import parse_tags
+    from tagrec_cli.catalogue import Catalogue, parse_tags
     from tagrec_cli.recommend import build_queries, rank
 
     if tags is not None and tags_file is not None:
@@ -471,9 +474,11 @@ def recommend(
         fail("give --user ID, or --tags \"tag, tag\" for a taste without ratings")
     if k < 1:
         fail(f"-k must be at least 1 (got {k})")
+    catalogue = Catalogue.load(workdir)
     queries = build_queries(workdir, user or [], None if tags is None else parse_tags(tags),
-                            include_seen)
-    results = _results(workdir, rank(workdir, queries, k), k, "user" if user else "query")
+                            include_seen, catalogue)
+    results = _results(workdir, rank(workdir, queries, k), k, "user" if user else "query",
+                       catalogue)
     _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
                            f"for {'user ' + str(res['user']) if user else 'your tags'}")
 

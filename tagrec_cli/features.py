@@ -86,6 +86,18 @@ def as_unrated(features: np.ndarray) -> np.ndarray:
     return out
 
 
+def as_unknown_user(features: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """User features as for a tags query (no history): (U, 4) -> (U, 4).
+
+    Training swaps these in for a share of users, so that the user tower also learns to
+    place someone it knows only by their document: `recommend --tags`.
+    """
+    out = np.array(features, dtype=np.float32, copy=True)
+    out[:] = user_features(np.zeros(1), np.full(1, np.nan), np.zeros(1), np.full(1, np.nan),
+                           stats)[0]
+    return out
+
+
 def user_features(n_ratings: np.ndarray, mean_rating: np.ndarray, n_dislikes: np.ndarray,
                   last_timestamp: np.ndarray, stats: dict[str, float]) -> np.ndarray:
     """Per user (history ratings, their mean, dislikes, last rating's unix time) -> (U, 4).

@@ -20,6 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from tagrec_cli import artifacts, features
+from tagrec_cli.catalogue import USER_GENRES
 from tagrec_cli.errors import DataError
 from tagrec_cli.movielens import read_movielens
 from tagrec_cli.toptags import top_tags_for_users
@@ -234,16 +235,44 @@ def liked_movie_tags(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfi
             .select("userId", "tag", "pos").cast(schema))
 
 
+def liked_genres(history: pl.DataFrame, movies: pl.DataFrame, cfg: IngestConfig,
+                 ) -> pl.DataFrame:
+    """Per user, the USER_GENRES genres most frequent among the movies the user liked.
+
+    Ties alphabetical; genres as movie documents write them (lower case). Returns
+    (userId, tag, pos) with pos 0 the most frequent.
+    """
+    genres = (movies.select("movieId", genre=pl.col("genres").str.split("|"))
+              .explode("genre")
+              .with_columns(pl.col("genre").str.strip_chars().str.to_lowercase())
+              .filter(pl.col("genre").is_not_null() & (pl.col("genre") != "")
+                      & (pl.col("genre") != "(no genres listed)")))
+    return (history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
+            .join(genres, on="movieId").group_by("userId", "genre").agg(count=pl.len())
+            .sort(["userId", "count", "genre"], descending=[False, True, False])
+            .group_by("userId", maintain_order=True).head(USER_GENRES)
+            .with_columns(pos=pl.int_range(pl.len()).over("userId"))
+            .select("userId", tag=pl.col("genre"), pos=pl.col("pos").cast(pl.Int64)))
+
+
 def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
-                   ) -> pl.DataFrame:
-    """One row per user with a history rating: own tags first, then liked-movie tags."""
+                   movies: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per user with a history rating: [liked genres,] own tags, liked-movie tags.
+
+    With cfg.with_genres (and `movies` given) the document starts with the user's favourite
+    genres, the words movie documents use for them, so the towers can match on them.
+    """
     own = (tags.unique(["userId", "movieId", "tag"]).group_by("userId", "tag")
            .agg(count=pl.len())
            .sort(["userId", "count", "tag"], descending=[False, True, False])
            .with_columns(pos=pl.int_range(pl.len()).over("userId"), source=pl.lit(0)))
     liked = liked_movie_tags(history, tags, cfg).with_columns(source=pl.lit(1))
     cols = ["userId", "tag", "source", "pos"]
-    merged = (pl.concat([own.select(cols), liked.select(cols)], how="vertical_relaxed")
+    parts = [own.select(cols), liked.select(cols)]
+    if cfg.with_genres and movies is not None:
+        parts.insert(0, liked_genres(history, movies, cfg).with_columns(source=pl.lit(-1))
+                     .select(cols))
+    merged = (pl.concat(parts, how="vertical_relaxed")
               .sort(["userId", "source", "pos"])
               .unique(["userId", "tag"], keep="first", maintain_order=True)
               .group_by("userId", maintain_order=True).agg(tags=pl.col("tag").head(cfg.max_tags)))
@@ -310,7 +339,7 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
     say("building movie documents")
     movie_docs = movie_documents(movies, history, tags, cfg)
     say("building user documents")
-    user_docs = user_documents(history, tags, cfg)
+    user_docs = user_documents(history, tags, cfg, movies)
     say("drawing pairs")
     pairs, pair_warnings = draw_pairs(split, cfg)
     warnings += pair_warnings

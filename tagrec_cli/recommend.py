@@ -258,9 +258,21 @@ class Recommendation:
 
 
 def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None,
-                  include_seen: bool = False) -> list[Query]:
-    """One query per user (with `tags` added to the user's document), or one from tags alone."""
-    from tagrec_cli.catalogue import document_text, query_tags, user_tags
+                  include_seen: bool = False, catalogue: Catalogue | None = None,
+                  ) -> list[Query]:
+    """One query per user (with `tags` added to the user's document), or one from tags alone.
+
+    catalogue: the workspace's, if already loaded (a tags-only query reads it).
+    """
+    from tagrec_cli.catalogue import (
+        USER_GENRES,
+        Catalogue,
+        document_text,
+        normalize_tags,
+        query_tags,
+        tags_query_document,
+        user_tags,
+    )
 
     movie_table = load_table(workdir, "movie")
     ids = np.asarray(users, dtype=np.int64)
@@ -268,12 +280,20 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
     if tags is not None and not tags:
         raise TagrecError("--tags holds no tag (give comma-separated tags, e.g. "
                           "--tags \"heist, twist ending\")")
-    max_tags = int(embeddings_manifest(workdir)["ingest_settings"]["max_tags"])
+    settings = embeddings_manifest(workdir)["ingest_settings"]
+    max_tags = int(settings["max_tags"])
     doc_tags = [user_tags(workdir, int(u)) for u in ids] if len(ids) else [[]]
-    if tags:
+    if tags and len(ids):  # a user's own document, with the tags put first
         doc_tags = [query_tags(tags, base, max_tags) for base in doc_tags]
         vectors = encode_user_documents(workdir, [document_text(t) for t in doc_tags],
-                                        [int(u) for u in ids] if len(ids) else [None])
+                                        [int(u) for u in ids])
+    elif tags:  # tags alone: the document of someone who liked the movies carrying them
+        document = tags_query_document(
+            normalize_tags(tags), catalogue or Catalogue.load(workdir), max_tags,
+            int(settings.get("top_user_tags", 50)),
+            USER_GENRES if settings.get("with_genres") else 0)
+        vectors = encode_user_documents(workdir, [document_text(document)], [None])
+        doc_tags = [query_tags(tags, [], max_tags)]  # the reasons name the given tags
     else:
         vectors = user_vectors
     seen = load_seen(workdir) if len(ids) and not include_seen else None

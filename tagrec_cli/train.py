@@ -1,10 +1,14 @@
-"""`tagrec train`: fit the two towers on the ingest pairs with CosineEmbeddingLoss.
+"""`tagrec train`: fit the two towers on the ingest pairs.
 
-One flat loop. Per batch, each distinct user and movie document is encoded once and padded
-only to the longest document of its tower; pairs are grouped by user inside a shuffled epoch
-so that a long user document is encoded once for several of that user's pairs. After every
-epoch the validation pairs give loss, ROC-AUC and sign accuracy; the best epoch by AUC is
-saved (atomically, so Ctrl-C leaves the best model so far intact).
+One flat loop. The default keeps the pretrained encoder frozen: every document is encoded
+once, and only the two linear heads (pooled document + side features -> 512) train, on
+shuffled batches of 1024 pairs with the hybrid loss (in-batch softmax over the pairs rated
+>= 4 + a like/dislike logistic loss; see TrainConfig and benchmarks/QUALITY.md for why).
+With --no-freeze-encoder BERT is fine-tuned too: per batch each distinct user and movie
+document is encoded once, padded only to the longest document of its length group, and
+--group-by-user keeps a user's pairs together so a long user document is encoded once for
+several pairs. After every epoch the validation pairs give loss, ROC-AUC and sign accuracy;
+the best epoch by AUC is saved (atomically, so Ctrl-C leaves the best model so far intact).
 
 Under torchrun (`torchrun --nproc-per-node N -m tagrec_cli train ...`) each process trains on
 its own share of every epoch's batches and DistributedDataParallel averages the gradients, so
@@ -44,24 +48,27 @@ LOSSES = ("hybrid", "cosine", "softmax")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5  # frozen encoder: an epoch is a few seconds of head training
+    epochs: int = 10  # frozen encoder: an epoch is seconds of head training (QUALITY.md)
     batch_size: int = 1024  # pairs per step (per process under torchrun: N processes, N x this)
     lr: float = 5e-5  # encoder learning rate (AdamW)
     head_lr: float = 1e-3  # projection heads start from random, so they learn faster
     weight_decay: float = 0.01
     warmup: float = 0.1  # share of steps with linear warm-up, then linear decay to 0
     margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
-    # "hybrid": softmax over in-batch negatives for the pairs rated >= positive_rating (ranks
-    # what a user will like) + bce_weight x logistic loss on every pair's like/dislike
-    # label (keeps cosine on a scale where a dislike is below a like). "cosine": the seed's
-    # CosineEmbeddingLoss. "softmax": the softmax part alone, over every liked pair.
+    # "hybrid": for the pairs rated >= positive_rating, a softmax against the batch's other
+    # positive movies (ranks what a user will like) + bce_weight x a logistic loss on every
+    # pair's like/dislike label (keeps a dislike below a like on the cosine scale).
+    # "cosine": the seed's CosineEmbeddingLoss. "softmax": a softmax over every liked pair
+    # against every movie of the batch, dislikes included.
     loss: str = "hybrid"
     temperature: float = 0.05  # softmax: cosine / temperature
-    log_q: bool = True  # softmax: subtract log(movie frequency among the softmax positives)
+    log_q: bool = True  # softmax: subtract log(how often a movie is a candidate)
     positive_rating: float = 4.0  # hybrid: the softmax's positives (evaluate's "relevant")
     bce_weight: float = 6.0  # hybrid: weight of the like/dislike logistic loss
     bce_temperature: float = 0.2  # hybrid: logistic loss on cosine / this + a learned bias
-    cold_dropout: float = 0.1  # side features: share of batch movies shown as never rated
+    # Side features: share of batch movies shown as never rated and of users shown without
+    # history, so that new movies and tags queries are placed by their documents.
+    cold_dropout: float = 0.2
     seed: int = 42
     freeze_encoder: bool = True  # train only the heads on cached encoder outputs
     group_by_user: bool = False  # batch a user's pairs together (fewer long documents to encode)
@@ -198,29 +205,34 @@ class BatchTowers(nn.Module):
     model.encode / model.project directly would bypass DDP and leave each rank's gradients
     unsynchronised. With `pooled` (frozen encoder) pooled outputs are looked up instead.
     side: per tower, the (N, F) side features of every table row (model with features);
-    `unrated` the movies' features as if nobody had rated them (features.as_unrated).
+    `unrated` the movies' features as if nobody had rated them (features.as_unrated), and
+    `unknown` the users' as if they had no history (features.as_unknown_user).
     bce_bias: the hybrid loss's logistic bias, a parameter here so that DDP averages it too.
     """
 
     def __init__(self, model: TwoTower, tables: dict[str, TokenTable], device: torch.device,
                  max_groups: int, pooled: dict[str, torch.Tensor] | None = None,
                  side: dict[str, torch.Tensor] | None = None,
-                 unrated: torch.Tensor | None = None):
+                 unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.tables, self.device, self.max_groups = tables, device, max_groups
         # Plain dicts: not parameters, never broadcast by DDP.
-        self.pooled, self.side, self.unrated = pooled, side, unrated
+        self.pooled, self.side = pooled, side
+        self.hidden = {"movie": unrated, "user": unknown}  # (N, F) each, or None
         self.bce_bias = nn.Parameter(torch.zeros((), device=device))
 
     def forward(self, user_rows: np.ndarray, movie_rows: np.ndarray,
                 unrated_movies: np.ndarray | None = None,
+                unknown_users: np.ndarray | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Distinct user rows, distinct movie rows -> (U, dim), (M, dim) float32, bias.
 
-        unrated_movies: (M,) bool, movies to show with their never-rated side features.
+        unrated_movies: (M,) bool, movies to show with their never-rated side features;
+        unknown_users: (U,) bool, users to show with a no-history user's side features.
         """
         vecs = []
+        hide = {"user": unknown_users, "movie": unrated_movies}
         for side, rows in (("user", user_rows), ("movie", movie_rows)):
             with autocast(self.device):
                 if self.pooled is not None:
@@ -231,10 +243,11 @@ class BatchTowers(nn.Module):
                 extra = None
                 if self.side is not None:
                     extra = self.side[side][torch.from_numpy(rows)]
-                    if side == "movie" and unrated_movies is not None and unrated_movies.any():
-                        swap = torch.from_numpy(unrated_movies)
-                        extra = torch.where(swap[:, None], self.unrated[torch.from_numpy(rows)],
-                                            extra)
+                    mask = hide[side]
+                    if mask is not None and mask.any() and self.hidden[side] is not None:
+                        swap = torch.from_numpy(mask)
+                        extra = torch.where(swap[:, None],
+                                            self.hidden[side][torch.from_numpy(rows)], extra)
                 vecs.append(self.model.project(side, pooled, extra).float())
         return vecs[0], vecs[1], self.bce_bias * 1.0
 
@@ -252,7 +265,8 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     the popularity correction (frequent movies are frequent in-batch negatives).
     towers: the step's forward, BatchTowers over `model` (DDP-wrapped under torchrun, `dist`
     then says which process this is). like_share: share of likes among the training pairs
-    (the logistic loss weighs both classes equally). rng: draws the movies shown as unrated.
+    (the logistic loss weighs both classes equally). rng: draws the movies shown as unrated
+    and the users shown without history.
     """
     dist = dist or Dist(device)
     user_unique, user_inverse = np.unique(pairs.user_rows[batch], return_inverse=True)
@@ -264,13 +278,14 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     # the ranks decide together: all skip, or all step (a rank without a target then adds a
     # zero gradient to the average) - a rank that left out its backward would hang the rest.
     skip = cfg.loss == "softmax" and not distributed.any_rank(dist, len(positive) > 0)
-    unrated = None
+    unrated = unknown = None
     if rng is not None and cfg.cold_dropout > 0:
         unrated = rng.random(len(movie_unique)) < cfg.cold_dropout
+        unknown = rng.random(len(user_unique)) < cfg.cold_dropout
     # A skipped batch is still encoded (without gradients), as it always was, so the dropout
     # random stream and so every later step stay what they were.
     with torch.no_grad() if skip else contextlib.nullcontext():
-        user_vecs, movie_vecs, bias = towers(user_unique, movie_unique, unrated)
+        user_vecs, movie_vecs, bias = towers(user_unique, movie_unique, unrated, unknown)
     encoded = len(user_unique) + len(movie_unique)
     if skip:
         return 0.0, encoded
@@ -279,17 +294,25 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     loss = 0.0 * (user_vecs.sum() + movie_vecs.sum() + bias)  # joins the all-reduce if empty
     if cfg.loss in ("softmax", "hybrid") and len(positive):
         u, m = user_inverse[positive], movie_inverse[positive]
-        # other_positives[p, j]: movie j is a positive of pair p's user in another pair
+        # Candidates: "softmax" ranks against every movie of the batch (dislikes are hard
+        # negatives); "hybrid" against the movies of the batch's positives only, the
+        # standard in-batch softmax (the logistic part already pushes dislikes down).
+        cand = np.arange(len(movie_unique)) if cfg.loss == "softmax" else np.unique(m)
+        col = np.full(len(movie_unique), -1)
+        col[cand] = np.arange(len(cand))
+        m = col[m]  # (P,) target column among the candidates
+        # other_positives[p, j]: candidate j is a positive of pair p's user in another pair
         same_user = u[:, None] == u[None, :]  # (P, P)
-        other = np.zeros((len(positive), len(movie_vecs)), dtype=bool)
+        other = np.zeros((len(positive), len(cand)), dtype=bool)
         rows_, cols_ = np.nonzero(same_user)
         other[rows_, m[cols_]] = True
         other[np.arange(len(positive)), m] = False
         loss = loss + in_batch_softmax_loss(
-            user_vecs[torch.from_numpy(u).to(device)], movie_vecs,
+            user_vecs[torch.from_numpy(u).to(device)],
+            movie_vecs[torch.from_numpy(cand).to(device)],
             torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
             cfg.temperature,
-            None if log_q is None else torch.from_numpy(log_q[movie_unique]).to(device))
+            None if log_q is None else torch.from_numpy(log_q[movie_unique[cand]]).to(device))
     if cfg.loss == "hybrid":
         loss = loss + cfg.bce_weight * balanced_logistic_loss(
             user_vecs[u_all], movie_vecs[m_all], torch.from_numpy(labels).to(device),
@@ -405,8 +428,11 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
                           "more data or a larger --pairs-per-class")
 
     side_feats = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
-    unrated = None if side_feats is None else torch.from_numpy(  # movies as never rated
-        features.as_unrated(side_feats["movie"].numpy()))
+    unrated = unknown = None  # movies as never rated, users as without history
+    if side_feats is not None:
+        unrated = torch.from_numpy(features.as_unrated(side_feats["movie"].numpy()))
+        unknown = torch.from_numpy(features.as_unknown_user(side_feats["user"].numpy(),
+                                                            model_cfg.features))
     pooled = None
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
@@ -423,7 +449,7 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
             feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
             pooled[side] = feats
     batch_towers = BatchTowers(model, tables, device, cfg.length_groups, pooled, side_feats,
-                               unrated)
+                               unrated, unknown)
     towers: nn.Module = batch_towers
     if dist.enabled:
         # find_unused_parameters: a trained BERT has weights the pooled output never reaches
@@ -445,9 +471,11 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
     total_steps = sum(len(batches) for batches in schedule)
     log_q = None
     if cfg.loss in ("softmax", "hybrid") and cfg.log_q:
-        threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
-        positive = (train.labels > 0) & (train.ratings >= threshold)
-        counts = np.bincount(train.movie_rows[positive], minlength=len(tables["movie"])) + 1.0
+        # q: how often a movie is a candidate, i.e. its share of the pairs the candidates
+        # come from (every pair for "softmax", the positives for "hybrid").
+        drawn = (np.ones(len(train.labels), bool) if cfg.loss == "softmax" else
+                 (train.labels > 0) & (train.ratings >= cfg.positive_rating))
+        counts = np.bincount(train.movie_rows[drawn], minlength=len(tables["movie"])) + 1.0
         log_q = np.log(counts / counts.sum()).astype(np.float32)  # (n_movies,)
     like_share = float(np.clip((train.labels > 0).mean(), 0.01, 0.99))
     # Which movies a step shows as never rated (side features only); its own stream, so

@@ -93,3 +93,26 @@ def test_load_features_follows_the_ids(tiny: Path) -> None:
     both = features.load_features(tiny.parent, "movie", np.array([5, 1]), stats)
     one = features.load_features(tiny.parent, "movie", np.array([1]), stats)
     assert np.array_equal(both[1], one[0]) and both[0, 4] == 3.0 and both[1, 4] == 0.0
+
+
+def test_default_user_documents_start_with_liked_genres(tiny: Path) -> None:
+    docs = dict(pl.read_parquet(tiny / "users.parquet").select("userId", "document")
+                .iter_rows())
+    # user 1 liked m1 (5.0: action, sci-fi, thriller) and m3 (4.0, no genres): one each,
+    # alphabetical. User 2 liked m1..m4 (>= 2.5): 7 genres once each, the first 5 kept.
+    # User 3 liked m2, m3, m4 (m1 got 0.5). Then own tags, then liked-movie tags, as before.
+    assert docs[1].startswith("action, sci-fi, thriller, funny, ")
+    assert docs[2].startswith("action, adventure, animation, children, drama, classic, ")
+    assert docs[3].startswith("adventure, animation, children, drama, classic, ")
+
+
+def test_as_unknown_user_is_the_tags_query_vector() -> None:
+    one_year = features.SECONDS_PER_YEAR
+    known = features.user_features(np.array([4, 9]), np.array([3.0, 4.5]), np.array([2, 0]),
+                                   np.array([40 * one_year, 45 * one_year]), STATS)
+    query = features.user_features(np.array([0]), np.array([np.nan]), np.array([0]),
+                                   np.array([np.nan]), STATS)
+    shown = features.as_unknown_user(known, STATS)
+    assert shown.shape == known.shape
+    assert np.array_equal(shown, np.repeat(query, 2, axis=0))
+    assert not np.array_equal(known[0], query[0])  # the input is not changed in place

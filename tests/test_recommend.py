@@ -13,7 +13,13 @@ import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from tagrec_cli.catalogue import Catalogue, closest_history, parse_tags, shared_tags
+from tagrec_cli.catalogue import (
+    Catalogue,
+    closest_history,
+    parse_tags,
+    shared_tags,
+    tags_query_document,
+)
 from tagrec_cli.cli import app
 from tagrec_cli.embed import encode_rows, run_embed
 from tagrec_cli.features import RAW_COLUMNS, user_features
@@ -117,6 +123,30 @@ def test_closest_history_never_returns_the_movie_itself():
         [-1, -1]
 
 
+def toy_catalogue() -> Catalogue:
+    genres = ["Animation", "Drama", "Comedy", "Animation|Comedy"]
+    tags = [["pixar", "funny"], ["gritty"], ["funny", "zany"], ["pixar", "zany", "heist"]]
+    terms = [t + [g.lower() for g in gs.split("|")] for t, gs in zip(tags, genres, strict=True)]
+    return Catalogue(np.arange(1, 5), ["A", "B", "C", "D"], [None] * 4, genres, terms)
+
+
+def test_tags_query_document_by_hand():
+    cat = toy_catalogue()
+    # "pixar" is on A and D: genres animation x2, comedy x1; their tags pixar x2, then
+    # funny, zany, heist x1 each, ordered by movies carrying them overall (funny 2, zany 2,
+    # heist 1), then alphabetically: funny, zany, heist. The given tag stays first of the
+    # tags; repeats are dropped.
+    assert tags_query_document(["pixar"], cat, 128, 50, 5) == [
+        "animation", "comedy", "pixar", "funny", "zany", "heist"]
+    assert tags_query_document(["pixar"], cat, 128, 50, 0) == ["pixar", "funny", "zany",
+                                                                "heist"]
+    assert tags_query_document(["pixar"], cat, 3, 50, 5) == ["animation", "comedy", "pixar"]
+    assert tags_query_document(["pixar"], cat, 128, 1, 1) == ["animation", "pixar"]
+    # a genre matches movies too; a tag no movie carries leaves just itself
+    assert tags_query_document(["drama"], cat, 128, 50, 5) == ["drama", "gritty"]
+    assert tags_query_document(["nowhere"], cat, 128, 50, 5) == ["nowhere"]
+
+
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_numpy_tower_matches_torch(tmp_path, tiny_bert, pooling):
     from tagrec_cli.model import build_model, save_model
@@ -154,7 +184,11 @@ def test_tags_query_ranks_by_the_torch_encoded_document(trained):
     result = json.loads(r.stdout)
     assert result["query"] == "your tags"
     got = [x["movieId"] for x in result["recommendations"]]
-    query = torch_user_vectors(trained, ["drama, rock, paper, émigré"])[0]
+    document = tags_query_document(["drama", "rock, paper", "émigré"],
+                                   Catalogue.load(trained), 128, 50, 5)
+    # the 5 genres of the movies carrying them (drama among them), then the given tags
+    assert "drama" in document[:5] and document[5:7] == ["rock, paper", "émigré"]
+    query = torch_user_vectors(trained, [", ".join(document)])[0]
     movies = load_table(trained, "movie")
     scores = movies.vectors @ query
     assert np.allclose([x["score"] for x in result["recommendations"]],
@@ -346,7 +380,9 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
                 "-k", "100000"], ws)
     ranked = {x["movieId"]: x["score"] for x in json.loads(r.stdout)["recommendations"]}
     assert len(ranked) == len(after["ids"])
-    query = torch_user_vectors(ws, ["safe cracking, twist ending, 日本"])[0]
+    document = tags_query_document(["safe cracking", "twist ending", "日本"],
+                                   Catalogue.load(ws), 128, 50, 5)
+    query = torch_user_vectors(ws, [", ".join(document)])[0]
     assert ranked[900001] == pytest.approx(float(after["embeddings"][-2] @ query), abs=1e-4)
 
     # the stored vector is the movie tower's encoding of the document ingest would build

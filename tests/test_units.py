@@ -241,6 +241,16 @@ def test_batch_towers_show_chosen_movies_as_never_rated():
         want = model.project("movie", torch.eye(4)[rows[1:2]], unrated[:1])
     assert torch.equal(mixed[[0, 2]], plain[[0, 2]])
     assert torch.allclose(mixed[1], want[0]) and not torch.allclose(mixed[1], plain[1])
+    # and users shown without history get the `unknown` rows, the others keep theirs
+    unknown = torch.full((4, 2), -5.0)
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": torch.eye(4), "movie": torch.eye(4)}, side=side,
+                         unrated=unrated, unknown=unknown)
+    users, _, _ = towers(rows, rows, None, np.array([True, False, False]))
+    plain_users, _, _ = towers(rows, rows, None, None)
+    with torch.no_grad():
+        want = model.project("user", torch.eye(4)[rows[:1]], unknown[:1])
+    assert torch.allclose(users[0], want[0]) and torch.equal(users[1:], plain_users[1:])
 
 
 def test_balanced_logistic_loss_by_hand():
@@ -253,3 +263,29 @@ def test_balanced_logistic_loss_by_hand():
     # mean(2/3 * log(1 + e^-2), 2 * log(1 + e^0)) = (0.084619 + 1.386294) / 2 = 0.735457
     got = balanced_logistic_loss(users, movies, labels, torch.tensor(0.0), 0.5, 0.75)
     assert got.item() == pytest.approx(0.735457, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss, candidates", [("hybrid", [0, 1]), ("softmax", [0, 1, 2])])
+def test_softmax_candidates(loss, candidates):
+    """hybrid ranks each positive against the batch's positive movies only; softmax against
+    every movie of the batch, so the disliked movie 2 is a negative there too."""
+    from tagrec_cli.losses import in_batch_softmax_loss
+    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+
+    torch.manual_seed(1)
+    model = ToyModel()
+    pooled = torch.eye(4)
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": pooled, "movie": pooled})
+    # user 0 likes movie 0, user 1 likes movie 1, user 0 dislikes movie 2
+    pairs = Pairs(np.array([0, 1, 0]), np.array([0, 1, 2]),
+                  np.array([1, 1, -1], dtype=np.float32), np.array([5, 5, 1], dtype=np.float32))
+    cfg = TrainConfig(loss=loss, bce_weight=0.0, temperature=0.5, device="cpu")
+    with torch.no_grad():
+        users = model.project("user", pooled[[0, 1]])
+        movies = model.project("movie", pooled[candidates])
+        want = in_batch_softmax_loss(users, movies, torch.tensor([0, 1]),
+                                     torch.zeros(2, len(candidates), dtype=torch.bool), 0.5)
+    got, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), {}, pairs,
+                        np.arange(3), torch.device("cpu"), cfg, towers)
+    assert got == pytest.approx(want.item(), abs=1e-6)
