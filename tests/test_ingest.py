@@ -708,8 +708,13 @@ def test_property_held_out_ratings_never_leak(ds: dict, data: st.DataObject) -> 
         removable = {u for u in n_of
                      if n_of[u] - math.floor(n_of[u] * f)
                      == n_of[u] - 1 - math.floor((n_of[u] - 1) * f)}
+        # Not a held-out rating of a movie its user also tagged: while that rating is held
+        # out, the tag (applied at or after it) is dropped so as not to reveal the held-out
+        # interaction; without the rating the tag is ordinary history. Hypothesis found that
+        # case (user 3 tags movie 2 at the second they rate it, and that rating is held out).
+        tagged = {(u, m) for u, m, *_ in ds["tags"]}
         drop: set[tuple[int, int]] = set()
-        for u, m in sorted(held):
+        for u, m in sorted(held - tagged):
             if u in removable and n_of[u] > 1 and not any(d[0] == u for d in drop):
                 drop.add((u, m))
         if drop:
