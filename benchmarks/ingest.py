@@ -48,6 +48,10 @@ SIZE_25M = {"n_users": 162_000, "n_movies": 62_000, "ratings_per_user": 25_000_0
 SYNTHETIC = {"25m": SIZE_25M, "2.5m": {**SIZE_25M, "n_users": 16_200, "n_movies": 6_200,
                                        "tag_applications": 110_000}}
 GIB = 1024**3
+# Both implementations build the first tagrec's documents (the pandas one implements only
+# those): tags and "rating X.Y", no title/year/genres, 6,000 pairs per class.
+SEED_FORMAT = {"with_genres": False, "with_year": False, "with_title": False,
+               "side_features": False, "pairs_per_class": 6000}
 MIN_AVAILABLE = 1.0 * GIB  # a run is also stopped before the machine runs out of memory
 
 
@@ -66,16 +70,18 @@ def _worker(impl: str, data_dir: Path, out_dir: Path) -> None:
         print(json.dumps({"stage": name, "t": stages[-1][1]}), flush=True)
 
     if impl == "tagrec":
-        from tagrec_cli.ingest import run_ingest
+        from tagrec_cli.ingest import IngestConfig, run_ingest
 
         start = time.perf_counter()
-        run_ingest(data_dir, out_dir, progress=stage)
+        run_ingest(data_dir, out_dir, IngestConfig(**SEED_FORMAT), progress=stage)
     else:
         sys.path.insert(0, str(HERE))
         import pandas_ingest
 
         start = time.perf_counter()
-        tables = pandas_ingest.ingest(data_dir, progress=stage)
+        from tagrec_cli.ingest import IngestConfig
+
+        tables = pandas_ingest.ingest(data_dir, IngestConfig(**SEED_FORMAT), progress=stage)
         stage("writing parquet tables")
         pandas_ingest.write(tables, out_dir / "ingest")
     seconds = time.perf_counter() - start

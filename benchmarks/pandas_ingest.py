@@ -1,7 +1,10 @@
 """A straightforward pandas implementation of `tagrec ingest`, as a baseline and a cross-check.
 
-The same semantics as tagrec_cli.ingest.run_ingest, written the obvious pandas way (merges,
-groupby counts, sorts, head(n)) with no attempt at being clever:
+The same semantics as tagrec_cli.ingest.run_ingest with the first tagrec's documents
+(`IngestConfig(with_genres=False, with_year=False, with_title=False, side_features=False,
+pairs_per_class=6000)`, benchmarks/ingest.py's SEED_FORMAT; today's defaults add title,
+year, genres and side-feature columns, which this file does not implement), written the
+obvious pandas way (merges, groupby counts, sorts, head(n)) with no attempt at being clever:
 
 * ratings of movies missing from movies.csv are dropped; of repeated (user, movie) ratings the
   latest (by timestamp, then rating) is kept;

@@ -49,11 +49,8 @@ def parse_tags(text: str) -> list[str]:
 
 
 def query_tags(extra: list[str], base: list[str], max_tags: int) -> list[str]:
-    """A user document's tags with `extra` tags put first, as a user's own tags are by ingest."""
+    """A user document's tags with `extra` tags put first (before even its liked genres)."""
     return normalize_tags(extra + base)[:max_tags]
-
-
-USER_GENRES = 5  # with --with-genres, a user document starts with this many liked genres
 
 
 def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, top_tags: int,
@@ -62,11 +59,12 @@ def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, to
 
     Ingest's rule for a user document, with the given tags as the user's own tags and, as
     the liked movies, every movie whose document carries one of them (a tag or a genre):
-    [the n_genres genres most frequent among those movies,] the given tags, then the
-    top_tags tags most frequent among them (ties: on more movies overall, then alphabetical;
-    ingest breaks ties by tag applications, which the catalogue does not keep). n_genres 0
-    when the workspace's documents carry no genres. A short query then reads like the
-    documents the user tower was trained on, not like two stray words.
+    [the n_genres genres most frequent among those movies (ties alphabetical),] the given
+    tags, then the top_tags tags most frequent among them (ties: on more movies overall,
+    then alphabetical; ingest breaks ties by tag applications, which the catalogue does not
+    keep). n_genres: the workspace's user_genres setting, 0 when user documents carry none.
+    A short query then reads like the documents the user tower was trained on, not like two
+    stray words.
     Example: ["pixar"], movies A (pixar, funny; animation) and B (gritty; drama)
              -> [animation, pixar, funny] with n_genres 5
     """
@@ -83,11 +81,9 @@ def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, to
                 tag_count[t] = tag_count.get(t, 0) + 1
     overall = catalogue.tag_movie_counts()
 
-    def ranked(counts: dict[str, int], n: int) -> list[str]:
-        return sorted(counts, key=lambda t: (-counts[t], -overall.get(t, 0), t))[:n]
-
-    return normalize_tags(ranked(genre_count, n_genres) + list(tags)
-                          + ranked(tag_count, top_tags))[:max_tags]
+    top_genres = sorted(genre_count, key=lambda g: (-genre_count[g], g))[:n_genres]
+    top = sorted(tag_count, key=lambda t: (-tag_count[t], -overall.get(t, 0), t))[:top_tags]
+    return normalize_tags(top_genres + list(tags) + top)[:max_tags]
 
 
 def genre_terms(genres: str | None) -> list[str]:

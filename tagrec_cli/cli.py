@@ -381,8 +381,10 @@ def embed(
 
         summary = run_embed(workdir, model_dir, device.value, batch_size, on_batch,
                             precision.value)
+    reused = (f"; {summary.reused:,} documents' encoder outputs reused from training"
+              if summary.reused else "")
     out.print(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
-              f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s",
+              f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s{reused}",
               highlight=False)
 
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.numpy import save_file
 
 from tagrec_cli import artifacts, features
+from tagrec_cli import pooled as pooled_cache
 from tagrec_cli.model import TwoTower, load_model, resolve_device
 from tagrec_cli.recommend import SEEN_FILE, TABLE_FILE
 from tagrec_cli.tokens import SIDES, TokenTable, token_tables, tokenize
@@ -119,6 +120,7 @@ class EmbedSummary:
     movies: int
     dim: int
     seconds: float
+    reused: int = 0  # documents whose pooled output came from the training run's cache
 
 
 def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto",
@@ -137,6 +139,10 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
     out = workdir / artifacts.EMBEDDINGS_DIR
     meta = {"format": "tagrec-embeddings", "format_version": str(artifacts.EMBEDDINGS_FORMAT),
             "model_dir": str(model_dir.resolve()), "dim": str(model.cfg.dim)}
+    bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
+    cached = pooled_cache.load(workdir, pooled_cache.cache_key(model, tables, dev, bf16),
+                               tables)  # {} unless a frozen-encoder train left them
+    reused = 0
     with artifacts.atomic_dir(out) as tmp:
         for side in SIDES:
             table = tables[side]
@@ -147,8 +153,24 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
             if model.cfg.features is not None:
                 extra = torch.from_numpy(features.load_features(workdir, side, table.ids,
                                                                 model.cfg.features))
-            vecs = encode_rows(model, table, rows, dev, batch_size, side, callback, precision,
-                               extra)
+            if side in cached:
+                pooled, done = cached[side]
+                missing = np.flatnonzero(~done)
+                if callback:
+                    callback(int(done.sum()))
+                if len(missing):
+                    pooled = pooled.clone()
+                    pooled[torch.from_numpy(missing)] = encode_rows(
+                        model, table, missing, dev, batch_size, None, callback, precision)
+                reused += int(done.sum())
+                with torch.inference_mode():
+                    vecs = torch.cat([model.project(side, pooled[lo:lo + 4096].to(dev),
+                                                    None if extra is None else
+                                                    extra[lo:lo + 4096].to(dev)).float().cpu()
+                                      for lo in range(0, len(table), 4096)])
+            else:
+                vecs = encode_rows(model, table, rows, dev, batch_size, side, callback,
+                                   precision, extra)
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             save_file({"ids": table.ids.astype(np.int64), "embeddings": vecs.astype(np.float32)},
                       str(tmp / TABLE_FILE[side]), metadata={**meta, "side": side})
@@ -162,7 +184,7 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
                                  added_movies=0, ingest_settings=settings,
                                  precision=precision)
     return EmbedSummary(out, len(tables["user"]), len(tables["movie"]), model.cfg.dim,
-                        round(time.perf_counter() - start, 3))
+                        round(time.perf_counter() - start, 3), reused)
 
 
 # ---------------------------------------------------------------- embed --add-movies

@@ -8,8 +8,9 @@ history ratings, appended to the pooled encoder output before the linear head:
     user:  activity, mean rating, dislike share, year of the last history rating
 
 Means and shares are shrunk towards the global value with SHRINK pseudo-ratings, so a movie
-with one 5-star rating does not look like the best movie of all. Every feature is scaled
-to about [-3, 3] (SCALE): the heads start with the encoder's features in that range.
+with one 5-star rating does not look like the best movie of all. Features are multiplied by
+SCALE (3): counts, means and shares then lie within about [-3, 3], years at
+3 * (year - 1990) / 20 (1902 -> -13.2, 2018 -> 4.2). A missing year counts as 1990.
 `stats` holds the global values, computed once by ingest and saved with the model, so that
 embed and recommend compute a new movie's or a tags query's features the same way.
 """
@@ -73,15 +74,17 @@ def movie_features(n_ratings: np.ndarray, mean_rating: np.ndarray, n_dislikes: n
     return (out * SCALE).astype(np.float32)
 
 
-def as_unrated(features: np.ndarray) -> np.ndarray:
+def as_unrated(features: np.ndarray, stats: dict[str, float]) -> np.ndarray:
     """Movie features as if nobody had rated the movie (the year is kept): (N, 5) -> (N, 5).
 
-    Training swaps these in for a share of movies, so the model learns to place a movie it
-    knows only by its document: that is every movie added later and every new release.
+    Exactly what movie_features gives a movie with no ratings, as `embed --add-movies` and
+    every never-rated movie get them. Training swaps these in for a share of movies, so the
+    model learns to place a movie it knows only by its document.
     """
     out = np.array(features, dtype=np.float32, copy=True)
     out[:, 0] = 0.0
     out[:, 1] = 0.0
+    out[:, 2] = stats["dislike_share"] * SCALE
     out[:, 4] = SCALE
     return out
 

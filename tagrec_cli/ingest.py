@@ -20,7 +20,6 @@ import polars as pl
 import scipy.sparse as sp
 
 from tagrec_cli import artifacts, features
-from tagrec_cli.catalogue import USER_GENRES
 from tagrec_cli.errors import DataError
 from tagrec_cli.movielens import read_movielens
 from tagrec_cli.toptags import top_tags_for_users
@@ -44,6 +43,7 @@ class IngestConfig:
     # Rating counts, mean rating etc. go to the model as numbers (features.py) instead of a
     # "rating X.Y" word in the movie document.
     side_features: bool = True
+    user_genres: int = 5  # with with_genres: the liked genres that start a user document
     chunk_users: int = 2048  # users per chunk of the sparse top-tags product
 
     def __post_init__(self) -> None:
@@ -51,6 +51,7 @@ class IngestConfig:
             "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
             "max_tags must be >= 1": self.max_tags >= 1,
             "top_user_tags must be >= 0": self.top_user_tags >= 0,
+            "user_genres must be >= 0": self.user_genres >= 0,
             "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
             "train_share must be in (0, 1]": 0 < self.train_share <= 1,
             "chunk_users must be >= 1": self.chunk_users >= 1,
@@ -237,7 +238,7 @@ def liked_movie_tags(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfi
 
 def liked_genres(history: pl.DataFrame, movies: pl.DataFrame, cfg: IngestConfig,
                  ) -> pl.DataFrame:
-    """Per user, the USER_GENRES genres most frequent among the movies the user liked.
+    """Per user, the cfg.user_genres genres most frequent among the movies the user liked.
 
     Ties alphabetical; genres as movie documents write them (lower case). Returns
     (userId, tag, pos) with pos 0 the most frequent.
@@ -250,7 +251,7 @@ def liked_genres(history: pl.DataFrame, movies: pl.DataFrame, cfg: IngestConfig,
     return (history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
             .join(genres, on="movieId").group_by("userId", "genre").agg(count=pl.len())
             .sort(["userId", "count", "genre"], descending=[False, True, False])
-            .group_by("userId", maintain_order=True).head(USER_GENRES)
+            .group_by("userId", maintain_order=True).head(cfg.user_genres)
             .with_columns(pos=pl.int_range(pl.len()).over("userId"))
             .select("userId", tag=pl.col("genre"), pos=pl.col("pos").cast(pl.Int64)))
 
@@ -269,7 +270,7 @@ def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
     liked = liked_movie_tags(history, tags, cfg).with_columns(source=pl.lit(1))
     cols = ["userId", "tag", "source", "pos"]
     parts = [own.select(cols), liked.select(cols)]
-    if cfg.with_genres and movies is not None:
+    if cfg.with_genres and cfg.user_genres and movies is not None:
         parts.insert(0, liked_genres(history, movies, cfg).with_columns(source=pl.lit(-1))
                      .select(cols))
     merged = (pl.concat(parts, how="vertical_relaxed")

@@ -265,7 +265,6 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
     catalogue: the workspace's, if already loaded (a tags-only query reads it).
     """
     from tagrec_cli.catalogue import (
-        USER_GENRES,
         Catalogue,
         document_text,
         normalize_tags,
@@ -291,7 +290,8 @@ def build_queries(workdir: Path, users: list[int], tags: list[str] | None = None
         document = tags_query_document(
             normalize_tags(tags), catalogue or Catalogue.load(workdir), max_tags,
             int(settings.get("top_user_tags", 50)),
-            USER_GENRES if settings.get("with_genres") else 0)
+            # older workspaces wrote user documents without genres: 0 when not recorded
+            int(settings.get("user_genres", 0)) if settings.get("with_genres") else 0)
         vectors = encode_user_documents(workdir, [document_text(document)], [None])
         doc_tags = [query_tags(tags, [], max_tags)]  # the reasons name the given tags
     else:

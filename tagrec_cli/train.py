@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tagrec_cli import artifacts, distributed, features
+from tagrec_cli import pooled as pooled_cache
 from tagrec_cli.distributed import Dist
 from tagrec_cli.embed import autocast, encode_rows
 from tagrec_cli.errors import TagrecError
@@ -430,14 +431,15 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
     side_feats = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
     unrated = unknown = None  # movies as never rated, users as without history
     if side_feats is not None:
-        unrated = torch.from_numpy(features.as_unrated(side_feats["movie"].numpy()))
+        unrated = torch.from_numpy(features.as_unrated(side_feats["movie"].numpy(),
+                                                       model_cfg.features))
         unknown = torch.from_numpy(features.as_unknown_user(side_feats["user"].numpy(),
                                                             model_cfg.features))
     pooled = None
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
         say("encoding documents once (frozen encoder)")
-        pooled = {}
+        pooled, done = {}, {}
         for side, table in tables.items():
             # Only the documents some pair refers to: at MovieLens-25M scale a sample of
             # 12,000 pairs touches ~20k of the 224k documents, and each costs an encoder pass.
@@ -448,6 +450,11 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
             feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
             feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
             pooled[side] = feats
+            done[side] = np.zeros(len(table), dtype=bool)
+            done[side][needed] = True
+        if dist.main:  # `embed` reuses these instead of encoding the documents again
+            pooled_cache.save(workdir, pooled_cache.cache_key(
+                model, tables, device, bf16=device.type == "cuda"), pooled, done)
     batch_towers = BatchTowers(model, tables, device, cfg.length_groups, pooled, side_feats,
                                unrated, unknown)
     towers: nn.Module = batch_towers
@@ -458,8 +465,8 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
         # the module already sits on this rank's device, and the numpy row arrays that
         # forward() takes are passed through untouched.
         towers = DistributedDataParallel(towers, find_unused_parameters=not cfg.freeze_encoder)
-    params = [{"params": [*model.heads.parameters(), batch_towers.bce_bias], "lr": cfg.head_lr,
-               "weight_decay": cfg.weight_decay}]
+    params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr},
+              {"params": [batch_towers.bce_bias], "lr": cfg.head_lr, "weight_decay": 0.0}]
     if not cfg.freeze_encoder:
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
     optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)

@@ -67,14 +67,14 @@ def test_movie_features_by_hand() -> None:
 
 
 def test_as_unrated_keeps_only_the_year() -> None:
-    rated = features.movie_features(np.array([3]), np.array([4.0]), np.array([0]),
+    rated = features.movie_features(np.array([3]), np.array([4.0]), np.array([2]),
                                     np.array([2005]), STATS)
     unrated = features.movie_features(np.array([0]), np.array([np.nan]), np.array([0]),
                                       np.array([2005]), STATS)
-    shown = features.as_unrated(rated)
-    assert shown[0, [0, 1, 3, 4]] == pytest.approx(unrated[0, [0, 1, 3, 4]])
-    assert shown[0, 2] == rated[0, 2]  # the dislike share is left as it was
-    assert rated[0, 4] == 0  # the input is not changed in place
+    shown = features.as_unrated(rated, STATS)
+    # exactly what a movie nobody rated gets (embed --add-movies), dislike share included
+    assert np.array_equal(shown, unrated)
+    assert rated[0, 4] == 0 and rated[0, 2] != unrated[0, 2]  # the input is left alone
 
 
 def test_user_features_by_hand_and_for_a_tags_query() -> None:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from safetensors.numpy import load_file
@@ -321,3 +322,65 @@ def test_token_cache_follows_the_documents(tmp_path, small_data, tiny_bert):
     run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=50, with_title=True))
     titled = token_tables(tmp_path, tokenizer, 128)["movie"]
     assert titled.lengths.sum() > plain.lengths.sum()
+
+
+def test_embed_reuses_a_frozen_runs_encoder_outputs(ws, tiny_bert):
+    from tagrec_cli.embed import run_embed
+
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
+    [cache] = list((ws / "cache").glob("pooled-*.safetensors"))
+    reused = run_embed(ws, device="cpu")
+    tables = [load_file(str(ws / "embeddings" / f)) for f in ("users.safetensors",
+                                                              "movies.safetensors")]
+    total = sum(len(t["ids"]) for t in tables)
+    assert 0 < reused.reused <= total  # every document some pair refers to
+    cache.unlink()  # without the cache every document is encoded: the same vectors
+    fresh = run_embed(ws, device="cpu")
+    assert fresh.reused == 0
+    again = [load_file(str(ws / "embeddings" / f)) for f in ("users.safetensors",
+                                                             "movies.safetensors")]
+    for a, b in zip(tables, again, strict=True):
+        assert np.array_equal(a["ids"], b["ids"])
+        assert np.abs(a["embeddings"] - b["embeddings"]).max() < 1e-5
+    # A fine-tuned encoder has other weights: the frozen run's cache (written again here)
+    # does not match it, so embed encodes everything.
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
+    assert cache.is_file()
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", freeze_encoder=False,
+                                               batch_size=64))
+    assert run_embed(ws, device="cpu").reused == 0
+
+
+def test_cli_chain_in_the_first_format_without_side_features(tmp_path, small_data, tiny_bert):
+    """The seed's format still runs end to end: text-only documents, no side features."""
+    work = tmp_path / "work"
+    r = invoke(["ingest", "--data", str(small_data), "--pairs-per-class", "300",
+                "--no-side-features", "--no-with-genres", "--no-with-year", "--no-with-title"],
+               work)
+    assert r.exit_code == 0, r.output
+    docs = pl.read_parquet(work / "ingest" / "movies.parquet")["document"].to_list()
+    assert any(d.startswith("rating ") for d in docs)
+    r = invoke(["train", "--model", str(tiny_bert), "--epochs", "1", "--dim", "16"], work)
+    assert r.exit_code == 0, r.output
+    assert json.loads((work / "model" / "config.json").read_text())["model"]["features"] is None
+    assert invoke(["embed"], work).exit_code == 0
+    for args in (["--user", "42"], ["--tags", "heist, noir"], ["--user", "42", "--tags", "x"]):
+        r = invoke(["recommend", *args, "--json"], work)
+        assert r.exit_code == 0, r.output
+        assert len(json.loads(r.stdout)["recommendations"]) == 10
+
+
+def test_tags_query_on_embeddings_older_than_side_features_is_one_line(tmp_path, small_data,
+                                                                         tiny_bert):
+    work = tmp_path / "work"
+    assert invoke(["ingest", "--data", str(small_data), "--pairs-per-class", "100"],
+                  work).exit_code == 0
+    assert invoke(["train", "--model", str(tiny_bert), "--epochs", "1", "--dim", "16"],
+                  work).exit_code == 0
+    assert invoke(["embed"], work).exit_code == 0
+    path = work / "embeddings" / "user_tags.parquet"
+    pl.read_parquet(path).select("userId", "tags").write_parquet(path)  # as before the change
+    r = invoke(["recommend", "--user", "42", "--tags", "heist"], work)
+    assert r.exit_code == 1
+    assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output

@@ -289,3 +289,31 @@ def test_softmax_candidates(loss, candidates):
     got, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), {}, pairs,
                         np.arange(3), torch.device("cpu"), cfg, towers)
     assert got == pytest.approx(want.item(), abs=1e-6)
+
+
+def test_hybrid_masks_a_users_other_positives():
+    """User 0 has two positives (movies 0 and 1) in the batch: in each of its rows the other
+    one is masked, not counted as a negative; user 1's row keeps both as negatives."""
+    from tagrec_cli.losses import in_batch_softmax_loss
+    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+
+    torch.manual_seed(2)
+    model = ToyModel()
+    pooled = torch.eye(4)
+    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
+                         pooled={"user": pooled, "movie": pooled})
+    pairs = Pairs(np.array([0, 0, 1]), np.array([0, 1, 2]), np.ones(3, dtype=np.float32),
+                  np.array([5, 4, 5], dtype=np.float32))
+    cfg = TrainConfig(loss="hybrid", bce_weight=0.0, temperature=0.5, device="cpu")
+    with torch.no_grad():
+        users = model.project("user", pooled[[0, 0, 1]])
+        movies = model.project("movie", pooled[[0, 1, 2]])
+        mask = torch.tensor([[False, True, False], [True, False, False],
+                             [False, False, False]])
+        want = in_batch_softmax_loss(users, movies, torch.tensor([0, 1, 2]), mask, 0.5)
+        unmasked = in_batch_softmax_loss(users, movies, torch.tensor([0, 1, 2]),
+                                         torch.zeros(3, 3, dtype=torch.bool), 0.5)
+    got, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), {}, pairs,
+                        np.arange(3), torch.device("cpu"), cfg, towers)
+    assert got == pytest.approx(want.item(), abs=1e-6)
+    assert abs(want.item() - unmasked.item()) > 1e-3  # the mask matters here
