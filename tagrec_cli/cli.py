@@ -264,7 +264,7 @@ def train(
     positive_rating: Annotated[float, typer.Option(
         help="hybrid: ratings >= this are the softmax's positives.")] = 4.0,
     bce_weight: Annotated[float, typer.Option(
-        min=0.0, help="hybrid: weight of the like/dislike logistic loss.")] = 6.0,
+        min=0.0, help="hybrid: weight of the like/dislike logistic loss.")] = 4.0,
     cold_dropout: Annotated[float, typer.Option(
         min=0.0, max=0.99, help="Share of batch movies shown as never rated and of users "
         "shown without history, so new movies and --tags queries are placed by their "

@@ -65,7 +65,7 @@ class TrainConfig:
     temperature: float = 0.05  # softmax: cosine / temperature
     log_q: bool = True  # softmax: subtract log(how often a movie is a candidate)
     positive_rating: float = 4.0  # hybrid: the softmax's positives (evaluate's "relevant")
-    bce_weight: float = 6.0  # hybrid: weight of the like/dislike logistic loss
+    bce_weight: float = 4.0  # hybrid: weight of the like/dislike logistic loss (QUALITY.md)
     bce_temperature: float = 0.2  # hybrid: logistic loss on cosine / this + a learned bias
     # Side features: share of batch movies shown as never rated and of users shown without
     # history, so that new movies and tags queries are placed by their documents.
