@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tagrec_cli import artifacts, distributed, features
 from tagrec_cli import pooled as pooled_cache
 from tagrec_cli.distributed import Dist
-from tagrec_cli.embed import autocast, encode_rows
+from tagrec_cli.embed import autocast, encode_rows, uses_bf16
 from tagrec_cli.errors import TagrecError
 from tagrec_cli.losses import balanced_logistic_loss, cosine_embedding_loss, in_batch_softmax_loss
 from tagrec_cli.metrics import roc_auc, sign_accuracy
@@ -454,7 +454,7 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
             done[side][needed] = True
         if dist.main:  # `embed` reuses these instead of encoding the documents again
             pooled_cache.save(workdir, pooled_cache.cache_key(
-                model, tables, device, bf16=device.type == "cuda"), pooled, done)
+                model, tables, device, uses_bf16(device)), pooled, done)
     batch_towers = BatchTowers(model, tables, device, cfg.length_groups, pooled, side_feats,
                                unrated, unknown)
     towers: nn.Module = batch_towers
