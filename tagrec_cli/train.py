@@ -118,6 +118,13 @@ def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]
     return out
 
 
+def softmax_positives(cfg: TrainConfig, labels: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    """(P,) bool: the pairs the softmax pulls together: likes, rated >= positive_rating for
+    the hybrid loss."""
+    threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
+    return (labels > 0) & (ratings >= threshold)
+
+
 def epoch_batches(user_rows: np.ndarray, batch_size: int, rng: np.random.Generator,
                   group_by_user: bool) -> list[np.ndarray]:
     """Pair indices for one epoch, cut into batches of at most batch_size pairs.
@@ -262,8 +269,8 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     """One optimisation step on pairs[batch]; returns (loss, documents encoded).
 
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
-    log_q: (n_movies,) log frequency of each movie among the softmax's positive pairs, for
-    the popularity correction (frequent movies are frequent in-batch negatives).
+    log_q: (n_movies,) log frequency of each movie among the pairs the softmax's candidates
+    come from, for the popularity correction (frequent movies are frequent negatives).
     towers: the step's forward, BatchTowers over `model` (DDP-wrapped under torchrun, `dist`
     then says which process this is). like_share: share of likes among the training pairs
     (the logistic loss weighs both classes equally). rng: draws the movies shown as unrated
@@ -272,9 +279,8 @@ def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
     dist = dist or Dist(device)
     user_unique, user_inverse = np.unique(pairs.user_rows[batch], return_inverse=True)
     movie_unique, movie_inverse = np.unique(pairs.movie_rows[batch], return_inverse=True)
-    labels, ratings = pairs.labels[batch], pairs.ratings[batch]
-    threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
-    positive = np.flatnonzero((labels > 0) & (ratings >= threshold))
+    labels = pairs.labels[batch]
+    positive = np.flatnonzero(softmax_positives(cfg, labels, pairs.ratings[batch]))
     # A softmax batch without positives has no target, so the step is skipped. Under torchrun
     # the ranks decide together: all skip, or all step (a rank without a target then adds a
     # zero gradient to the average) - a rank that left out its backward would hang the rest.
@@ -481,7 +487,7 @@ def _train(workdir: Path, manifest: dict[str, Any], model_cfg: ModelConfig, cfg:
         # q: how often a movie is a candidate, i.e. its share of the pairs the candidates
         # come from (every pair for "softmax", the positives for "hybrid").
         drawn = (np.ones(len(train.labels), bool) if cfg.loss == "softmax" else
-                 (train.labels > 0) & (train.ratings >= cfg.positive_rating))
+                 softmax_positives(cfg, train.labels, train.ratings))
         counts = np.bincount(train.movie_rows[drawn], minlength=len(tables["movie"])) + 1.0
         log_q = np.log(counts / counts.sum()).astype(np.float32)  # (n_movies,)
     like_share = float(np.clip((train.labels > 0).mean(), 0.01, 0.99))
