@@ -31,6 +31,7 @@ WORKDIR_ENV = "TAGREC_WORKDIR"
 
 INGEST_DIR = "ingest"
 MODEL_DIR = "model"
+MODEL_CONFIG = "config.json"  # the model's manifest: our config with the encoder's inside
 EMBEDDINGS_DIR = "embeddings"
 CACHE_DIR = "cache"
 MANIFEST = "manifest.json"
@@ -148,3 +149,14 @@ def file_digest(*paths: Path) -> str:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:16]
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """The checked config.json of a model folder (any folder, not only the workspace's).
+
+    Here rather than in model.py so that `recommend`, which never imports torch, reads it
+    the same way.
+    """
+    folder = Path(folder)
+    return read_manifest(folder.parent, folder.name, MODEL_FORMAT, name=MODEL_CONFIG,
+                         kind=MODEL_DIR)

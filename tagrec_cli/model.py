@@ -26,7 +26,7 @@ from tagrec_cli.features import NAMES
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls")
 WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+CONFIG = artifacts.MODEL_CONFIG
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     folder = Path(folder)
-    config = read_model_config(folder)
+    config = artifacts.read_model_config(folder)
     enc_cfg = dict(config["encoder_config"])
     encoder = AutoModel.from_config(AutoConfig.for_model(**enc_cfg))
     model = TwoTower(encoder, ModelConfig(**config["model"]))
@@ -172,13 +172,6 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
         raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
                             " — re-run `tagrec train`") from None
     return model.to(device).eval(), tokenizer, config
-
-
-def read_model_config(folder: Path) -> dict[str, Any]:
-    """The checked config.json of a model folder (any folder, not only the workspace's)."""
-    folder = Path(folder)
-    return artifacts.read_manifest(folder.parent, folder.name, artifacts.MODEL_FORMAT,
-                                   name=CONFIG, kind=artifacts.MODEL_DIR)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -196,9 +196,7 @@ def encode_user_documents(workdir: Path, documents: list[str],
     from tagrec_cli.npbert import load_tower
 
     model_dir = table_model_dir(workdir)
-    stats = artifacts.read_manifest(model_dir.parent, model_dir.name, artifacts.MODEL_FORMAT,
-                                    name="config.json", kind=artifacts.MODEL_DIR
-                                    )["model"].get("features")
+    stats = artifacts.read_model_config(model_dir)["model"].get("features")
     extra = None
     if stats is not None:
         raw = user_feature_rows(workdir, users or [None] * len(documents))
