@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,8 @@ class Catalogue:
     genres: list[str | None]
     tags: list[list[str]]  # each movie's document terms: its tags, then its genres when
     # ingest put genres in the documents ("animation" is then as much a reason as a tag)
+    _counts: dict[str, int] | None = field(default=None, init=False, repr=False,
+                                           compare=False)  # tag_movie_counts, once
 
     @classmethod
     def load(cls, workdir: Path, with_genres: bool | None = None) -> Catalogue:
@@ -198,12 +200,18 @@ class Catalogue:
                                                            n=n, cutoff=0.6)]
 
     def tag_movie_counts(self) -> dict[str, int]:
-        """tag -> number of movies whose document carries it (low = distinctive)."""
-        counts: dict[str, int] = {}
-        for tags in self.tags:
-            for tag in tags:
-                counts[tag] = counts.get(tag, 0) + 1
-        return counts
+        """tag -> number of movies whose document carries it (low = distinctive).
+
+        Counted once per catalogue: a tags query needs it for its document and again for the
+        reasons. The catalogue's tags are not changed after loading.
+        """
+        if self._counts is None:
+            counts: dict[str, int] = {}
+            for tags in self.tags:
+                for tag in tags:
+                    counts[tag] = counts.get(tag, 0) + 1
+            self._counts = counts
+        return self._counts
 
 
 def shared_tags(query: list[str], movie: list[str], counts: dict[str, int],
