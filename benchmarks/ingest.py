@@ -70,7 +70,8 @@ def _worker(impl: str, data_dir: Path, out_dir: Path) -> None:
         print(json.dumps({"stage": name, "t": stages[-1][1]}), flush=True)
 
     if impl == "tagrec":
-        from tagrec_cli.ingest import IngestConfig, run_ingest
+        from tagrec_cli.config import IngestConfig
+        from tagrec_cli.ingest import run_ingest
 
         start = time.perf_counter()
         run_ingest(data_dir, out_dir, IngestConfig(**SEED_FORMAT), progress=stage)
@@ -79,7 +80,7 @@ def _worker(impl: str, data_dir: Path, out_dir: Path) -> None:
         import pandas_ingest
 
         start = time.perf_counter()
-        from tagrec_cli.ingest import IngestConfig
+        from tagrec_cli.config import IngestConfig
 
         tables = pandas_ingest.ingest(data_dir, IngestConfig(**SEED_FORMAT), progress=stage)
         stage("writing parquet tables")
@@ -95,15 +96,15 @@ def _data_stats(data_dir: Path) -> None:
     """Print JSON stats of what ingest's top-tags step faces on this data (child process)."""
     import polars as pl
 
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.datasets.movielens import read_movielens
     from tagrec_cli.ingest import (
-        IngestConfig,
         clean_ratings,
         history_tags,
         normalize_tags,
         split_by_time,
         user_cutoffs,
     )
-    from tagrec_cli.movielens import read_movielens
 
     cfg = IngestConfig()
     ratings, raw_tags, movies = read_movielens(data_dir)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tagrec_cli.ingest import IngestConfig
+from tagrec_cli.config import IngestConfig
 
 RATING_TYPES = {"userId": "int64", "movieId": "int64", "rating": "float64", "timestamp": "int64"}
 TAG_TYPES = {"userId": "int64", "movieId": "int64", "tag": "str", "timestamp": "int64"}

@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagrec_cli.ingest import IngestConfig, run_ingest
-from tagrec_cli.model import ModelConfig, TwoTower, build_model, resolve_device
-from tagrec_cli.tokens import token_tables
-from tagrec_cli.train import BatchTowers, TrainConfig, epoch_batches, load_pairs, train_step
+from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.towers.model import TwoTower, build_model, resolve_device
+from tagrec_cli.towers.tokens import token_tables
+from tagrec_cli.train.batches import epoch_batches, load_pairs
+from tagrec_cli.train.step import BatchTowers, train_step
 
 # Randomly initialised configs of the same shapes as the real models (no download needed).
 RANDOM_CONFIGS = {

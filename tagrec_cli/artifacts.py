@@ -31,10 +31,24 @@ WORKDIR_ENV = "TAGREC_WORKDIR"
 
 INGEST_DIR = "ingest"
 MODEL_DIR = "model"
-MODEL_CONFIG = "config.json"  # the model's manifest: our config with the encoder's inside
 EMBEDDINGS_DIR = "embeddings"
 CACHE_DIR = "cache"
 MANIFEST = "manifest.json"
+
+# ingest/: one parquet table per kind of row (see ingest.py for their columns)
+INGEST_TABLE = {"movie": "movies.parquet", "user": "users.parquet"}  # documents + stats
+RATINGS_FILE = "ratings.parquet"  # userId, movieId, rating, timestamp, holdout
+PAIRS_FILE = "pairs.parquet"  # userId, movieId, rating, label, split
+# model/: the tokenizer's own files beside these
+MODEL_CONFIG = "config.json"  # the model's manifest: our config with the encoder's inside
+MODEL_WEIGHTS = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"  # a fast tokenizer's own file, written by save_pretrained
+METRICS_FILE = "metrics.jsonl"  # one line of validation metrics per epoch
+# embeddings/: what recommend, similar and evaluate read, so they never need ingest/
+TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}  # ids, embeddings
+SEEN_FILE = "seen.safetensors"  # every user's rated movies (history and held out), as CSR
+CATALOGUE_FILE = "catalogue.parquet"  # movieId, title, year, genres, tags (list)
+USER_TAGS_FILE = "user_tags.parquet"  # userId, tags (list) + the user side-feature columns
 
 # Format versions: bump when a reader of the old version could misread the new files.
 INGEST_FORMAT = 1
@@ -139,6 +153,11 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
         raise ArtifactError(f"{folder} was made by an older tagrec (format {found}) — "
                             f"re-run `{maker}`")
     return manifest
+
+
+def cache_path(workdir: Path, kind: str, key: str) -> Path:
+    """cache/{kind}-{key}.safetensors: token tables ("tokens") and pooled outputs ("pooled")."""
+    return Path(workdir) / CACHE_DIR / f"{kind}-{key}.safetensors"
 
 
 def file_digest(*paths: Path) -> str:

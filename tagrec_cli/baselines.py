@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease")
 EASE_MAX_ITEMS = 20_000  # a dense N x N inverse beyond this is too slow / too big
 
 

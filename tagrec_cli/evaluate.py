@@ -37,118 +37,26 @@ import scipy.sparse as sp
 
 from tagrec_cli import artifacts
 from tagrec_cli import baselines as bl
+from tagrec_cli.config import BASELINES, RELEVANT_RATING, TOP_K
 from tagrec_cli.errors import ArtifactError, TagrecError
-from tagrec_cli.metrics import roc_auc, sign_accuracy
-from tagrec_cli.recommend import rows_of
+from tagrec_cli.metrics import (
+    catalogue_coverage,
+    mean_popularity_percentile,
+    popularity_percentiles,
+    ranking_metrics,
+    roc_auc,
+    sign_accuracy,
+)
+from tagrec_cli.store import Store, ingested
+from tagrec_cli.topk import rows_of, top_k
 
-DEFAULT_BASELINES = bl.BASELINES
+DEFAULT_BASELINES = BASELINES
 METRICS = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "popularity_percentile", "users")
 SLICES = {
     "all": "every user with a relevant held-out movie",
     "low_history": "users in the bottom quartile of history rating count",
     "cold_movies": "relevant movies with no history rating, users who have any",
 }
-
-
-# ---------------------------------------------------------------- pure metric functions
-
-
-def top_k_rows(scores: np.ndarray, k: int, exclude: sp.spmatrix | None = None) -> np.ndarray:
-    """Best k columns per row of ``scores`` (B, N), best first; -1 pads short rows.
-
-    ``exclude`` (B, N) sparse: stored entries are never returned (history movies). NaN
-    scores are never returned either. Ties go to the lower column, also at the k-th place.
-
-    Example: scores [[0.2, 0.9, 0.2, 0.5]], k 3, exclude column 3 -> [[1, 0, 2]]
-    """
-    if k < 1:
-        raise ValueError("k must be >= 1")
-    s = np.array(scores, dtype=np.float64)  # a copy: the caller's block stays as it was
-    s[np.isnan(s)] = -np.inf
-    if exclude is not None and exclude.nnz:
-        rows, cols = sp.coo_matrix(exclude).nonzero()
-        s[rows, cols] = -np.inf
-    b, n = s.shape
-    kk = min(k, n)
-    out = np.full((b, k), -1, dtype=np.int64)
-    if b == 0 or kk == 0:
-        return out
-    if kk < n:
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(n), (b, n)).copy()
-    vals = np.take_along_axis(s, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    top_vals = np.take_along_axis(vals, order, axis=1)
-    # argpartition picks arbitrarily among movies tied with the k-th score; redo those rows.
-    kth = top_vals[:, -1]
-    tied = np.flatnonzero(np.isfinite(kth) & ((s >= kth[:, None]).sum(axis=1) > kk))
-    for r in tied:
-        cand = np.flatnonzero(s[r] >= kth[r])
-        best = cand[np.lexsort((cand, -s[r, cand]))[:kk]]
-        top[r], top_vals[r] = best, s[r, best]
-    top[~np.isfinite(top_vals)] = -1
-    out[:, :kk] = top
-    return out
-
-
-def per_user_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int
-                     ) -> dict[str, np.ndarray]:
-    """Recall, NDCG, hit rate and reciprocal rank @k per user; NaN where ``relevant`` is empty.
-
-    top (U, >=k) movie ids or rows best first (-1 = no movie); relevant[u] = relevant ids.
-    """
-    n = len(relevant)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    out = {name: np.full(n, np.nan) for name in ("recall", "ndcg", "hit_rate", "mrr")}
-    for u, rel in enumerate(relevant):
-        if not rel:
-            continue
-        hits = np.fromiter((int(m) in rel for m in top[u, :k]), dtype=bool, count=k)
-        first = int(np.argmax(hits)) if hits.any() else -1
-        ideal = discount[:min(k, len(rel))].sum()
-        out["recall"][u] = hits.sum() / len(rel)
-        out["ndcg"][u] = discount[hits].sum() / ideal
-        out["hit_rate"][u] = float(first >= 0)
-        out["mrr"][u] = 1.0 / (first + 1) if first >= 0 else 0.0
-    return out
-
-
-def ranking_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
-    """Means of per_user_metrics over users with any relevant movie; ``users`` = how many,
-    ``skipped`` = users with none (left out of every mean)."""
-    per_user = per_user_metrics(top, relevant, k)
-    counted = np.array([bool(r) for r in relevant], dtype=bool)
-    result = {name: float(v[counted].mean()) if counted.any() else float("nan")
-              for name, v in per_user.items()}
-    return result | {"users": int(counted.sum()), "skipped": int((~counted).sum())}
-
-
-def catalogue_coverage(top: np.ndarray, n_items: int) -> float:
-    """Distinct movies in the lists (ignoring -1) / catalogue size."""
-    if n_items <= 0:
-        return float("nan")
-    return float(np.unique(top[top >= 0]).size / n_items)
-
-
-def popularity_percentiles(counts: np.ndarray) -> np.ndarray:
-    """Percentile rank in [0, 100] of each count: 0 = least popular, 100 = most; ties average.
-
-    Example: counts [5, 0, 5, 9] -> [50, 0, 50, 100]
-    """
-    from scipy.stats import rankdata
-
-    counts = np.asarray(counts)
-    if counts.size <= 1:
-        return np.full(counts.size, 50.0)
-    return 100.0 * (rankdata(counts, method="average") - 1.0) / (counts.size - 1)
-
-
-def mean_popularity_percentile(top: np.ndarray, percentiles: np.ndarray) -> float:
-    """Mean popularity percentile over every recommended movie (rows, -1 ignored)."""
-    rows = top[top >= 0]
-    return float(percentiles[rows].mean()) if rows.size else float("nan")
 
 
 # ---------------------------------------------------------------- workspace data
@@ -172,21 +80,16 @@ class EvalData:
         return np.asarray((self.history != 0).sum(axis=0)).ravel()
 
 
-def load_eval_data(workdir: Path, relevant_rating: float = 4.0) -> EvalData:
+def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING) -> EvalData:
     """Read ingest/{ratings,movies,pairs}.parquet into matrices indexed by catalogue rows."""
     import polars as pl
 
-    manifest = artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
-    folder = Path(workdir) / artifacts.INGEST_DIR
-    try:
-        movies = pl.read_parquet(folder / "movies.parquet", columns=["movieId", "document"])
-        ratings = pl.read_parquet(folder / "ratings.parquet",
-                                  columns=["userId", "movieId", "rating", "holdout"])
-        pairs = pl.read_parquet(folder / "pairs.parquet",
-                                columns=["userId", "movieId", "label", "split"])
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ArtifactError(f"{folder} is missing or damaged ({exc.__class__.__name__}) — "
-                            "re-run `tagrec ingest`") from None
+    manifest = ingested.ingest_manifest(workdir)
+    movies = ingested.documents(workdir, "movie")
+    ratings = ingested.read_table(workdir, artifacts.RATINGS_FILE,
+                                  ["userId", "movieId", "rating", "holdout"])
+    pairs = ingested.read_table(workdir, artifacts.PAIRS_FILE,
+                                ["userId", "movieId", "label", "split"])
     movie_ids = movies["movieId"].to_numpy().astype(np.int64)
 
     def movie_rows(ids: np.ndarray) -> np.ndarray:
@@ -223,11 +126,9 @@ def load_eval_data(workdir: Path, relevant_rating: float = 4.0) -> EvalData:
 
 def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | None]:
     """tagrec's embeddings reordered to the evaluation's users and catalogue."""
-    from tagrec_cli.recommend import load_table
-
-    manifest = artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR,
-                                       artifacts.EMBEDDINGS_FORMAT)
-    users, movies = load_table(workdir, "user"), load_table(workdir, "movie")
+    store = Store(workdir)
+    manifest = store.manifest
+    users, movies = store.table("user"), store.table("movie")
     u_rows, m_rows = users.rows_of(data.user_ids), movies.rows_of(data.movie_ids)
     if (u_rows < 0).any() or (m_rows < 0).any():
         missing = int((u_rows < 0).sum()), int((m_rows < 0).sum())
@@ -300,7 +201,7 @@ def evaluate_scorer(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int
     out = np.full((len(users), k), -1, dtype=np.int64)
     for lo in range(0, len(users), block_size):
         block = users[lo:lo + block_size]
-        out[lo:lo + len(block)] = top_k_rows(scorer.scores(block), k, data.history[block])
+        out[lo:lo + len(block)] = top_k(scorer.scores(block), k, data.history[block])[0]
     return out
 
 
@@ -314,8 +215,8 @@ def slice_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int, n_items
             "users": m["users"]}
 
 
-def run_evaluate(workdir: Path, k: int = 10, baselines: Sequence[str] = DEFAULT_BASELINES,
-                 relevant_rating: float = 4.0, include_tagrec: bool = True,
+def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAULT_BASELINES,
+                 relevant_rating: float = RELEVANT_RATING, include_tagrec: bool = True,
                  block_size: int = 256,
                  progress: Callable[[str], None] | None = None) -> EvalReport:
     """Evaluate tagrec (unless include_tagrec is False) and the named baselines."""

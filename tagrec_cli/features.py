@@ -18,7 +18,6 @@ embed and recommend compute a new movie's or a tags query's features the same wa
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,26 +126,3 @@ def table_features(side: str, df: Any, stats: dict[str, float]) -> np.ndarray:
                               df["n_dislikes"].to_numpy(), df["year"].to_numpy(), stats)
     return user_features(df["n_ratings"].to_numpy(), df["mean_rating"].to_numpy(),
                          df["n_dislikes"].to_numpy(), df["last_timestamp"].to_numpy(), stats)
-
-
-def load_features(workdir: Any, side: str, ids: np.ndarray, stats: dict[str, float],
-                  ) -> np.ndarray:
-    """(len(ids), F) features of these ids, from the workspace's ingest/{movies,users}.parquet."""
-    import polars as pl
-
-    from tagrec_cli import artifacts
-    from tagrec_cli.errors import ArtifactError
-    from tagrec_cli.recommend import rows_of
-
-    key = "movieId" if side == "movie" else "userId"
-    path = Path(workdir) / artifacts.INGEST_DIR / f"{side}s.parquet"
-    try:
-        df = pl.read_parquet(path, columns=[key, *RAW_COLUMNS[side]])
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ArtifactError(f"{path} lacks the side-feature columns ({exc.__class__.__name__})"
-                            " — re-run `tagrec ingest`") from None
-    rows = rows_of(df[key].to_numpy().astype(np.int64), np.asarray(ids, dtype=np.int64))
-    if (rows < 0).any():
-        raise ArtifactError(f"{side} {int(np.asarray(ids)[rows < 0][0])} is not in {path} — "
-                            "re-run `tagrec ingest`")
-    return table_features(side, df, stats)[rows]

@@ -17,48 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
-from tagrec_cli import artifacts, features
+from tagrec_cli import artifacts, documents, features
+from tagrec_cli.config import IngestConfig
+from tagrec_cli.datasets.movielens import read_movielens
 from tagrec_cli.errors import DataError
-from tagrec_cli.movielens import read_movielens
-from tagrec_cli.toptags import top_tags_for_users
 
 NO_CUTOFF = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    holdout_fraction: float = 0.2  # latest share of each user's ratings held out for validation
-    max_tags: int = 128  # cap on tags per document
-    top_user_tags: int = 50  # tags taken from the movies a user liked
-    liked_rating: float = 2.5  # a history rating >= this makes a movie "liked" for user documents
-    like_threshold: float = 2.5  # pair label: +1 if rating >= this, else -1
-    pairs_per_class: int = 0  # per label, over both splits; 0 keeps every pair (see QUALITY.md)
-    train_share: float = 0.8  # share of each class's pairs for training (rest: validation)
-    seed: int = 42
-    with_genres: bool = True  # genres, year and title make documents distinct (QUALITY.md)
-    with_year: bool = True
-    with_title: bool = True
-    # Rating counts, mean rating etc. go to the model as numbers (features.py) instead of a
-    # "rating X.Y" word in the movie document.
-    side_features: bool = True
-    user_genres: int = 5  # with with_genres: the liked genres that start a user document
-    chunk_users: int = 2048  # users per chunk of the sparse top-tags product
-
-    def __post_init__(self) -> None:
-        checks = {
-            "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
-            "max_tags must be >= 1": self.max_tags >= 1,
-            "top_user_tags must be >= 0": self.top_user_tags >= 0,
-            "user_genres must be >= 0": self.user_genres >= 0,
-            "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
-            "train_share must be in (0, 1]": 0 < self.train_share <= 1,
-            "chunk_users must be >= 1": self.chunk_users >= 1,
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise ValueError(message)
 
 
 @dataclass
@@ -124,12 +89,6 @@ def user_cutoffs(split: pl.DataFrame) -> pl.DataFrame:
             .agg(cutoff=pl.col("timestamp").max()))
 
 
-def normalize_tags(tags: pl.DataFrame) -> pl.DataFrame:
-    """Trim and lowercase tags (they compare case-insensitively), drop empty ones."""
-    return (tags.with_columns(tag=pl.col("tag").str.strip_chars().str.to_lowercase())
-            .filter(pl.col("tag").is_not_null() & (pl.col("tag") != "")))
-
-
 def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame, split: pl.DataFrame,
                  ) -> pl.DataFrame:
     """Tags applied no later than their user's cut-off (users without ratings: all tags).
@@ -146,44 +105,6 @@ def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame, split: pl.DataFrame,
             .select("userId", "movieId", "tag"))
 
 
-def ranked_tags(tag_counts: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
-    """Per `key`, its tags by count desc then alphabetically, at most n: (key, tags list)."""
-    return (tag_counts.sort([key, "count", "tag"], descending=[False, True, False])
-            .group_by(key, maintain_order=True).agg(tags=pl.col("tag").head(n)))
-
-
-def movie_fields(movies: pl.DataFrame) -> pl.DataFrame:
-    """movies.csv rows + year, name ("Matrix, The (1999)" -> "The Matrix") and genre_text."""
-    year = pl.col("title").str.extract(r"\((\d{4})\)\s*$", 1).cast(pl.Int32, strict=False)
-    name = pl.col("title").str.replace(r"\s*\(\d{4}\)\s*$", "").str.strip_chars()
-    name = name.str.replace(r"^(.*), (The|A|An)$", "$2 $1")  # "Matrix, The" -> "The Matrix"
-    genres = (pl.when(pl.col("genres") == "(no genres listed)").then(pl.lit(""))
-              .otherwise(pl.col("genres").str.replace_all("|", ", ", literal=True)
-                         .str.to_lowercase()))
-    return movies.with_columns(year=year, name=name, genre_text=genres.fill_null(""))
-
-
-def movie_document_text(cfg: IngestConfig) -> pl.Expr:
-    """[title, year, genres,] rating X.Y, tags... from movie_fields' columns, mean_rating, tags.
-
-    Empty parts (no tags; no rating for a movie nobody rated) are left out.
-    """
-    parts = []
-    if cfg.with_title:
-        parts.append(pl.col("name"))
-    if cfg.with_year:
-        parts.append(pl.col("year").cast(pl.String))
-    if cfg.with_genres:
-        parts.append(pl.col("genre_text"))
-    # The short fields go before the tags: BERT truncates documents from the right (128
-    # tokens), and a well-tagged movie's rating would otherwise be the first thing cut.
-    if not cfg.side_features:
-        parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
-    parts.append(pl.col("tags").list.join(", "))
-    return pl.concat_list([p.fill_null("") for p in parts]).list.eval(
-        pl.element().filter(pl.element() != "")).list.join(", ")
-
-
 def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFrame,
                     cfg: IngestConfig) -> pl.DataFrame:
     """One row per movie of movies.csv: tags (most users first), mean rating, document text."""
@@ -193,97 +114,33 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
     stats = history.group_by("movieId").agg(
         n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
         n_dislikes=(pl.col("rating") < cfg.like_threshold).sum())
-    df = (movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
-          .join(ranked_tags(counts, "movieId", cfg.max_tags), on="movieId", how="left")
+    df = (documents.movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
+          .join(documents.ranked_tags(counts, "movieId", cfg.max_tags), on="movieId",
+                how="left")
           .join(stats, on="movieId", how="left")
           .with_columns(tags=pl.col("tags").fill_null([]),
+                        tag_counts=pl.col("tag_counts").fill_null([]),
                         n_ratings=pl.col("n_ratings").fill_null(0).cast(pl.Int64),
                         n_dislikes=pl.col("n_dislikes").fill_null(0).cast(pl.Int64)))
-    return df.select("movieId", "title", "year", "genres", "tags", "n_ratings",
+    return df.select("movieId", "title", "year", "genres", "tags", "tag_counts", "n_ratings",
                      "mean_rating", "n_dislikes",
-                     document=movie_document_text(cfg)).sort("movieId")
-
-
-def liked_movie_tags(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
-                     ) -> pl.DataFrame:
-    """Per user, the `top_user_tags` tags most frequent over the movies the user liked.
-
-    Frequency = liked movies carrying the tag; ties: more applications across all movies,
-    then alphabetical. Returns (userId, tag, pos) with pos 0 the best.
-    """
-    schema = {"userId": pl.Int64, "tag": pl.String, "pos": pl.Int64}
-    liked = history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
-    carries = tags.select("movieId", "tag").unique()
-    if cfg.top_user_tags == 0 or liked.height == 0 or carries.height == 0:
-        return pl.DataFrame(schema=schema)
-    # Number tags in tie-break order so that the sparse top-k can break ties by index.
-    tag_order = (tags.unique(["userId", "movieId", "tag"]).group_by("tag")
-                 .agg(total=pl.len()).sort(["total", "tag"], descending=[True, False])
-                 .with_row_index("t", offset=0).with_columns(pl.col("t").cast(pl.Int64)))
-    movie_ids = carries.select("movieId").unique().sort("movieId").with_row_index("m")
-    user_ids = liked.select("userId").unique().sort("userId").with_row_index("u")
-    liked_idx = liked.join(movie_ids, on="movieId").join(user_ids, on="userId")
-    carry_idx = carries.join(movie_ids, on="movieId").join(tag_order, on="tag")
-    shape_l = (user_ids.height, movie_ids.height)
-    shape_c = (movie_ids.height, tag_order.height)
-    liked_m = sp.csr_matrix((np.ones(liked_idx.height, np.int32),
-                             (liked_idx["u"].to_numpy(), liked_idx["m"].to_numpy())), shape_l)
-    carry_m = sp.csr_matrix((np.ones(carry_idx.height, np.int32),
-                             (carry_idx["m"].to_numpy(), carry_idx["t"].to_numpy())), shape_c)
-    rows, cols, pos = top_tags_for_users(liked_m, carry_m, cfg.top_user_tags, cfg.chunk_users)
-    return (pl.DataFrame({"u": rows.astype(np.uint32), "t": cols, "pos": pos})
-            .join(user_ids, on="u").join(tag_order.select("t", "tag"), on="t")
-            .select("userId", "tag", "pos").cast(schema))
-
-
-def liked_genres(history: pl.DataFrame, movies: pl.DataFrame, cfg: IngestConfig,
-                 ) -> pl.DataFrame:
-    """Per user, the cfg.user_genres genres most frequent among the movies the user liked.
-
-    Ties alphabetical; genres as movie documents write them (lower case). Returns
-    (userId, tag, pos) with pos 0 the most frequent.
-    """
-    genres = (movies.select("movieId", genre=pl.col("genres").str.split("|"))
-              .explode("genre")
-              .with_columns(pl.col("genre").str.strip_chars().str.to_lowercase())
-              .filter(pl.col("genre").is_not_null() & (pl.col("genre") != "")
-                      & (pl.col("genre") != "(no genres listed)")))
-    return (history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
-            .join(genres, on="movieId").group_by("userId", "genre").agg(count=pl.len())
-            .sort(["userId", "count", "genre"], descending=[False, True, False])
-            .group_by("userId", maintain_order=True).head(cfg.user_genres)
-            .with_columns(pos=pl.int_range(pl.len()).over("userId"))
-            .select("userId", tag=pl.col("genre"), pos=pl.col("pos").cast(pl.Int64)))
+                     document=documents.movie_document_text(cfg)).sort("movieId")
 
 
 def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
                    movies: pl.DataFrame | None = None) -> pl.DataFrame:
-    """One row per user with a history rating: [liked genres,] own tags, liked-movie tags.
-
-    With cfg.with_genres (and `movies` given) the document starts with the user's favourite
-    genres, the words movie documents use for them, so the towers can match on them.
-    """
-    own = (tags.unique(["userId", "movieId", "tag"]).group_by("userId", "tag")
-           .agg(count=pl.len())
-           .sort(["userId", "count", "tag"], descending=[False, True, False])
-           .with_columns(pos=pl.int_range(pl.len()).over("userId"), source=pl.lit(0)))
-    liked = liked_movie_tags(history, tags, cfg).with_columns(source=pl.lit(1))
-    cols = ["userId", "tag", "source", "pos"]
-    parts = [own.select(cols), liked.select(cols)]
-    if cfg.with_genres and cfg.user_genres and movies is not None:
-        parts.insert(0, liked_genres(history, movies, cfg).with_columns(source=pl.lit(-1))
-                     .select(cols))
-    merged = (pl.concat(parts, how="vertical_relaxed")
-              .sort(["userId", "source", "pos"])
-              .unique(["userId", "tag"], keep="first", maintain_order=True)
-              .group_by("userId", maintain_order=True).agg(tags=pl.col("tag").head(cfg.max_tags)))
+    """One row per user with a history rating: its document (documents.user_document_tags)
+    and the history statistics its side features come from."""
+    liked = history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
+    merged = documents.user_document_tags(liked, documents.own_tags(tags), tags,
+                                          documents.tag_order(tags), movies, cfg)
     users = history.group_by("userId").agg(
         n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
         n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Int64),
         last_timestamp=pl.col("timestamp").max())
     return (users.join(merged, on="userId", how="left")
             .with_columns(tags=pl.col("tags").fill_null([]))
-            .with_columns(document=pl.col("tags").list.join(", "))
+            .with_columns(document=pl.col("tags").list.join(documents.SEPARATOR))
             .select("userId", "tags", "n_ratings", "mean_rating", "n_dislikes",
                     "last_timestamp", "document").sort("userId"))
 
@@ -334,7 +191,8 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
     say("splitting ratings by time")
     split = split_by_time(ratings, cfg.holdout_fraction)
     history = split.filter(~pl.col("holdout"))
-    tags = normalize_tags(raw_tags.join(movies.select("movieId"), on="movieId", how="semi"))
+    tags = documents.clean_tag_column(raw_tags.join(movies.select("movieId"), on="movieId",
+                                                    how="semi"))
     if cfg.holdout_fraction > 0:  # refit mode (0) uses every tag: nothing is held out
         tags = history_tags(tags, user_cutoffs(split), split)
     say("building movie documents")
@@ -360,11 +218,11 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
         pairs=pair_counts, warnings=warnings)
     say("writing parquet tables")
     with artifacts.atomic_dir(out) as tmp:
-        movie_docs.write_parquet(tmp / "movies.parquet")
-        user_docs.write_parquet(tmp / "users.parquet")
+        movie_docs.write_parquet(tmp / artifacts.INGEST_TABLE["movie"])
+        user_docs.write_parquet(tmp / artifacts.INGEST_TABLE["user"])
         split.select("userId", "movieId", "rating", "timestamp", "holdout").write_parquet(
-            tmp / "ratings.parquet")
-        pairs.write_parquet(tmp / "pairs.parquet")
+            tmp / artifacts.RATINGS_FILE)
+        pairs.write_parquet(tmp / artifacts.PAIRS_FILE)
         summary.seconds = round(time.perf_counter() - start, 3)
         stats = {k: v for k, v in asdict(summary).items() if k not in ("out_dir", "warnings")}
         artifacts.write_manifest(

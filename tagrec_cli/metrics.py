@@ -1,6 +1,8 @@
-"""Metrics on scores, pure numpy."""
+"""Metrics on scores and on ranked lists, pure numpy."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,3 +33,61 @@ def sign_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of pairs where the cosine's sign matches the label (cosine 0 counts as -1)."""
     predicted = np.where(np.asarray(scores) > 0, 1, -1)
     return float((predicted == np.sign(labels)).mean()) if len(scores) else float("nan")
+
+
+def per_user_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int
+                     ) -> dict[str, np.ndarray]:
+    """Recall, NDCG, hit rate and reciprocal rank @k per user; NaN where ``relevant`` is empty.
+
+    top (U, >=k) movie ids or rows best first (-1 = no movie); relevant[u] = relevant ids.
+    """
+    n = len(relevant)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    out = {name: np.full(n, np.nan) for name in ("recall", "ndcg", "hit_rate", "mrr")}
+    for u, rel in enumerate(relevant):
+        if not rel:
+            continue
+        hits = np.fromiter((int(m) in rel for m in top[u, :k]), dtype=bool, count=k)
+        first = int(np.argmax(hits)) if hits.any() else -1
+        ideal = discount[:min(k, len(rel))].sum()
+        out["recall"][u] = hits.sum() / len(rel)
+        out["ndcg"][u] = discount[hits].sum() / ideal
+        out["hit_rate"][u] = float(first >= 0)
+        out["mrr"][u] = 1.0 / (first + 1) if first >= 0 else 0.0
+    return out
+
+
+def ranking_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> dict[str, float]:
+    """Means of per_user_metrics over users with any relevant movie; ``users`` = how many,
+    ``skipped`` = users with none (left out of every mean)."""
+    per_user = per_user_metrics(top, relevant, k)
+    counted = np.array([bool(r) for r in relevant], dtype=bool)
+    result = {name: float(v[counted].mean()) if counted.any() else float("nan")
+              for name, v in per_user.items()}
+    return result | {"users": int(counted.sum()), "skipped": int((~counted).sum())}
+
+
+def catalogue_coverage(top: np.ndarray, n_items: int) -> float:
+    """Distinct movies in the lists (ignoring -1) / catalogue size."""
+    if n_items <= 0:
+        return float("nan")
+    return float(np.unique(top[top >= 0]).size / n_items)
+
+
+def popularity_percentiles(counts: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 100] of each count: 0 = least popular, 100 = most; ties average.
+
+    Example: counts [5, 0, 5, 9] -> [50, 0, 50, 100]
+    """
+    from scipy.stats import rankdata
+
+    counts = np.asarray(counts)
+    if counts.size <= 1:
+        return np.full(counts.size, 50.0)
+    return 100.0 * (rankdata(counts, method="average") - 1.0) / (counts.size - 1)
+
+
+def mean_popularity_percentile(top: np.ndarray, percentiles: np.ndarray) -> float:
+    """Mean popularity percentile over every recommended movie (rows, -1 ignored)."""
+    rows = top[top >= 0]
+    return float(percentiles[rows].mean()) if rows.size else float("nan")

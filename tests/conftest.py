@@ -142,7 +142,7 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A small synthetic MovieLens dataset (120 users, 300 movies) from the project's generator."""
-    from tagrec_cli.synth import generate_movielens
+    from tagrec_cli.datasets.synth import generate_movielens
 
     folder = tmp_path_factory.mktemp("small_data")
     generate_movielens(folder, n_users=120, n_movies=300, seed=5)

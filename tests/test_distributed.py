@@ -15,9 +15,10 @@ import torch
 import torch.distributed as tdist
 from safetensors.numpy import load_file
 
-from tagrec_cli.distributed import Dist, coverage, map_rows, shard
+from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import TagrecError
-from tagrec_cli.ingest import IngestConfig, run_ingest
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.train.distributed import Dist, coverage, map_rows, shard
 
 needs_gloo = pytest.mark.skipif(not (tdist.is_available() and tdist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available here")
@@ -63,9 +64,10 @@ def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     assert r.stdout.count("best epoch 1") == 1  # rank 0 reports, rank 1 is silent
     assert r.stderr.count("epoch 1: valid loss") == 1
 
-    from tagrec_cli.model import load_model
-    from tagrec_cli.tokens import token_tables
-    from tagrec_cli.train import epoch_batches, evaluate_pairs, load_pairs, side_features
+    from tagrec_cli.towers.model import load_model
+    from tagrec_cli.towers.tokens import token_tables
+    from tagrec_cli.train.batches import epoch_batches, load_pairs
+    from tagrec_cli.train.step import evaluate_pairs, side_features
 
     model, tokenizer, config = load_model(ws / "model")
     assert config["format"] == "tagrec-model" and config["model"]["dim"] == 16

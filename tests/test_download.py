@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tagrec_cli import download
-from tagrec_cli.cli import DatasetName, app
-from tagrec_cli.download import ARCHIVES, Archive, download_dataset, human_size
+from tagrec_cli.cli import app
+from tagrec_cli.cli.data import DatasetName
+from tagrec_cli.datasets import download
+from tagrec_cli.datasets.download import ARCHIVES, Archive, download_dataset, human_size
 from tagrec_cli.errors import TagrecError
 
 NAME = "ml-latest-small"

@@ -14,40 +14,18 @@ from typer.testing import CliRunner
 
 from tagrec_cli import baselines as bl
 from tagrec_cli.cli import app
+from tagrec_cli.config import BASELINES
 from tagrec_cli.errors import ArtifactError, TagrecError
-from tagrec_cli.evaluate import (
+from tagrec_cli.evaluate import evaluate_scorer, run_evaluate
+from tagrec_cli.metrics import (
     catalogue_coverage,
-    evaluate_scorer,
     mean_popularity_percentile,
     per_user_metrics,
     popularity_percentiles,
     ranking_metrics,
-    run_evaluate,
-    top_k_rows,
 )
 
 # ---------------------------------------------------------------- top-k selection
-
-
-def test_top_k_ties_go_to_the_lower_row():
-    # 0.2 appears at rows 0, 2 and 4: the third place goes to row 0, the lowest.
-    scores = np.array([[0.2, 0.9, 0.2, 0.5, 0.2]])
-    assert top_k_rows(scores, 3).tolist() == [[1, 3, 0]]
-    # All tied: the first k rows, whatever argpartition picked.
-    assert top_k_rows(np.zeros((2, 50)), 3).tolist() == [[0, 1, 2], [0, 1, 2]]
-
-
-def test_top_k_excludes_history_and_pads_short_rows():
-    scores = np.array([[0.2, 0.9, 0.2, 0.5], [1.0, 2.0, 3.0, 4.0]])
-    exclude = sp.csr_matrix(np.array([[0, 0, 0, 1], [1, 0, 1, 1]]))
-    # Row 0 loses row 3 (0.5): 0.9, then the 0.2 tie by row. Row 1 has only row 1 left.
-    assert top_k_rows(scores, 3, exclude).tolist() == [[1, 0, 2], [1, -1, -1]]
-    # k larger than the catalogue.
-    assert top_k_rows(np.array([[0.1, 0.3]]), 4).tolist() == [[1, 0, -1, -1]]
-    # NaN scores are never recommended.
-    assert top_k_rows(np.array([[np.nan, 0.1]]), 2).tolist() == [[1, -1]]
-    with pytest.raises(ValueError):
-        top_k_rows(scores, 0)
 
 
 # ---------------------------------------------------------------- ranking metrics
@@ -177,10 +155,10 @@ def test_ease_refuses_a_large_catalogue():
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
+    from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
     from tagrec_cli.embed import run_embed
-    from tagrec_cli.ingest import IngestConfig, run_ingest
-    from tagrec_cli.model import ModelConfig
-    from tagrec_cli.train import TrainConfig, run_train
+    from tagrec_cli.ingest import run_ingest
+    from tagrec_cli.train import run_train
 
     work = tmp_path_factory.mktemp("eval_ws")
     run_ingest(small_data, work, IngestConfig(pairs_per_class=300))
@@ -192,7 +170,7 @@ def embedded(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
 
 def test_run_evaluate_reports_every_method(embedded: Path):
     report = run_evaluate(embedded, k=10)
-    assert list(report.methods) == ["tagrec", *bl.BASELINES]
+    assert list(report.methods) == ["tagrec", *BASELINES]
     assert report.skipped == {}
     assert report.users_evaluated + report.users_skipped == report.users_total
     assert report.users_evaluated > 0
@@ -217,7 +195,7 @@ def test_cli_evaluate_writes_json(embedded: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "NDCG@10" in result.output and "ease" in result.output
     data = json.loads(path.read_text())
-    assert set(data["methods"]) == {"tagrec", *bl.BASELINES}
+    assert set(data["methods"]) == {"tagrec", *BASELINES}
     assert data["settings"]["k"] == 10 and data["settings"]["relevant_rating"] == 4.0
     assert data["data_hash"] and data["model_config_hash"]
     all_ndcg = {name: m["slices"]["all"]["ndcg"] for name, m in data["methods"].items()}
@@ -225,7 +203,8 @@ def test_cli_evaluate_writes_json(embedded: Path, tmp_path: Path):
 
 
 def test_missing_embeddings_name_tagrec_embed_unless_baselines_only(tmp_path, small_data):
-    from tagrec_cli.ingest import IngestConfig, run_ingest
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.ingest import run_ingest
 
     run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=100))
     with pytest.raises(ArtifactError, match="tagrec embed"):
@@ -245,7 +224,8 @@ def test_missing_embeddings_name_tagrec_embed_unless_baselines_only(tmp_path, sm
 def test_missing_package_is_reported_as_skipped(tmp_path, small_data, monkeypatch):
     import builtins
 
-    from tagrec_cli.ingest import IngestConfig, run_ingest
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.ingest import run_ingest
 
     real_import = builtins.__import__
 

@@ -17,7 +17,9 @@ import polars as pl
 import pytest
 
 from tagrec_cli import features
-from tagrec_cli.ingest import IngestConfig, run_ingest
+from tagrec_cli.config import IngestConfig
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.store import ingested
 
 
 @pytest.fixture
@@ -88,10 +90,10 @@ def test_user_features_by_hand_and_for_a_tags_query() -> None:
     assert got == pytest.approx(want, abs=1e-5)
 
 
-def test_load_features_follows_the_ids(tiny: Path) -> None:
+def test_side_features_follow_the_ids(tiny: Path) -> None:
     stats = json.loads((tiny / "manifest.json").read_text())["feature_stats"]
-    both = features.load_features(tiny.parent, "movie", np.array([5, 1]), stats)
-    one = features.load_features(tiny.parent, "movie", np.array([1]), stats)
+    both = ingested.side_features(tiny.parent, "movie", np.array([5, 1]), stats)
+    one = ingested.side_features(tiny.parent, "movie", np.array([1]), stats)
     assert np.array_equal(both[1], one[0]) and both[0, 4] == 3.0 and both[1, 4] == 0.0
 
 

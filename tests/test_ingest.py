@@ -23,8 +23,9 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from tagrec_cli.cli import app
+from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import DataError, TagrecError
-from tagrec_cli.ingest import IngestConfig, IngestSummary, run_ingest
+from tagrec_cli.ingest import IngestSummary, run_ingest
 
 TABLES = ("movies", "users", "ratings", "pairs")
 # The seed's documents and pairs: tags and "rating X.Y" only, 6,000 pairs per class. Most

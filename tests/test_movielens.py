@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tagrec_cli.datasets.movielens import read_movielens, read_table
 from tagrec_cli.errors import DataError, TagrecError
-from tagrec_cli.movielens import read_movielens, read_table
 
 
 def test_data_error_is_a_tagrec_error() -> None:

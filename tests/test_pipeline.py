@@ -14,13 +14,15 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from tagrec_cli.cli import app
-from tagrec_cli.embed import encode_rows
+from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
 from tagrec_cli.errors import ArtifactError, TagrecError
-from tagrec_cli.ingest import IngestConfig, run_ingest
-from tagrec_cli.model import ModelConfig, load_model
+from tagrec_cli.ingest import run_ingest
 from tagrec_cli.recommend import recommend_for_users
-from tagrec_cli.tokens import token_tables
-from tagrec_cli.train import TrainConfig, run_train
+from tagrec_cli.store import Store
+from tagrec_cli.towers.encode import encode_rows
+from tagrec_cli.towers.model import load_model
+from tagrec_cli.towers.tokens import token_tables
+from tagrec_cli.train import run_train
 
 runner = CliRunner()
 
@@ -64,7 +66,8 @@ def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
     again, _, _ = load_model(folder)
     tables = token_tables(ws, tokenizer, 128)
     rows = np.arange(20)
-    from tagrec_cli.train import evaluate_pairs, load_pairs, side_features
+    from tagrec_cli.train.batches import load_pairs
+    from tagrec_cli.train.step import evaluate_pairs, side_features
     side = side_features(ws, model.cfg, tables)
     assert side["user"].shape == (len(tables["user"]), 4)  # the default: side features on
     assert side["movie"].shape == (len(tables["movie"]), 5)
@@ -159,7 +162,7 @@ def test_missing_artifacts_name_the_command_to_run(tmp_path, tiny_bert):
     with pytest.raises(ArtifactError, match="tagrec train"):
         load_model(tmp_path / "model")
     with pytest.raises(ArtifactError, match="tagrec embed"):
-        recommend_for_users(tmp_path, [1])
+        recommend_for_users(Store(tmp_path), [1])
 
 
 def test_newer_model_format_is_refused(ws, tiny_bert):

@@ -13,22 +13,22 @@ import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from tagrec_cli.catalogue import (
-    Catalogue,
-    closest_history,
-    parse_tags,
-    shared_tags,
-    tags_query_document,
-)
+from tagrec_cli import documents
 from tagrec_cli.cli import app
-from tagrec_cli.embed import encode_rows, run_embed
+from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+from tagrec_cli.documents import parse_tags
+from tagrec_cli.embed import run_embed
 from tagrec_cli.features import RAW_COLUMNS, user_features
-from tagrec_cli.ingest import IngestConfig, run_ingest
-from tagrec_cli.model import ModelConfig, load_model
-from tagrec_cli.npbert import load_tower
-from tagrec_cli.recommend import load_seen, load_table
-from tagrec_cli.tokens import TokenTable, tokenize
-from tagrec_cli.train import TrainConfig, run_train
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.recommend import closest_history, shared_tags
+from tagrec_cli.store import Store
+from tagrec_cli.store.catalogue import Catalogue
+from tagrec_cli.store.embeddings import load_seen, load_table
+from tagrec_cli.towers.encode import encode_rows
+from tagrec_cli.towers.model import load_model
+from tagrec_cli.towers.npbert import load_tower
+from tagrec_cli.towers.tokens import TokenTable, tokenize
+from tagrec_cli.train import run_train
 
 runner = CliRunner()
 
@@ -85,7 +85,7 @@ def torch_user_vectors(workdir: Path, documents: list[str],
 
 
 def movie_with_tags(workdir: Path, at_least: int = 2) -> int:
-    catalogue = Catalogue.load(workdir)
+    catalogue = Store(workdir).catalogue
     return int(next(m for m, t in zip(catalogue.ids, catalogue.tags, strict=True)
                     if len(t) >= at_least))
 
@@ -126,8 +126,17 @@ def test_closest_history_never_returns_the_movie_itself():
 def toy_catalogue() -> Catalogue:
     genres = ["Animation", "Drama", "Comedy", "Animation|Comedy"]
     tags = [["pixar", "funny"], ["gritty"], ["funny", "zany"], ["pixar", "zany", "heist"]]
-    terms = [t + [g.lower() for g in gs.split("|")] for t, gs in zip(tags, genres, strict=True)]
-    return Catalogue(np.arange(1, 5), ["A", "B", "C", "D"], [None] * 4, genres, terms)
+    # as Catalogue.load reads a workspace whose documents carry genres: terms = tags + genres
+    return Catalogue(np.arange(1, 5), ["A", "B", "C", "D"], [None] * 4, genres, tags,
+                     with_genres=True)
+
+
+def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, top_tags: int,
+                        n_genres: int) -> list[str]:
+    """documents.tags_query_document on a catalogue, as recommend.tags_document calls it."""
+    cfg = IngestConfig(max_tags=max_tags, top_user_tags=top_tags, user_genres=n_genres)
+    return documents.tags_query_document(tags, catalogue.tag_applications(),
+                                         catalogue.genre_frame(), cfg)
 
 
 def test_tags_query_document_by_hand():
@@ -149,7 +158,7 @@ def test_tags_query_document_by_hand():
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_numpy_tower_matches_torch(tmp_path, tiny_bert, pooling):
-    from tagrec_cli.model import build_model, save_model
+    from tagrec_cli.towers.model import build_model, save_model
 
     model, tokenizer = build_model(ModelConfig(base_model=str(tiny_bert), dim=16,
                                                pooling=pooling), seed=3)
@@ -185,7 +194,7 @@ def test_tags_query_ranks_by_the_torch_encoded_document(trained):
     assert result["query"] == "your tags"
     got = [x["movieId"] for x in result["recommendations"]]
     document = tags_query_document(["drama", "rock, paper", "émigré"],
-                                   Catalogue.load(trained), 128, 50, 5)
+                                   Store(trained).catalogue, 128, 50, 5)
     # the 5 genres of the movies carrying them (drama among them), then the given tags
     assert "drama" in document[:5] and document[5:7] == ["rock, paper", "émigré"]
     query = torch_user_vectors(trained, [", ".join(document)])[0]
@@ -219,7 +228,7 @@ def test_tags_file_and_table_output(tmp_path, trained):
 
 
 def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
-    from tagrec_cli.catalogue import user_tags
+    from tagrec_cli.store.catalogue import user_tags
 
     user = 7
     base = json.loads(invoke(["recommend", "--user", str(user), "--json", "-k", "20"],
@@ -243,7 +252,7 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
 
 
 def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
-    catalogue = Catalogue.load(trained)
+    catalogue = Store(trained).catalogue
     counts = catalogue.tag_movie_counts()
     seen = load_seen(trained)
     movies = load_table(trained, "movie")
@@ -252,7 +261,7 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     checked_tags = 0
     for user in (3, 7, 42, 77, 5, 11, 23):
         r = invoke(["recommend", "--user", str(user), "--json", "-k", "30"], trained)
-        from tagrec_cli.catalogue import user_tags
+        from tagrec_cli.store.catalogue import user_tags
         doc = set(user_tags(trained, user))
         history, ratings = seen.of(user)
         liked = history[ratings >= liked_at]
@@ -321,7 +330,7 @@ def test_similar_is_the_nearest_movies_without_the_movie_itself(trained):
 
 
 def test_similar_by_title(trained):
-    catalogue = Catalogue.load(trained)
+    catalogue = Store(trained).catalogue
     # a title whose name (year left out) matches only itself
     title = next(t for t in catalogue.titles
                  if len(catalogue.find(t.rsplit(" (", 1)[0])) == 1 and len(t) > 12)
@@ -369,7 +378,7 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     assert r.exit_code == 0, r.output
     top = json.loads(r.stdout)["recommendations"][0]
     assert top["movieId"] == 900002
-    counts = Catalogue.load(ws).tag_movie_counts()  # "twist ending" is on older movies too
+    counts = Store(ws).catalogue.tag_movie_counts()  # "twist ending" is on older movies too
     terms = ["safe cracking", "twist ending", "日本", "crime", "thriller"]  # genres count too
     assert top["because"]["tags"] == sorted(terms, key=lambda t: (counts[t], t))[:3]
     assert counts["safe cracking"] == 2
@@ -381,7 +390,7 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     ranked = {x["movieId"]: x["score"] for x in json.loads(r.stdout)["recommendations"]}
     assert len(ranked) == len(after["ids"])
     document = tags_query_document(["safe cracking", "twist ending", "日本"],
-                                   Catalogue.load(ws), 128, 50, 5)
+                                   Store(ws).catalogue, 128, 50, 5)
     query = torch_user_vectors(ws, [", ".join(document)])[0]
     assert ranked[900001] == pytest.approx(float(after["embeddings"][-2] @ query), abs=1e-4)
 
@@ -415,7 +424,7 @@ def test_add_existing_movie_needs_replace(tmp_path, ws):
     assert not np.allclose(after["embeddings"][row], old["embeddings"][row])
     others = np.arange(len(old["ids"])) != row
     assert np.array_equal(after["embeddings"][others], old["embeddings"][others])
-    catalogue = Catalogue.load(ws)
+    catalogue = Store(ws).catalogue
     row = int(catalogue.rows(np.array([movie]))[0])
     assert catalogue.titles[row] == "Remake (2030)"
     assert catalogue.tags[row] == ["remake", "drama"]  # its tag, then its genre

@@ -10,8 +10,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from tagrec_cli import synth
-from tagrec_cli.synth import GENRES, NO_GENRES, TAG_THEMES, THEMES, generate_movielens
+from tagrec_cli.datasets import synth
+from tagrec_cli.datasets.synth import GENRES, NO_GENRES, TAG_THEMES, THEMES, generate_movielens
 
 FILES = ("movies.csv", "ratings.csv", "tags.csv")
 HEADERS = {

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from tagrec_cli.losses import cosine_embedding_loss
 from tagrec_cli.metrics import roc_auc, sign_accuracy
-from tagrec_cli.model import pool
-from tagrec_cli.recommend import EmbeddingTable, top_k
-from tagrec_cli.tokens import TokenTable
-from tagrec_cli.train import epoch_batches, lr_factor
+from tagrec_cli.recommend import nearest as top_k
+from tagrec_cli.store.embeddings import EmbeddingTable
+from tagrec_cli.towers.losses import cosine_embedding_loss
+from tagrec_cli.towers.model import pool
+from tagrec_cli.towers.tokens import TokenTable
+from tagrec_cli.train.batches import epoch_batches, lr_factor
 
 
 def test_cosine_embedding_loss_by_hand():
@@ -134,7 +135,7 @@ def test_embedding_table_rows_of_marks_unknown():
 
 
 def test_in_batch_softmax_loss_by_hand():
-    from tagrec_cli.losses import in_batch_softmax_loss
+    from tagrec_cli.towers.losses import in_batch_softmax_loss
 
     # Two liked pairs, three batch movies on the unit axes; temperature 1.
     users = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -169,7 +170,7 @@ class ToyModel(torch.nn.Module):  # stands in for TwoTower: pooled outputs are l
 
 def toy_pairs():
     """User i rates movie i 5.0 (like) and movie (i + 1) % 4 1.0 (dislike)."""
-    from tagrec_cli.train import Pairs
+    from tagrec_cli.train.batches import Pairs
 
     return Pairs(np.repeat(np.arange(4), 2), np.array([0, 1, 1, 2, 2, 3, 3, 0]),
                  np.array([1, -1] * 4, dtype=np.float32),
@@ -179,7 +180,8 @@ def toy_pairs():
 @pytest.mark.parametrize("loss", ["softmax", "hybrid"])
 def test_training_step_runs_and_learns(loss):
     """On a toy problem each objective pulls each user to its liked movie."""
-    from tagrec_cli.train import BatchTowers, TrainConfig, train_step
+    from tagrec_cli.config import TrainConfig
+    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(0)
     model = ToyModel()
@@ -203,7 +205,9 @@ def test_training_step_runs_and_learns(loss):
 def test_hybrid_softmax_positives_are_the_high_ratings():
     """positive_rating decides which likes the softmax pulls: a 3.0 is a like (label +1) but
     not a positive at 4.0, so with the logistic part off (weight 0) it gives no gradient."""
-    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+    from tagrec_cli.config import TrainConfig
+    from tagrec_cli.train.batches import Pairs
+    from tagrec_cli.train.step import BatchTowers, train_step
 
     model = ToyModel()
     towers = BatchTowers(model, {}, torch.device("cpu"), 4,
@@ -226,7 +230,7 @@ def test_hybrid_softmax_positives_are_the_high_ratings():
 
 def test_batch_towers_show_chosen_movies_as_never_rated():
     """The unrated mask swaps in the never-rated side features for those movies only."""
-    from tagrec_cli.train import BatchTowers
+    from tagrec_cli.train.step import BatchTowers
 
     model = ToyModel(extra=2)
     side = {"user": torch.zeros(4, 2), "movie": torch.ones(4, 2)}
@@ -254,7 +258,7 @@ def test_batch_towers_show_chosen_movies_as_never_rated():
 
 
 def test_balanced_logistic_loss_by_hand():
-    from tagrec_cli.losses import balanced_logistic_loss
+    from tagrec_cli.towers.losses import balanced_logistic_loss
 
     users = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     movies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosines 1 and 0
@@ -269,8 +273,10 @@ def test_balanced_logistic_loss_by_hand():
 def test_softmax_candidates(loss, candidates):
     """hybrid ranks each positive against the batch's positive movies only; softmax against
     every movie of the batch, so the disliked movie 2 is a negative there too."""
-    from tagrec_cli.losses import in_batch_softmax_loss
-    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+    from tagrec_cli.config import TrainConfig
+    from tagrec_cli.towers.losses import in_batch_softmax_loss
+    from tagrec_cli.train.batches import Pairs
+    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(1)
     model = ToyModel()
@@ -294,8 +300,10 @@ def test_softmax_candidates(loss, candidates):
 def test_hybrid_masks_a_users_other_positives():
     """User 0 has two positives (movies 0 and 1) in the batch: in each of its rows the other
     one is masked, not counted as a negative; user 1's row keeps both as negatives."""
-    from tagrec_cli.losses import in_batch_softmax_loss
-    from tagrec_cli.train import BatchTowers, Pairs, TrainConfig, train_step
+    from tagrec_cli.config import TrainConfig
+    from tagrec_cli.towers.losses import in_batch_softmax_loss
+    from tagrec_cli.train.batches import Pairs
+    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(2)
     model = ToyModel()

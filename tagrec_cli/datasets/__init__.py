@@ -1,0 +1,2 @@
+"""MovieLens data in and out: reading the CSV files (movielens.py), downloading the GroupLens
+archives (download.py) and the seeded synthetic generator behind sample_data/ (synth.py)."""

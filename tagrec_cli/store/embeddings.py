@@ -1,0 +1,164 @@
+"""embeddings/: the user and movie tables and the seen index, read and written here only.
+
+    users.safetensors, movies.safetensors   ids (N,) int64, embeddings (N, dim) float32 unit rows
+    seen.safetensors                        users (U,) sorted, indptr (U+1,), movies, ratings
+
+Readers check the manifest first and turn any unreadable file into one ArtifactError naming
+`tagrec embed`. A query reads only the rows it needs: a MovieLens-25M user table is 330 MB,
+its seen index 300 MB, and one query needs a row and a few hundred entries of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+
+from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.topk import rows_of
+
+
+def embeddings_manifest(workdir: Path) -> dict:
+    """The checked manifest of embeddings/ (older formats lack what recommend reads)."""
+    return artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR,
+                                   artifacts.EMBEDDINGS_FORMAT, min_version=2)
+
+
+def damaged(path: Path, exc: Exception) -> ArtifactError:
+    """The error for an unreadable file that `tagrec embed` wrote."""
+    return ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                         "re-run `tagrec embed`")
+
+
+def table_path(workdir: Path, side: str) -> Path:
+    return Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.TABLE_FILE[side]
+
+
+@dataclass
+class EmbeddingTable:
+    ids: np.ndarray  # (N,) int64 MovieLens ids
+    vectors: np.ndarray  # (N, dim) float32, unit rows
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """ids -> row numbers; -1 where an id is not in the table."""
+        return rows_of(self.ids, ids)
+
+
+_TABLES: dict[Path, tuple[tuple[int, int], EmbeddingTable]] = {}  # path -> (stat, table)
+
+
+def load_table(workdir: Path, side: str) -> EmbeddingTable:
+    """Read embeddings/{users,movies}.safetensors, checked against the manifest.
+
+    Kept in memory for the process while the file is unchanged (files are only ever
+    replaced by rename, which changes their stat), so one command reads each table once.
+    """
+    embeddings_manifest(workdir)
+    path = table_path(workdir, side).resolve()
+    try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if path in _TABLES and _TABLES[path][0] == stamp:
+            return _TABLES[path][1]
+        arrays = load_file(str(path))
+        ids, vectors = arrays["ids"], arrays["embeddings"]
+    except (OSError, KeyError, ValueError, SafetensorError) as exc:
+        raise damaged(path, exc) from None
+    table = EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+    _TABLES[path] = (stamp, table)
+    return table
+
+
+def load_rows(workdir: Path, side: str, ids: np.ndarray) -> np.ndarray:
+    """Vectors of `ids` (n, dim), read without the rest of the table.
+
+    An id not in the table is a TagrecError naming the table's id range.
+    """
+    embeddings_manifest(workdir)
+    path = table_path(workdir, side)
+    try:
+        f = safe_open(str(path), framework="numpy")
+        table_ids = f.get_tensor("ids").astype(np.int64)
+        column = f.get_slice("embeddings")
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise damaged(path, exc) from None
+    rows = rows_of(table_ids, ids)
+    if (rows < 0).any():
+        unknown = int(np.asarray(ids)[rows < 0][0])
+        raise TagrecError(f"unknown {side} {unknown}: no {side} document in the workspace "
+                          f"({side}s {int(table_ids.min())}–{int(table_ids.max())})")
+    if len(rows) == 0:
+        return np.zeros((0, column.get_shape()[1]), np.float32)
+    return np.concatenate([column[r:r + 1] for r in rows]).astype(np.float32)
+
+
+def write_table(folder: Path, side: str, ids: np.ndarray, vectors: np.ndarray,
+                model_dir: str, dim: int) -> None:
+    """folder/{users,movies}.safetensors, tagged with the format and the model that made it."""
+    save_file({"ids": np.asarray(ids, np.int64), "embeddings": np.asarray(vectors, np.float32)},
+              str(Path(folder) / artifacts.TABLE_FILE[side]),
+              metadata={"format": "tagrec-embeddings",
+                        "format_version": str(artifacts.EMBEDDINGS_FORMAT),
+                        "model_dir": model_dir, "dim": str(dim), "side": side})
+
+
+class Seen:
+    """Every user's rated movies and ratings (history and held out), read per user on demand.
+
+    The file holds CSR arrays: users (U,) sorted ids, indptr (U+1,), and movies and ratings,
+    where user i's are at [indptr[i]:indptr[i+1]]. Only the entries a query needs are read.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.file = safe_open(str(path), framework="numpy")
+            self.users = self.file.get_tensor("users")
+            self.indptr = self.file.get_tensor("indptr")
+            self.file.get_slice("ratings")  # a format-1 file lacks ratings
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise damaged(path, exc) from None
+
+    def of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """(movie ids, ratings) that `user` rated; empty arrays for a user with none."""
+        i = int(np.searchsorted(self.users, user))
+        if i == len(self.users) or self.users[i] != user:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+        return (self.file.get_slice("movies")[lo:hi].astype(np.int64),
+                self.file.get_slice("ratings")[lo:hi].astype(np.float32))
+
+
+def load_seen(workdir: Path) -> Seen:
+    return Seen(Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.SEEN_FILE)
+
+
+def write_seen(folder: Path, users: np.ndarray, movies: np.ndarray,
+               ratings: np.ndarray) -> None:
+    """folder/seen.safetensors from (user, movie, rating) rows sorted by user, then movie."""
+    ids, counts = np.unique(users, return_counts=True)
+    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(counts)
+    save_file({"users": ids.astype(np.int64), "indptr": indptr,
+               "movies": np.asarray(movies).astype(np.int64),
+               "ratings": np.asarray(ratings).astype(np.float32)},
+              str(Path(folder) / artifacts.SEEN_FILE))
+
+
+def table_model_dir(workdir: Path) -> Path:
+    """The model folder the embedding tables were made with, checked to be that model still."""
+    manifest = embeddings_manifest(workdir)
+    model_dir = Path(manifest["model_dir"])
+    try:
+        digest = artifacts.file_digest(model_dir / artifacts.MODEL_CONFIG)
+    except OSError:
+        raise ArtifactError(f"the model the tables were made with ({model_dir}) is gone — "
+                            "re-run `tagrec train` and `tagrec embed`") from None
+    if digest != manifest["model_config_hash"]:
+        raise ArtifactError(f"the model in {model_dir} changed after the tables were made — "
+                            "re-run `tagrec embed`")
+    return model_dir

@@ -1,0 +1,62 @@
+"""ingest/: the documents, ratings and pairs that `tagrec ingest` wrote, read here only.
+
+    movies.parquet   movieId, title, year, genres, tags, tag_counts, n_ratings, mean_rating,
+                     n_dislikes, document
+    users.parquet    userId, tags, n_ratings, mean_rating, n_dislikes, last_timestamp, document
+    ratings.parquet  userId, movieId, rating, timestamp, holdout
+    pairs.parquet    userId, movieId, rating, label (+1 / -1), split (train / valid)
+
+Every reader checks the manifest first and turns an unreadable table into one ArtifactError
+that names the file and `tagrec ingest`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tagrec_cli import artifacts, features
+from tagrec_cli.errors import ArtifactError
+from tagrec_cli.topk import rows_of
+
+ID_COLUMN = {"user": "userId", "movie": "movieId"}
+
+
+def ingest_manifest(workdir: Path) -> dict[str, Any]:
+    return artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
+
+
+def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """One table of ingest/ (a file name of artifacts), only `columns` if given."""
+    ingest_manifest(workdir)
+    path = Path(workdir) / artifacts.INGEST_DIR / name
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
+                            "re-run `tagrec ingest`") from None
+
+
+def documents(workdir: Path, side: str) -> pl.DataFrame:
+    """(id, document) of one side, in the table's order."""
+    return read_table(workdir, artifacts.INGEST_TABLE[side], [ID_COLUMN[side], "document"])
+
+
+def side_features(workdir: Path, side: str, ids: np.ndarray, stats: dict[str, float],
+                  ) -> np.ndarray:
+    """(len(ids), F) side features of these ids, from ingest/{movies,users}.parquet."""
+    key = ID_COLUMN[side]
+    path = Path(workdir) / artifacts.INGEST_DIR / artifacts.INGEST_TABLE[side]
+    try:
+        df = read_table(workdir, artifacts.INGEST_TABLE[side], [key, *features.RAW_COLUMNS[side]])
+    except ArtifactError:
+        raise ArtifactError(f"{path} lacks the side-feature columns — re-run "
+                            "`tagrec ingest`") from None
+    rows = rows_of(df[key].to_numpy().astype(np.int64), np.asarray(ids, dtype=np.int64))
+    if (rows < 0).any():
+        raise ArtifactError(f"{side} {int(np.asarray(ids)[rows < 0][0])} is not in {path} — "
+                            "re-run `tagrec ingest`")
+    return features.table_features(side, df, stats)[rows]

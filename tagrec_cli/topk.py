@@ -1,0 +1,79 @@
+"""Top-k with exclusions, and id -> row lookups: the one ranking rule of recommend, similar
+and evaluate. Pure numpy.
+
+Filtering happens inside top-k (as implicit and TensorFlow Recommenders do it): excluded
+columns get -inf before selection and are never returned, so a query always gets the best k
+that remain. Ties go to the lower column, also at the k-th place, so every ranking is
+deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions of `ids` in the (unsorted) id array `table_ids`; -1 where an id is absent.
+
+    Example: table_ids [5, 1, 9], ids [9, 4] -> [2, -1]
+    """
+    ids = np.asarray(ids)
+    if len(table_ids) == 0:
+        return np.full(ids.shape, -1, dtype=np.int64)
+    order = np.argsort(table_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(table_ids, ids, sorter=order), len(order) - 1)
+    rows = order[pos]
+    return np.where(table_ids[rows] == ids, rows, -1)
+
+
+def top_k(scores: np.ndarray, k: int,
+          exclude: sp.spmatrix | Sequence[np.ndarray] | None = None,
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Best k columns per row of ``scores`` (B, N), best first.
+
+    exclude: columns never returned, per row: a (B, N) sparse matrix whose stored entries are
+    excluded (history movies), or a sequence of B column arrays. NaN is never returned either.
+    Returns (cols, values), both (B, k): where fewer than k columns remain, the row is padded
+    with -1 and -inf.
+
+    Example: scores [[0.2, 0.9, 0.2, 0.5]], k 3, exclude column 3 -> cols [[1, 0, 2]]
+    """
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    s = np.array(scores, dtype=np.float64)  # a copy: the caller's block stays as it was
+    s[np.isnan(s)] = -np.inf
+    if sp.issparse(exclude):
+        if exclude.nnz:
+            rows, cols = sp.coo_matrix(exclude).nonzero()
+            s[rows, cols] = -np.inf
+    elif exclude is not None:
+        for row, cols in enumerate(exclude):
+            s[row, np.asarray(cols, dtype=np.int64)] = -np.inf
+    b, n = s.shape
+    kk = min(k, n)
+    out = np.full((b, k), -1, dtype=np.int64)
+    out_vals = np.full((b, k), -np.inf)
+    if b == 0 or kk == 0:
+        return out, out_vals
+    if kk < n:
+        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(n), (b, n)).copy()
+    vals = np.take_along_axis(s, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    top_vals = np.take_along_axis(vals, order, axis=1)
+    # argpartition picks arbitrarily among columns tied with the k-th score; redo those rows.
+    kth = top_vals[:, -1]
+    tied = np.flatnonzero(np.isfinite(kth) & ((s >= kth[:, None]).sum(axis=1) > kk))
+    for r in tied:
+        cand = np.flatnonzero(s[r] >= kth[r])
+        best = cand[np.lexsort((cand, -s[r, cand]))[:kk]]
+        top[r], top_vals[r] = best, s[r, best]
+    top[~np.isfinite(top_vals)] = -1
+    out[:, :kk] = top
+    out_vals[:, :kk] = np.where(top >= 0, top_vals, -np.inf)
+    return out, out_vals

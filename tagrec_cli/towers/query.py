@@ -1,0 +1,40 @@
+"""Query documents -> user-tower vectors at query time, with the model that made the tables.
+
+The numpy tower (npbert.py) answers in milliseconds without importing torch; a model whose
+encoder is not plain BERT goes through torch instead (seconds to start).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tagrec_cli import artifacts
+from tagrec_cli.features import RAW_COLUMNS, user_features
+from tagrec_cli.store import Store
+from tagrec_cli.towers.npbert import load_tower
+
+
+def encode_user_documents(store: Store, documents: list[str],
+                          users: list[int | None] | None = None) -> np.ndarray:
+    """User documents -> (N, dim) unit rows.
+
+    users: whose history gives each document's side features (None: a tags query, no
+    history), for a model with side features.
+    """
+    stats = artifacts.read_model_config(store.model_dir)["model"].get("features")
+    extra = None
+    if stats is not None:
+        raw = store.user_feature_rows(users or [None] * len(documents))
+        extra = user_features(*(raw[c] for c in RAW_COLUMNS["user"]), stats)  # (N, F)
+    tower = load_tower(store.model_dir, "user")
+    if tower is not None:
+        return tower.encode(documents, extra)
+    # Not plain BERT: the same tower through torch (slower to start).
+    import torch
+
+    from tagrec_cli.towers.encode import encode_documents
+    from tagrec_cli.towers.model import load_model
+
+    model, tokenizer, _ = load_model(store.model_dir, "cpu")
+    return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user",
+                            features=extra)

@@ -1,0 +1,326 @@
+"""`tagrec train`: fit the two towers on the ingest pairs.
+
+The loop reads top to bottom: `setup` (model, token tables, pairs, side features),
+`encode_frozen` (with the encoder frozen, every document an epoch needs is encoded once),
+`optimise` (optimizer, batches of every epoch, the popularity correction), then per epoch
+`train_epoch` and `validate`, and `save` whenever validation ROC-AUC improves.
+
+The default keeps the pretrained encoder frozen: only the two linear heads (pooled document +
+side features -> 512) train, on shuffled batches of 1024 pairs with the hybrid loss
+(in-batch softmax over the pairs rated >= 4 + a like/dislike logistic loss; see TrainConfig
+and benchmarks/QUALITY.md for why). With --no-freeze-encoder BERT is fine-tuned too: per
+batch each distinct user and movie document is encoded once, padded only to the longest
+document of its length group, and --group-by-user keeps a user's pairs together so a long
+user document is encoded once for several pairs. The best epoch by AUC is saved
+(atomically, so Ctrl-C leaves the best model so far intact).
+
+Under torchrun (`torchrun --nproc-per-node N -m tagrec_cli train ...`) each process trains on
+its own share of every epoch's batches and DistributedDataParallel averages the gradients, so
+one step sees N x batch_size pairs; validation is shared out the same way and every process
+ends up with the same metrics. Only rank 0 writes files. See train/distributed.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from tagrec_cli import artifacts, features
+from tagrec_cli.config import ModelConfig, TrainConfig
+from tagrec_cli.errors import TagrecError
+from tagrec_cli.store import ingested
+from tagrec_cli.towers import pooled as pooled_cache
+from tagrec_cli.towers.encode import encode_rows, uses_bf16
+from tagrec_cli.towers.model import TwoTower, build_model, resolve_device, save_model
+from tagrec_cli.towers.tokens import TokenTable, token_tables
+from tagrec_cli.train import distributed
+from tagrec_cli.train.batches import Pairs, epoch_batches, load_pairs, lr_factor, softmax_positives
+from tagrec_cli.train.distributed import Dist
+from tagrec_cli.train.step import BatchTowers, evaluate_pairs, side_features, train_step
+
+OnStep = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, seqs/s
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path | None  # None when interrupted before the first epoch finished
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch 0 = untrained heads
+    best_epoch: int | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    """Everything one training run holds, built by setup() and optimise()."""
+
+    workdir: Path
+    out_dir: Path
+    cfg: TrainConfig
+    dist: Dist
+    model: TwoTower
+    tokenizer: Any
+    tables: dict[str, TokenTable]
+    pairs: dict[str, Pairs]  # "train", "valid"
+    side: dict[str, torch.Tensor] | None  # per tower (N, F) side features, or None
+    unrated: torch.Tensor | None  # movies' features as if never rated (N, F)
+    unknown: torch.Tensor | None  # users' features as if without history (U, F)
+    settings: dict[str, Any]  # saved in the model's config.json
+    result: TrainResult
+    pooled: dict[str, torch.Tensor] | None = None  # frozen encoder: (N, H) per tower
+    towers: nn.Module | None = None  # BatchTowers, DDP-wrapped under torchrun
+    bce_bias: torch.Tensor | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    schedule: list[list[np.ndarray]] = field(default_factory=list)  # per epoch, its batches
+    log_q: np.ndarray | None = None  # (n_movies,) softmax popularity correction
+    like_share: float = 0.5
+    unrated_rng: np.random.Generator | None = None
+    base_lrs: list[float] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device  # cuda:LOCAL_RANK under torchrun
+
+
+def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
+              cfg: TrainConfig | None = None, out_dir: Path | None = None,
+              on_step: OnStep | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              on_status: Callable[[str], None] | None = None) -> TrainResult:
+    """Train on workdir/ingest pairs; keep the best epoch (by validation AUC) in out_dir.
+
+    on_step(epoch, step, steps, loss, seqs_per_s) is called after every step, on_epoch(metrics)
+    after every evaluation (epoch 0 = heads untrained), on_status(msg) between phases.
+    Under torchrun every process runs this and gets the same epoch metrics back; on_step
+    reports the process's own steps. Only rank 0 writes out_dir.
+    """
+    model_cfg, cfg = model_cfg or ModelConfig(), cfg or TrainConfig()
+    say = on_status or (lambda _m: None)
+    start = time.perf_counter()
+    workdir = Path(workdir)
+    out_dir = Path(out_dir) if out_dir else workdir / artifacts.MODEL_DIR
+    manifest = ingested.ingest_manifest(workdir)
+    with distributed.process_group(resolve_device(cfg.device)) as dist:
+        run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
+        if cfg.freeze_encoder:
+            say("encoding documents once (frozen encoder)")
+            run.pooled = encode_frozen(run)
+        optimise(run)
+        say("evaluating the untrained heads")
+        validate(run, 0, {"train_loss": float("nan"), "seqs_per_s": float("nan")}, on_epoch)
+        best_auc, step = -math.inf, 0
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                extra, step = train_epoch(run, epoch, step, on_step)
+                auc = validate(run, epoch, extra, on_epoch)["auc"]
+                # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
+                # kept.
+                if math.isnan(auc) or auc > best_auc:
+                    best_auc = best_auc if math.isnan(auc) else auc
+                    say(f"saving epoch {epoch}")
+                    save(run, epoch)
+        except KeyboardInterrupt:
+            run.result.interrupted = True
+        finish(run)
+    run.result.seconds = time.perf_counter() - start
+    return run.result
+
+
+def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: ModelConfig,
+          cfg: TrainConfig, dist: Dist, say: Callable[[str], None]) -> Run:
+    """The model with fresh heads, the token tables, the pairs and the side features."""
+    if manifest.get("settings", {}).get("side_features") and manifest.get("feature_stats"):
+        model_cfg = replace(model_cfg, features=dict(manifest["feature_stats"]))
+    say(f"loading {model_cfg.base_model}")
+    model, tokenizer = build_model(model_cfg, seed=cfg.seed)  # same seed: same heads on all ranks
+    model.to(dist.device)
+    if dist.rank > 0:
+        # Rank 0 keeps a plain run's random stream; the others draw their own dropout masks.
+        torch.manual_seed(cfg.seed + dist.rank)
+    say("tokenizing documents")
+    with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
+        tables = token_tables(workdir, tokenizer, model_cfg.max_length)
+    pairs = load_pairs(workdir, tables)
+    train = pairs["train"]
+    if len(train.labels) == 0:
+        raise TagrecError("no training pairs in the workspace — re-run `tagrec ingest` with "
+                          "more data or a larger --pairs-per-class")
+    side = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
+    unrated = unknown = None  # movies as never rated, users as without history
+    if side is not None:
+        unrated = torch.from_numpy(features.as_unrated(side["movie"].numpy(),
+                                                       model_cfg.features))
+        unknown = torch.from_numpy(features.as_unknown_user(side["user"].numpy(),
+                                                            model_cfg.features))
+    settings = {"training": asdict(cfg),
+                "data": {"ingest_manifest_hash": artifacts.file_digest(
+                    workdir / artifacts.INGEST_DIR / artifacts.MANIFEST),
+                    "data_hash": manifest.get("data_hash"),
+                    "train_pairs": len(train.labels), "valid_pairs": len(pairs["valid"].labels)}}
+    if dist.enabled:
+        # Per epoch: which pairs each rank trained on, counted from the indices it fed to
+        # train_step (see distributed.coverage).
+        settings["distributed"] = {"world_size": dist.world, "backend": dist.backend,
+                                   "global_batch_size": dist.world * cfg.batch_size,
+                                   "epochs": []}
+    return Run(workdir, out_dir, cfg, dist, model, tokenizer, tables, pairs, side, unrated,
+               unknown, settings, TrainResult(model_dir=None))
+
+
+def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
+    """(N, H) pooled encoder output per tower, for the documents some pair refers to.
+
+    At MovieLens-25M scale a sample of 12,000 pairs touches ~20k of the 224k documents, and
+    each costs an encoder pass. Rank 0 keeps them in the cache for `embed` to reuse.
+    """
+    model, dist = run.model, run.dist
+    model.encoder.requires_grad_(False)
+    pooled, done = {}, {}
+    for side, table in run.tables.items():
+        needed = np.unique(np.concatenate([getattr(p, f"{side}_rows")
+                                           for p in run.pairs.values()]))
+        encode = functools.partial(encode_rows, model, table, device=run.device,
+                                   batch_size=run.cfg.eval_batch_size, side=None)
+        feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
+        feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
+        pooled[side] = feats
+        done[side] = np.zeros(len(table), dtype=bool)
+        done[side][needed] = True
+    if dist.main:
+        pooled_cache.save(run.workdir, pooled_cache.cache_key(
+            model, run.tables, run.device, uses_bf16(run.device)), pooled, done)
+    return pooled
+
+
+def optimise(run: Run) -> None:
+    """The step's forward, the optimizer, every epoch's batches and the softmax's log-q."""
+    cfg, dist, model, train = run.cfg, run.dist, run.model, run.pairs["train"]
+    batch_towers = BatchTowers(model, run.tables, run.device, cfg.length_groups, run.pooled,
+                               run.side, run.unrated, run.unknown)
+    run.bce_bias = batch_towers.bce_bias
+    run.towers = batch_towers
+    if dist.enabled:
+        # find_unused_parameters: a trained BERT has weights the pooled output never reaches
+        # (its pooler), and DDP would wait for their gradients forever; with the encoder
+        # frozen only the two heads train, and every step uses both. device_ids stays unset:
+        # the module already sits on this rank's device, and the numpy row arrays that
+        # forward() takes are passed through untouched.
+        run.towers = DistributedDataParallel(batch_towers,
+                                             find_unused_parameters=not cfg.freeze_encoder)
+    params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr},
+              {"params": [batch_towers.bce_bias], "lr": cfg.head_lr, "weight_decay": 0.0}]
+    if not cfg.freeze_encoder:
+        params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
+    run.optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    # The same seed on every rank: all cut the same batches, then each keeps its own share.
+    rng = np.random.default_rng(cfg.seed)
+    run.schedule = [distributed.shard(dist, epoch_batches(train.user_rows, cfg.batch_size, rng,
+                                                          cfg.group_by_user))
+                    for _ in range(cfg.epochs)]
+    if cfg.loss in ("softmax", "hybrid") and cfg.log_q:
+        # q: how often a movie is a candidate, i.e. its share of the pairs the candidates
+        # come from (every pair for "softmax", the positives for "hybrid").
+        drawn = (np.ones(len(train.labels), bool) if cfg.loss == "softmax" else
+                 softmax_positives(cfg, train.labels, train.ratings))
+        counts = np.bincount(train.movie_rows[drawn], minlength=len(run.tables["movie"])) + 1.0
+        run.log_q = np.log(counts / counts.sum()).astype(np.float32)  # (n_movies,)
+    run.like_share = float(np.clip((train.labels > 0).mean(), 0.01, 0.99))
+    # Which movies a step shows as never rated (side features only); its own stream, so
+    # that turning it off leaves the batches as they were.
+    run.unrated_rng = (np.random.default_rng([cfg.seed, dist.rank]) if run.side is not None
+                       else None)
+    run.base_lrs = [g["lr"] for g in run.optimizer.param_groups]
+
+
+def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
+                ) -> tuple[dict[str, float], int]:
+    """One pass over this rank's batches; returns (the epoch's figures, the global step)."""
+    cfg, model, dist = run.cfg, run.model, run.dist
+    model.train()
+    if cfg.freeze_encoder:
+        model.encoder.eval()
+    batches = run.schedule[epoch - 1]
+    total_steps = sum(len(b) for b in run.schedule)
+    losses, seqs, fed, t0 = [], 0, [], time.perf_counter()
+    for i, batch in enumerate(batches):
+        for group, base in zip(run.optimizer.param_groups, run.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
+        loss, encoded = train_step(model, run.optimizer, run.tables, run.pairs["train"], batch,
+                                   run.device, cfg, run.towers, run.log_q, dist,
+                                   run.like_share, run.unrated_rng)
+        fed.append(batch)
+        seqs += encoded
+        step += 1
+        losses.append(loss)
+        if on_step:
+            on_step(epoch, i + 1, len(batches), loss, seqs / max(time.perf_counter() - t0, 1e-9))
+    seconds = time.perf_counter() - t0
+    # Every rank ran as many steps, so the mean of the ranks' mean losses is the mean over
+    # all steps; throughputs add up.
+    loss_sum, rate_sum = distributed.all_reduce_sum(
+        dist, [float(np.mean(losses)), seqs / max(seconds, 1e-9)])
+    if dist.enabled:
+        run.settings["distributed"]["epochs"].append(
+            {"epoch": epoch, **distributed.coverage(dist, fed, len(run.pairs["train"].labels))})
+    return ({"train_loss": loss_sum / dist.world, "seqs_per_s": rate_sum,
+             "epoch_seconds": seconds}, step)
+
+
+def validate(run: Run, epoch: int, extra: dict[str, float],
+             on_epoch: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Loss, ROC-AUC and sign accuracy on the validation pairs, recorded in the result."""
+    metrics = {"epoch": epoch, **evaluate_pairs(run.model, run.tables, run.pairs["valid"],
+                                                run.device, run.cfg.margin,
+                                                run.cfg.eval_batch_size, run.pooled, run.dist,
+                                                run.side),
+               **extra}
+    run.result.epochs.append(metrics)
+    if on_epoch:
+        on_epoch(metrics)
+    return metrics
+
+
+def save(run: Run, epoch: int) -> None:
+    """This epoch's model replaces out_dir (rank 0 writes; every rank records it)."""
+    result = run.result
+    if run.dist.main:
+        with artifacts.atomic_dir(run.out_dir) as tmp:
+            save_model(run.model, run.tokenizer, tmp, {**run.settings, "best_epoch": epoch,
+                                                       "metrics": result.epochs[-1],
+                                                       "history": result.epochs})
+            write_metrics(tmp / artifacts.METRICS_FILE, result.epochs)
+    result.model_dir, result.best_epoch = run.out_dir, epoch
+
+
+def finish(run: Run) -> None:
+    """Bring the saved folder's history up to date (it holds the best epoch, not the last)."""
+    result, dist, out_dir = run.result, run.dist, run.out_dir
+    if result.model_dir is not None and dist.main:
+        write_metrics(out_dir / artifacts.METRICS_FILE, result.epochs)
+        config = artifacts.read_model_config(out_dir)
+        config["history"] = result.epochs
+        config["interrupted"] = result.interrupted
+        if dist.enabled:
+            config["distributed"] = run.settings["distributed"]
+        artifacts.write_json(out_dir / artifacts.MODEL_CONFIG, config)
+    if not result.interrupted:
+        # No rank leaves (tearing down the group) before rank 0 has written everything. After
+        # Ctrl-C the ranks may be at different steps, so none waits for the others.
+        distributed.barrier(dist)
+
+
+def write_metrics(path: Path, epochs: list[dict[str, Any]]) -> None:
+    with artifacts.atomic_file(path) as tmp:
+        tmp.write_text("".join(json.dumps(artifacts.json_safe(m), allow_nan=False) + "\n"
+                               for m in epochs), encoding="utf-8")
