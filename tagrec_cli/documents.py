@@ -76,8 +76,8 @@ def genre_list(genres: pl.Expr) -> pl.Expr:
     """genre_terms as a polars expression: a list column of a movie's genres."""
     return (pl.when(genres == NO_GENRES).then(pl.lit(None, pl.String)).otherwise(genres)
             .str.split("|")
-            .list.eval(pl.element().str.strip_chars().str.to_lowercase()
-                       .filter(pl.element() != ""))
+            .list.eval(pl.element().str.strip_chars().str.to_lowercase())
+            .list.eval(pl.element().filter(pl.element() != ""))
             .fill_null([]))
 
 

@@ -1,0 +1,78 @@
+"""documents.py: the document grammar that ingest and the queries share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagrec_cli import documents
+from tagrec_cli.config import IngestConfig
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.store.catalogue import Catalogue
+
+TAGGY = st.text(alphabet=st.sampled_from(list("aZé  \t|,(x)É日")), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TAGGY, max_size=8))
+def test_python_and_polars_tag_cleaning_agree(tags):
+    frame = pl.DataFrame({"tag": tags}, schema={"tag": pl.String})
+    cleaned = documents.clean_tag_column(frame)["tag"].to_list()
+    # the polars rule keeps repeats (they are counted); without them the two are one rule
+    assert list(dict.fromkeys(cleaned)) == documents.clean_tags(tags)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.just(documents.NO_GENRES), TAGGY))
+def test_python_and_polars_genre_parsing_agree(genres):
+    frame = pl.DataFrame({"genres": [genres]}, schema={"genres": pl.String})
+    parsed = frame.select(g=documents.genre_list(pl.col("genres")))["g"][0].to_list()
+    assert parsed == documents.genre_terms(genres)
+
+
+def write_csvs(folder: Path, ratings: list[tuple], tags: list[tuple], movies: list[tuple]):
+    folder.mkdir()
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n"
+                                        + "".join(f"{u},{m},{r},{t}\n" for u, m, r, t in ratings))
+    (folder / "tags.csv").write_text(
+        "userId,movieId,tag,timestamp\n" + "".join(f"{u},{m},{g},{t}\n" for u, m, g, t in tags))
+    (folder / "movies.csv").write_text(
+        "movieId,title,genres\n" + "".join(f'{m},"{t}",{g}\n' for m, t, g in movies))
+
+
+def test_tags_query_document_equals_ingests_user_document(tmp_path):
+    # User 1 gave "pixar" on two movies and "comedy" (a genre's name) on one, and liked
+    # exactly the movies that carry either: 1, 2 (pixar) and 3 (genre Comedy). So a tags
+    # query "pixar, comedy" describes user 1, and its document must be user 1's, word for
+    # word. Ties among the liked movies' tags need the applications to break them: "funny"
+    # and "zany" are each on one liked movie, but funny was applied by 3 users, zany by 1;
+    # "zany" is also on movie 4, which makes it the more common by movies - the old query
+    # rule (ties by movies) put it first, ingest puts "funny" first.
+    movies = [(1, "Alpha (2001)", "Animation"), (2, "Beta (2002)", "Animation|Drama"),
+              (3, "Gamma (2003)", "Comedy"), (4, "Delta (2004)", "Drama"),
+              (5, "Eps (2005)", "Horror")]
+    ratings = [(1, 1, 5.0, 10), (1, 2, 4.0, 11), (1, 3, 3.0, 12),
+               (2, 1, 4.0, 10), (2, 4, 2.0, 11), (3, 3, 5.0, 10), (4, 4, 4.0, 10),
+               (4, 5, 1.0, 11)]
+    tags = [(1, 1, "pixar", 5), (1, 2, "pixar", 6), (1, 3, "comedy", 7),
+            (2, 1, "funny", 5), (3, 1, "funny", 5), (4, 1, "funny", 5),
+            (2, 2, "zany", 5), (4, 4, "zany", 5), (3, 3, "heist", 5), (2, 5, "gore", 5)]
+    write_csvs(tmp_path / "data", ratings, tags, movies)
+    cfg = IngestConfig(holdout_fraction=0.0)
+    run_ingest(tmp_path / "data", tmp_path / "ws", cfg)
+    users = pl.read_parquet(tmp_path / "ws" / "ingest" / "users.parquet")
+    expected = list(users.filter(pl.col("userId") == 1)["tags"][0])
+    # what `embed` copies into the catalogue that a tags query reads
+    m = pl.read_parquet(tmp_path / "ws" / "ingest" / "movies.parquet").sort("movieId")
+    catalogue = Catalogue(m["movieId"].to_numpy(), m["title"].to_list(), m["year"].to_list(),
+                          m["genres"].to_list(), [list(t) for t in m["tags"].to_list()],
+                          [list(c) for c in m["tag_counts"].to_list()], with_genres=True)
+    got = documents.tags_query_document(["pixar", "comedy"], catalogue.tag_applications(),
+                                        catalogue.genre_frame(), cfg)
+    assert got == expected
+    # genres first (animation on 2 liked movies, then comedy and drama on 1), then the own
+    # tags in order, then the liked movies' tags by movies, ties by applications
+    assert expected == ["animation", "comedy", "drama", "pixar", "funny", "zany", "heist"]
