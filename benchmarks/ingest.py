@@ -6,8 +6,8 @@
 Scales: `sample` = the bundled sample_data/; `small` = MovieLens ml-latest-small, read in place
 from ../shared/datasets/ml-latest-small (or --data-small / $TAGREC_ML_SMALL); `25m` = a
 synthetic MovieLens-25M-sized dataset (162,000 users, 62,000 movies, ~25M ratings, 1.1M tag
-applications) written by tagrec_cli.synth.generate_movielens into a temporary folder that is
-deleted afterwards unless --keep (--data-25m DIR reuses, or creates and keeps, a folder).
+applications) written by tagrec_cli.datasets.synth.generate_movielens into a temporary folder
+that is deleted afterwards unless --keep (--data-25m DIR reuses, or creates and keeps, a folder).
 The optional scale `2.5m` is a tenth of that (16,200 users, 6,200 movies), where pandas still
 fits in memory, so the two can be compared on data with the long tail of the 25M set.
 
@@ -98,13 +98,8 @@ def _data_stats(data_dir: Path) -> None:
 
     from tagrec_cli.config import IngestConfig
     from tagrec_cli.datasets.movielens import read_movielens
-    from tagrec_cli.ingest import (
-        clean_ratings,
-        history_tags,
-        normalize_tags,
-        split_by_time,
-        user_cutoffs,
-    )
+    from tagrec_cli.documents import clean_tag_column as normalize_tags
+    from tagrec_cli.ingest import clean_ratings, history_tags, split_by_time, user_cutoffs
 
     cfg = IngestConfig()
     ratings, raw_tags, movies = read_movielens(data_dir)
@@ -265,7 +260,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _generate(folder: Path, size: dict[str, Any]) -> dict[str, Any]:
     code = ("import json, sys, time\n"
-            "from tagrec_cli.synth import generate_movielens\n"
+            "from tagrec_cli.datasets.synth import generate_movielens\n"
             "t = time.perf_counter()\n"
             f"s = generate_movielens(sys.argv[1], **{size!r})\n"
             "print(json.dumps({'ratings': s.n_ratings, 'tags': s.n_tags,"

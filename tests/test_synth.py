@@ -1,4 +1,4 @@
-"""Tests for the synthetic MovieLens generator (tagrec_cli.synth)."""
+"""Tests for the synthetic MovieLens generator (tagrec_cli.datasets.synth)."""
 
 from __future__ import annotations
 
