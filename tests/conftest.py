@@ -127,7 +127,8 @@ def ml_small_dir() -> Path:
 
 
 # =============================================================================================
-# Model fixtures: tests/test_pipeline.py, tests/test_units.py
+# Model fixtures: tests/test_pipeline.py, tests/test_recommend.py, tests/test_evaluate.py,
+# tests/test_distributed.py and the workspace fixtures below
 # =============================================================================================
 
 #: The bundled sample data, as `tagrec ingest` reads it by default.
@@ -173,3 +174,86 @@ def tiny_bert(tmp_path_factory) -> Path:
                         max_position_embeddings=512)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+# =============================================================================================
+# Workspace fixtures: tests/test_pipeline.py, tests/test_distributed.py, tests/test_recommend.py,
+# tests/test_evaluate.py
+#
+# Each is built once per session and named for its data and settings; treat them as read-only
+# and take a private copy with `copy_workspace` before changing anything.
+# =============================================================================================
+
+
+@pytest.fixture(scope="session")
+def ingested_small_600pairs(tmp_path_factory, small_data: Path) -> Path:
+    """small_data ingested with pairs_per_class=600 (960 training, 240 validation pairs)."""
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.ingest import run_ingest
+
+    work = tmp_path_factory.mktemp("ingested_small_600pairs")
+    run_ingest(small_data, work, IngestConfig(pairs_per_class=600))
+    return work
+
+
+@pytest.fixture(scope="session")
+def ingested_sample_300pairs(tmp_path_factory, sample_dir: Path) -> Path:
+    """The bundled sample data ingested with pairs_per_class=300: 480 training and 120
+    validation pairs."""
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.ingest import run_ingest
+
+    work = tmp_path_factory.mktemp("ingested_sample_300pairs")
+    run_ingest(sample_dir, work, IngestConfig(pairs_per_class=300))
+    return work
+
+
+@pytest.fixture(scope="session")
+def embedded_sample_refit_300pairs_dim16(tmp_path_factory, sample_dir: Path,
+                                         tiny_bert: Path) -> Path:
+    """The bundled sample data: ingest refit (holdout_fraction=0: every tag kept),
+    pairs_per_class=300, genres in the documents but no year or title, side features on;
+    train tiny_bert with dim=16 for one epoch on the CPU; embed on the CPU."""
+    from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+    from tagrec_cli.embed import run_embed
+    from tagrec_cli.ingest import run_ingest
+    from tagrec_cli.train import run_train
+
+    work = tmp_path_factory.mktemp("embedded_sample_refit_300pairs_dim16")
+    run_ingest(sample_dir, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
+                                              with_genres=True, with_year=False,
+                                              with_title=False))  # side features: on
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    run_embed(work, device="cpu")
+    return work
+
+
+@pytest.fixture(scope="session")
+def embedded_small_300pairs_dim16(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
+    """small_data: ingest with pairs_per_class=300 (default holdout); train tiny_bert with
+    dim=16 for one epoch on the CPU; embed on the CPU."""
+    from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+    from tagrec_cli.embed import run_embed
+    from tagrec_cli.ingest import run_ingest
+    from tagrec_cli.train import run_train
+
+    work = tmp_path_factory.mktemp("embedded_small_300pairs_dim16")
+    run_ingest(small_data, work, IngestConfig(pairs_per_class=300))
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    run_embed(work, device="cpu")
+    return work
+
+
+@pytest.fixture
+def copy_workspace(tmp_path: Path) -> Callable[..., Path]:
+    """copy_workspace(src, name="ws"): a private copy of workspace src at tmp_path/name."""
+    import shutil
+
+    def copy(src: Path, name: str = "ws") -> Path:
+        dst = tmp_path / name
+        shutil.copytree(src, dst)
+        return dst
+
+    return copy

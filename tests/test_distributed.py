@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,7 @@ import torch
 import torch.distributed as tdist
 from safetensors.numpy import load_file
 
-from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import TagrecError
-from tagrec_cli.ingest import run_ingest
 from tagrec_cli.train.distributed import Dist, coverage, map_rows, shard
 
 needs_gloo = pytest.mark.skipif(not (tdist.is_available() and tdist.is_gloo_available()),
@@ -26,19 +23,16 @@ needs_gloo = pytest.mark.skipif(not (tdist.is_available() and tdist.is_gloo_avai
 CPU = Dist(torch.device("cpu"))
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, sample_dir: Path) -> Path:
-    """The bundled sample data, ingested small: 480 training and 120 validation pairs."""
-    work = tmp_path_factory.mktemp("ddp_ws")
-    run_ingest(sample_dir, work, IngestConfig(pairs_per_class=300))
-    return work
+@pytest.fixture
+def workspace(ingested_sample_300pairs: Path) -> Path:
+    """conftest's ingested_sample_300pairs: the bundled sample data, ingested small: 480
+    training and 120 validation pairs (read-only)."""
+    return ingested_sample_300pairs
 
 
 @pytest.fixture
-def ws(workspace: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ws"
-    shutil.copytree(workspace, dst)
-    return dst
+def ws(workspace: Path, copy_workspace) -> Path:
+    return copy_workspace(workspace)
 
 
 def tagrec_train(workdir: Path, tiny_bert: Path, *args: str,
@@ -109,12 +103,11 @@ def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     # The defaults (frozen encoder, hybrid loss, side features, movies shown as unrated).
     ("--batch-size", "64"),
 ])
-def test_one_process_torchrun_trains_exactly_like_a_plain_run(tmp_path, workspace, tiny_bert,
-                                                              args):
+def test_one_process_torchrun_trains_exactly_like_a_plain_run(copy_workspace, workspace,
+                                                              tiny_bert, args):
     runs = {}
     for name, nproc in (("plain", None), ("torchrun", 1)):
-        work = tmp_path / name
-        shutil.copytree(workspace, work)
+        work = copy_workspace(workspace, name)
         r = tagrec_train(work, tiny_bert, *args, nproc=nproc)
         assert r.returncode == 0, r.stdout + r.stderr
         runs[name] = (load_file(str(work / "model" / "model.safetensors")),

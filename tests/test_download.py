@@ -20,9 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke as run_cli
 
-from tagrec_cli.cli import app
 from tagrec_cli.cli.data import DatasetName
 from tagrec_cli.datasets import download
 from tagrec_cli.datasets.download import ARCHIVES, Archive, download_dataset, human_size
@@ -115,7 +114,7 @@ def archive(dataset: dict[str, bytes]) -> bytes:
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, ["download", *args], env=env)
+    return run_cli(["download", *args], env=env)
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -145,8 +144,8 @@ def test_download_unpacks_prints_next_command_and_ingest_reads_it(
     assert [p.name for p in dest.iterdir()] == [NAME]  # no .part file, no temporary folder
     assert files(folder) == dataset
 
-    ingested = CliRunner().invoke(app, ["ingest", "--data", str(folder), "--workdir",
-                                        str(tmp_path / "w"), "--pairs-per-class", "0"])
+    ingested = run_cli(["ingest", "--data", str(folder), "--workdir",
+                        str(tmp_path / "w"), "--pairs-per-class", "0"])
     assert ingested.exit_code == 0, ingested.output
     assert (tmp_path / "w" / "ingest" / "manifest.json").is_file()
 

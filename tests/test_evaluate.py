@@ -1,4 +1,4 @@
-"""`tagrec evaluate`: metric functions on hand-worked cases, baselines on toy data, end to end."""
+"""`tagrec evaluate`: baselines on toy data, end to end (the metrics: tests/test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -10,75 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from typer.testing import CliRunner
+from helpers import invoke
 
 from tagrec_cli import baselines as bl
-from tagrec_cli.cli import app
 from tagrec_cli.config import BASELINES
 from tagrec_cli.errors import ArtifactError, TagrecError
 from tagrec_cli.evaluate import evaluate_scorer, run_evaluate
-from tagrec_cli.metrics import (
-    catalogue_coverage,
-    mean_popularity_percentile,
-    per_user_metrics,
-    popularity_percentiles,
-    ranking_metrics,
-)
-
-# ---------------------------------------------------------------- top-k selection
-
-
-# ---------------------------------------------------------------- ranking metrics
-
-
-def test_ndcg_with_two_relevant_items_at_ranks_1_and_3():
-    # k = 5, relevant {10, 30} found at ranks 1 and 3:
-    # DCG = 1/log2(2) + 1/log2(4) = 1 + 0.5 = 1.5; IDCG = 1 + 1/log2(3) = 1.630930
-    # NDCG = 1.5 / 1.630930 = 0.919721; recall 2/2 = 1; MRR 1/1; hit 1.
-    m = ranking_metrics(np.array([[10, 20, 30, 40, 50]]), [{10, 30}], 5)
-    assert m["ndcg"] == pytest.approx(0.919721, abs=1e-6)
-    assert m["recall"] == 1.0 and m["mrr"] == 1.0 and m["hit_rate"] == 1.0
-
-
-def test_mrr_recall_and_ndcg_with_first_hit_at_rank_3():
-    # k = 5, 4 relevant {3, 7, 8, 9}, one hit (3) at rank 3:
-    # recall = 1/4 (hits / #relevant); MRR = 1/3;
-    # NDCG = (1/log2 4) / (1 + 1/log2 3 + 1/log2 4 + 1/log2 5) = 0.5 / 2.561606 = 0.195190
-    m = ranking_metrics(np.array([[1, 2, 3, 4, 5]]), [{3, 7, 8, 9}], 5)
-    assert m["recall"] == 0.25
-    assert m["mrr"] == pytest.approx(1 / 3)
-    assert m["ndcg"] == pytest.approx(0.195190, abs=1e-6)
-
-
-def test_recall_divides_by_all_relevant_items_not_min_k():
-    # 12 relevant items, k = 10, all 10 recommended are hits: recall = 10/12, NDCG = 1.
-    m = ranking_metrics(np.arange(10)[None, :], [set(range(12))], 10)
-    assert m["recall"] == pytest.approx(10 / 12)
-    assert m["ndcg"] == pytest.approx(1.0)
-
-
-def test_users_without_relevance_are_skipped_and_short_lists_count_as_misses():
-    top = np.array([[5, -1, -1], [1, 2, 3], [4, 9, -1]])
-    relevant = [{5}, set(), {7}]
-    # user 0: hit at rank 1 -> every metric 1; user 1 skipped; user 2: no hit -> 0.
-    m = ranking_metrics(top, relevant, 3)
-    assert (m["users"], m["skipped"]) == (2, 1)
-    assert m["ndcg"] == m["recall"] == m["hit_rate"] == m["mrr"] == 0.5
-    per_user = per_user_metrics(top, relevant, 3)
-    assert math.isnan(per_user["ndcg"][1])
-    nobody = ranking_metrics(top, [set(), set(), set()], 3)
-    assert math.isnan(nobody["ndcg"]) and nobody["users"] == 0
-
-
-def test_coverage_and_popularity_percentile():
-    # Lists recommend rows {0, 1, 2} out of 10 -> coverage 0.3 (-1 is no movie).
-    assert catalogue_coverage(np.array([[0, 1, -1], [1, 2, -1]]), 10) == pytest.approx(0.3)
-    # counts [5, 0, 5, 9] rank 2.5, 1, 2.5, 4 -> 100 * (rank - 1) / 3 = [50, 0, 50, 100]
-    pct = popularity_percentiles(np.array([5, 0, 5, 9]))
-    assert pct.tolist() == [50.0, 0.0, 50.0, 100.0]
-    # recommended rows 3, 0, 1 -> (100 + 50 + 0) / 3 = 50
-    assert mean_popularity_percentile(np.array([[3, 0], [1, -1]]), pct) == pytest.approx(50.0)
-
 
 # ---------------------------------------------------------------- baselines on toy data
 
@@ -153,19 +90,10 @@ def test_ease_refuses_a_large_catalogue():
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
-    from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
-    from tagrec_cli.embed import run_embed
-    from tagrec_cli.ingest import run_ingest
-    from tagrec_cli.train import run_train
-
-    work = tmp_path_factory.mktemp("eval_ws")
-    run_ingest(small_data, work, IngestConfig(pairs_per_class=300))
-    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
-              TrainConfig(epochs=1, device="cpu"))
-    run_embed(work, device="cpu")
-    return work
+@pytest.fixture
+def embedded(embedded_small_300pairs_dim16: Path) -> Path:
+    """conftest's embedded_small_300pairs_dim16 (read-only)."""
+    return embedded_small_300pairs_dim16
 
 
 def test_run_evaluate_reports_every_method(embedded: Path):
@@ -190,8 +118,7 @@ def test_run_evaluate_reports_every_method(embedded: Path):
 
 def test_cli_evaluate_writes_json(embedded: Path, tmp_path: Path):
     path = tmp_path / "eval.json"
-    result = CliRunner().invoke(app, ["evaluate", "--json", str(path)],
-                                env={"TAGREC_WORKDIR": str(embedded)})
+    result = invoke(["evaluate", "--json", str(path)], embedded)
     assert result.exit_code == 0, result.output
     assert "NDCG@10" in result.output and "ease" in result.output
     data = json.loads(path.read_text())
@@ -211,11 +138,11 @@ def test_missing_embeddings_name_tagrec_embed_unless_baselines_only(tmp_path, sm
         run_evaluate(tmp_path, baselines=("popular",))
     report = run_evaluate(tmp_path, baselines=("popular", "random"), include_tagrec=False)
     assert list(report.methods) == ["popular", "random"]
-    result = CliRunner().invoke(app, ["evaluate", "--baselines-only", "--baselines", "popular",
-                                      "-w", str(tmp_path)])
+    result = invoke(["evaluate", "--baselines-only", "--baselines", "popular",
+                     "-w", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(app, ["evaluate", "--baselines", "nope", "--baselines-only",
-                                      "-w", str(tmp_path)])
+    result = invoke(["evaluate", "--baselines", "nope", "--baselines-only",
+                     "-w", str(tmp_path)])
     assert result.exit_code == 1 and "unknown baseline" in result.output
     with pytest.raises(TagrecError, match="-k"):
         run_evaluate(tmp_path, k=0, include_tagrec=False)

@@ -17,12 +17,11 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pytest
+from helpers import invoke as run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-from typer.testing import CliRunner
 
-from tagrec_cli.cli import app
 from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import DataError, TagrecError
 from tagrec_cli.ingest import IngestSummary, run_ingest
@@ -372,7 +371,7 @@ def test_config_rejects_bad_values() -> None:
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
+    return run_cli(list(args))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

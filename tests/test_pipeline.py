@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from helpers import invoke
 from safetensors.numpy import load_file
-from typer.testing import CliRunner
 
-from tagrec_cli.cli import app
 from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
 from tagrec_cli.errors import ArtifactError, TagrecError
 from tagrec_cli.ingest import run_ingest
@@ -24,23 +22,17 @@ from tagrec_cli.towers.model import load_model
 from tagrec_cli.towers.tokens import token_tables
 from tagrec_cli.train import run_train
 
-runner = CliRunner()
 
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, small_data: Path) -> Path:
-    """An ingested workspace over the small synthetic dataset (read-only for tests)."""
-    work = tmp_path_factory.mktemp("ws")
-    run_ingest(small_data, work, IngestConfig(pairs_per_class=600))
-    return work
+@pytest.fixture
+def workspace(ingested_small_600pairs: Path) -> Path:
+    """conftest's ingested_small_600pairs: small_data, 600 pairs per class (read-only)."""
+    return ingested_small_600pairs
 
 
 @pytest.fixture
-def ws(workspace: Path, tmp_path: Path) -> Path:
+def ws(workspace: Path, copy_workspace) -> Path:
     """A private copy of the ingested workspace."""
-    dst = tmp_path / "ws"
-    shutil.copytree(workspace, dst)
-    return dst
+    return copy_workspace(workspace)
 
 
 def tiny(tiny_bert: Path, **kw) -> ModelConfig:
@@ -178,10 +170,6 @@ def test_newer_model_format_is_refused(ws, tiny_bert):
 # ---------------------------------------------------------------- the CLI, as a user calls it
 
 
-def invoke(args: list[str], workdir: Path):
-    return runner.invoke(app, args, env={"TAGREC_WORKDIR": str(workdir)})
-
-
 def test_cli_chain_ingest_train_embed_recommend(tmp_path, small_data, tiny_bert):
     work = tmp_path / "work"
     r = invoke(["ingest", "--data", str(small_data), "--pairs-per-class", "300"], work)
@@ -231,11 +219,10 @@ def test_cli_chain_ingest_train_embed_recommend(tmp_path, small_data, tiny_bert)
     (["train", "--device", "cuda"], "no CUDA device"),
     (["embed"], "tagrec train"),
 ])
-def test_cli_errors_are_one_line(tmp_path, workspace, tiny_bert, args, message):
+def test_cli_errors_are_one_line(copy_workspace, workspace, tiny_bert, args, message):
     if args[0] == "train" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    work = tmp_path / "w"
-    shutil.copytree(workspace, work)
+    work = copy_workspace(workspace, "w")
     if args[0] == "recommend":
         run_train(work, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"))
         from tagrec_cli.embed import run_embed
@@ -249,10 +236,10 @@ def test_cli_errors_are_one_line(tmp_path, workspace, tiny_bert, args, message):
 
 
 def test_cli_help_for_every_command_has_an_example():
-    r = runner.invoke(app, ["--help"])
+    r = invoke(["--help"])
     assert r.exit_code == 0
     for command in ("sample-data", "ingest", "train", "embed", "recommend", "evaluate"):
-        r = runner.invoke(app, [command, "--help"])
+        r = invoke([command, "--help"])
         assert r.exit_code == 0, command
         assert "Example: tagrec" in r.output, command
 
@@ -260,7 +247,7 @@ def test_cli_help_for_every_command_has_an_example():
 def test_cli_version():
     from tagrec_cli import __version__
 
-    r = runner.invoke(app, ["--version"])
+    r = invoke(["--version"])
     assert r.exit_code == 0 and r.output.strip() == f"tagrec {__version__}"
 
 

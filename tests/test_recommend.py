@@ -10,17 +10,15 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from helpers import invoke
 from safetensors.numpy import load_file
-from typer.testing import CliRunner
 
 from tagrec_cli import documents
-from tagrec_cli.cli import app
-from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+from tagrec_cli.config import IngestConfig, ModelConfig
 from tagrec_cli.documents import parse_tags
-from tagrec_cli.embed import run_embed
 from tagrec_cli.features import RAW_COLUMNS, user_features
-from tagrec_cli.ingest import run_ingest
 from tagrec_cli.recommend import closest_history, shared_tags
+from tagrec_cli.recommend import nearest as top_k
 from tagrec_cli.store import Store
 from tagrec_cli.store.catalogue import Catalogue
 from tagrec_cli.store.embeddings import load_seen, load_table
@@ -28,33 +26,18 @@ from tagrec_cli.towers.encode import encode_rows
 from tagrec_cli.towers.model import load_model
 from tagrec_cli.towers.npbert import load_tower
 from tagrec_cli.towers.tokens import TokenTable, tokenize
-from tagrec_cli.train import run_train
-
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, sample_dir: Path, tiny_bert: Path) -> Path:
-    """The bundled sample data: ingest (refit: every tag kept), train one epoch, embed."""
-    work = tmp_path_factory.mktemp("trained")
-    run_ingest(sample_dir, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300,
-                                              with_genres=True, with_year=False,
-                                              with_title=False))  # side features: on
-    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
-              TrainConfig(epochs=1, device="cpu"))
-    run_embed(work, device="cpu")
-    return work
 
 
 @pytest.fixture
-def ws(trained: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ws"
-    shutil.copytree(trained, dst)
-    return dst
+def trained(embedded_sample_refit_300pairs_dim16: Path) -> Path:
+    """conftest's embedded_sample_refit_300pairs_dim16: the bundled sample data, ingested
+    refit (every tag kept), trained one epoch, embedded (read-only)."""
+    return embedded_sample_refit_300pairs_dim16
 
 
-def invoke(args: list[str], workdir: Path):
-    return runner.invoke(app, args, env={"TAGREC_WORKDIR": str(workdir)})
+@pytest.fixture
+def ws(trained: Path, copy_workspace) -> Path:
+    return copy_workspace(trained)
 
 
 def user_side_features(workdir: Path, users: list[int | None], stats: dict) -> torch.Tensor:
@@ -121,6 +104,41 @@ def test_closest_history_never_returns_the_movie_itself():
     assert closest_history(history, history_ids, recs, np.array([20, 99])).tolist() == [30, 10]
     assert closest_history(history[:0], history_ids[:0], recs, np.array([1, 2])).tolist() == \
         [-1, -1]
+
+
+def test_top_k_known_answer_and_exclusions():
+    # items on the unit circle; the query points at item 1, item 2 is next (cos 0.6)
+    items = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], np.float32)
+    queries = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    rows, scores = top_k(queries, items, 2)
+    assert [r.tolist() for r in rows] == [[1, 2], [0, 2]]
+    assert scores[0].tolist() == pytest.approx([1.0, 0.6])
+    # excluding the best moves the next ones up; k larger than what is left is capped
+    rows, _ = top_k(queries, items, 5, exclude=[np.array([1]), np.array([0, 2])])
+    assert [r.tolist() for r in rows] == [[2, 0], [1]]
+    with pytest.raises(ValueError):
+        top_k(queries, items, 0)
+
+
+def test_top_k_checkerboard_batch_equals_single():
+    # implicit's checkerboard: item i is nearest to query i; ties broken by the lower row
+    n = 12
+    eye = np.eye(n, dtype=np.float32)
+    rows, _ = top_k(eye, eye, 1)
+    assert [int(r[0]) for r in rows] == list(range(n))
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(7, 4)).astype(np.float32)
+    items = np.round(rng.normal(size=(50, 4)), 1).astype(np.float32)
+    items[10] = items[3]  # an exact tie
+    excl = [rng.choice(50, size=5, replace=False) for _ in range(7)]
+    batch_rows, batch_scores = top_k(q, items, 10, excl)
+    for i in range(7):
+        single_rows, single_scores = top_k(q[i:i + 1], items, 10, [excl[i]])
+        assert batch_rows[i].tolist() == single_rows[0].tolist()
+        assert np.array_equal(batch_scores[i], single_scores[0])
+        assert not set(batch_rows[i].tolist()) & set(excl[i].tolist())
+        assert np.all(np.diff(batch_scores[i]) <= 0)
+
 
 
 def toy_catalogue() -> Catalogue:

@@ -1,76 +1,12 @@
-"""Pure pieces of the model side: loss, metrics, batching, learning rate, top-k, padding."""
+"""train/: batching, the learning-rate schedule and one training step on a toy model."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from tagrec_cli.metrics import roc_auc, sign_accuracy
-from tagrec_cli.recommend import nearest as top_k
-from tagrec_cli.store.embeddings import EmbeddingTable
-from tagrec_cli.towers.losses import cosine_embedding_loss
-from tagrec_cli.towers.model import pool
-from tagrec_cli.towers.tokens import TokenTable
 from tagrec_cli.train.batches import epoch_batches, lr_factor
-
-
-def test_cosine_embedding_loss_by_hand():
-    users = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    movies = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    # pair 0: like, cos 1 -> 1 - 1 = 0
-    # pair 1: dislike, cos = 1/sqrt(2) = 0.70711 -> max(0, 0.70711 - 0.0) = 0.70711
-    # mean = 0.35355; with margin 0.5: (0 + 0.20711) / 2 = 0.10355
-    labels = torch.tensor([1, -1])
-    assert cosine_embedding_loss(users, movies, labels).item() == pytest.approx(0.353553, 1e-5)
-    assert cosine_embedding_loss(users, movies, labels, 0.5).item() == pytest.approx(
-        0.103553, 1e-5)
-    # matches torch's module exactly
-    module = torch.nn.CosineEmbeddingLoss(margin=0.5)
-    assert cosine_embedding_loss(users, movies, labels, 0.5).item() == pytest.approx(
-        module(users, movies, labels.float()).item())
-
-
-def test_roc_auc_by_hand_with_ties():
-    # positives 0.35, 0.8; negatives 0.1, 0.4: pairs (pos > neg): 0.35>0.1, 0.8>0.1, 0.8>0.4
-    # = 3 of 4 -> 0.75
-    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([-1, -1, 1, 1])) == 0.75
-    # a tie between a positive and a negative counts half: pos {0.5, 0.9}, neg {0.5, 0.1}
-    # (0.5 vs 0.5) 0.5 + (0.5 > 0.1) 1 + (0.9 > both) 2 = 3.5 / 4 = 0.875
-    assert roc_auc(np.array([0.5, 0.9, 0.5, 0.1]), np.array([1, 1, -1, -1])) == 0.875
-    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([1, 1])))
-    # matches the brute-force definition on random data with many ties
-    rng = np.random.default_rng(0)
-    s = rng.integers(0, 5, 200).astype(float)
-    y = rng.choice([-1, 1], 200)
-    pos, neg = s[y > 0], s[y < 0]
-    brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
-        len(pos) * len(neg))
-    assert roc_auc(s, y) == pytest.approx(brute)
-
-
-def test_sign_accuracy():
-    # signs: +, -, 0 (-> -1), + vs labels +, +, -, - -> right, wrong, right, wrong
-    assert sign_accuracy(np.array([0.3, -0.2, 0.0, 0.9]), np.array([1, 1, -1, -1])) == 0.5
-
-
-def test_mean_pool_ignores_padding_and_cls_takes_first():
-    hidden = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [100.0, 100.0]]])  # (1, 3, 2)
-    mask = torch.tensor([[1, 1, 0]])
-    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
-    assert pool(hidden, mask, "cls").tolist() == [[1.0, 1.0]]
-
-
-def test_token_table_pads_to_longest_in_batch():
-    table = TokenTable(ids=np.array([10, 20, 30]), offsets=np.array([0, 3, 5, 9]),
-                       tokens=np.array([101, 7, 102, 101, 102, 101, 8, 9, 102], np.int32),
-                       pad_id=0)
-    ids, mask = table.batch(np.array([1, 0]))
-    assert ids.tolist() == [[101, 102, 0], [101, 7, 102]]  # width 3, not 4 or 128
-    assert mask.tolist() == [[1, 1, 0], [1, 1, 1]]
-    assert table.row_of(np.array([30, 10])).tolist() == [2, 0]
 
 
 def test_epoch_batches_cover_every_pair_once_and_group_users():
@@ -93,67 +29,6 @@ def test_lr_factor_warms_up_then_decays():
     assert lr_factor(9, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor(55, 100, 0.1) == pytest.approx(0.5)
     assert lr_factor(100, 100, 0.1) == 0.0
-
-
-def test_top_k_known_answer_and_exclusions():
-    # items on the unit circle; the query points at item 1, item 2 is next (cos 0.6)
-    items = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], np.float32)
-    queries = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
-    rows, scores = top_k(queries, items, 2)
-    assert [r.tolist() for r in rows] == [[1, 2], [0, 2]]
-    assert scores[0].tolist() == pytest.approx([1.0, 0.6])
-    # excluding the best moves the next ones up; k larger than what is left is capped
-    rows, _ = top_k(queries, items, 5, exclude=[np.array([1]), np.array([0, 2])])
-    assert [r.tolist() for r in rows] == [[2, 0], [1]]
-    with pytest.raises(ValueError):
-        top_k(queries, items, 0)
-
-
-def test_top_k_checkerboard_batch_equals_single():
-    # implicit's checkerboard: item i is nearest to query i; ties broken by the lower row
-    n = 12
-    eye = np.eye(n, dtype=np.float32)
-    rows, _ = top_k(eye, eye, 1)
-    assert [int(r[0]) for r in rows] == list(range(n))
-    rng = np.random.default_rng(1)
-    q = rng.normal(size=(7, 4)).astype(np.float32)
-    items = np.round(rng.normal(size=(50, 4)), 1).astype(np.float32)
-    items[10] = items[3]  # an exact tie
-    excl = [rng.choice(50, size=5, replace=False) for _ in range(7)]
-    batch_rows, batch_scores = top_k(q, items, 10, excl)
-    for i in range(7):
-        single_rows, single_scores = top_k(q[i:i + 1], items, 10, [excl[i]])
-        assert batch_rows[i].tolist() == single_rows[0].tolist()
-        assert np.array_equal(batch_scores[i], single_scores[0])
-        assert not set(batch_rows[i].tolist()) & set(excl[i].tolist())
-        assert np.all(np.diff(batch_scores[i]) <= 0)
-
-
-def test_embedding_table_rows_of_marks_unknown():
-    table = EmbeddingTable(ids=np.array([5, 1, 9]), vectors=np.zeros((3, 2), np.float32))
-    assert table.rows_of(np.array([9, 5, 4, 100])).tolist() == [2, 0, -1, -1]
-
-
-def test_in_batch_softmax_loss_by_hand():
-    from tagrec_cli.towers.losses import in_batch_softmax_loss
-
-    # Two liked pairs, three batch movies on the unit axes; temperature 1.
-    users = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    movies = torch.eye(3)
-    target = torch.tensor([0, 1])
-    none = torch.zeros(2, 3, dtype=torch.bool)
-    # pair 0 logits [1, 0, 0]: -log(e / (e + 2)) = log(1 + 2/e) = 0.551445; pair 1 the same.
-    loss = in_batch_softmax_loss(users, movies, target, none, temperature=1.0)
-    assert loss.item() == pytest.approx(0.551445, 1e-5)
-    # Masking movie 2 as another positive of both users: -log(e / (e + 1)) = 0.313262.
-    mask = torch.tensor([[False, False, True], [False, False, True]])
-    assert in_batch_softmax_loss(users, movies, target, mask, 1.0).item() == pytest.approx(
-        0.313262, 1e-5)
-    # The log-q correction subtracts log q from every logit, so an equal log q everywhere
-    # changes nothing.
-    same = torch.full((3,), -2.0)
-    assert in_batch_softmax_loss(users, movies, target, none, 1.0, same).item() == \
-        pytest.approx(0.551445, 1e-5)
 
 
 class ToyModel(torch.nn.Module):  # stands in for TwoTower: pooled outputs are looked up
@@ -255,18 +130,6 @@ def test_batch_towers_show_chosen_movies_as_never_rated():
     with torch.no_grad():
         want = model.project("user", torch.eye(4)[rows[:1]], unknown[:1])
     assert torch.allclose(users[0], want[0]) and torch.equal(users[1:], plain_users[1:])
-
-
-def test_balanced_logistic_loss_by_hand():
-    from tagrec_cli.towers.losses import balanced_logistic_loss
-
-    users = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    movies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosines 1 and 0
-    labels = torch.tensor([1.0, -1.0])
-    # logits 1 / 0.5 + 0 = 2 and 0; like weight 0.5 / 0.75, dislike 0.5 / 0.25:
-    # mean(2/3 * log(1 + e^-2), 2 * log(1 + e^0)) = (0.084619 + 1.386294) / 2 = 0.735457
-    got = balanced_logistic_loss(users, movies, labels, torch.tensor(0.0), 0.5, 0.75)
-    assert got.item() == pytest.approx(0.735457, abs=1e-5)
 
 
 @pytest.mark.parametrize("loss, candidates", [("hybrid", [0, 1]), ("softmax", [0, 1, 2])])

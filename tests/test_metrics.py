@@ -1,0 +1,95 @@
+"""metrics.py: pair metrics (ROC-AUC, sign accuracy) and ranking metrics, on hand-worked cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tagrec_cli.metrics import (
+    catalogue_coverage,
+    mean_popularity_percentile,
+    per_user_metrics,
+    popularity_percentiles,
+    ranking_metrics,
+    roc_auc,
+    sign_accuracy,
+)
+
+# ---------------------------------------------------------------- pair metrics
+
+
+def test_roc_auc_by_hand_with_ties():
+    # positives 0.35, 0.8; negatives 0.1, 0.4: pairs (pos > neg): 0.35>0.1, 0.8>0.1, 0.8>0.4
+    # = 3 of 4 -> 0.75
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([-1, -1, 1, 1])) == 0.75
+    # a tie between a positive and a negative counts half: pos {0.5, 0.9}, neg {0.5, 0.1}
+    # (0.5 vs 0.5) 0.5 + (0.5 > 0.1) 1 + (0.9 > both) 2 = 3.5 / 4 = 0.875
+    assert roc_auc(np.array([0.5, 0.9, 0.5, 0.1]), np.array([1, 1, -1, -1])) == 0.875
+    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([1, 1])))
+    # matches the brute-force definition on random data with many ties
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 5, 200).astype(float)
+    y = rng.choice([-1, 1], 200)
+    pos, neg = s[y > 0], s[y < 0]
+    brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
+        len(pos) * len(neg))
+    assert roc_auc(s, y) == pytest.approx(brute)
+
+
+def test_sign_accuracy():
+    # signs: +, -, 0 (-> -1), + vs labels +, +, -, - -> right, wrong, right, wrong
+    assert sign_accuracy(np.array([0.3, -0.2, 0.0, 0.9]), np.array([1, 1, -1, -1])) == 0.5
+
+
+# ---------------------------------------------------------------- ranking metrics
+
+
+def test_ndcg_with_two_relevant_items_at_ranks_1_and_3():
+    # k = 5, relevant {10, 30} found at ranks 1 and 3:
+    # DCG = 1/log2(2) + 1/log2(4) = 1 + 0.5 = 1.5; IDCG = 1 + 1/log2(3) = 1.630930
+    # NDCG = 1.5 / 1.630930 = 0.919721; recall 2/2 = 1; MRR 1/1; hit 1.
+    m = ranking_metrics(np.array([[10, 20, 30, 40, 50]]), [{10, 30}], 5)
+    assert m["ndcg"] == pytest.approx(0.919721, abs=1e-6)
+    assert m["recall"] == 1.0 and m["mrr"] == 1.0 and m["hit_rate"] == 1.0
+
+
+def test_mrr_recall_and_ndcg_with_first_hit_at_rank_3():
+    # k = 5, 4 relevant {3, 7, 8, 9}, one hit (3) at rank 3:
+    # recall = 1/4 (hits / #relevant); MRR = 1/3;
+    # NDCG = (1/log2 4) / (1 + 1/log2 3 + 1/log2 4 + 1/log2 5) = 0.5 / 2.561606 = 0.195190
+    m = ranking_metrics(np.array([[1, 2, 3, 4, 5]]), [{3, 7, 8, 9}], 5)
+    assert m["recall"] == 0.25
+    assert m["mrr"] == pytest.approx(1 / 3)
+    assert m["ndcg"] == pytest.approx(0.195190, abs=1e-6)
+
+
+def test_recall_divides_by_all_relevant_items_not_min_k():
+    # 12 relevant items, k = 10, all 10 recommended are hits: recall = 10/12, NDCG = 1.
+    m = ranking_metrics(np.arange(10)[None, :], [set(range(12))], 10)
+    assert m["recall"] == pytest.approx(10 / 12)
+    assert m["ndcg"] == pytest.approx(1.0)
+
+
+def test_users_without_relevance_are_skipped_and_short_lists_count_as_misses():
+    top = np.array([[5, -1, -1], [1, 2, 3], [4, 9, -1]])
+    relevant = [{5}, set(), {7}]
+    # user 0: hit at rank 1 -> every metric 1; user 1 skipped; user 2: no hit -> 0.
+    m = ranking_metrics(top, relevant, 3)
+    assert (m["users"], m["skipped"]) == (2, 1)
+    assert m["ndcg"] == m["recall"] == m["hit_rate"] == m["mrr"] == 0.5
+    per_user = per_user_metrics(top, relevant, 3)
+    assert math.isnan(per_user["ndcg"][1])
+    nobody = ranking_metrics(top, [set(), set(), set()], 3)
+    assert math.isnan(nobody["ndcg"]) and nobody["users"] == 0
+
+
+def test_coverage_and_popularity_percentile():
+    # Lists recommend rows {0, 1, 2} out of 10 -> coverage 0.3 (-1 is no movie).
+    assert catalogue_coverage(np.array([[0, 1, -1], [1, 2, -1]]), 10) == pytest.approx(0.3)
+    # counts [5, 0, 5, 9] rank 2.5, 1, 2.5, 4 -> 100 * (rank - 1) / 3 = [50, 0, 50, 100]
+    pct = popularity_percentiles(np.array([5, 0, 5, 9]))
+    assert pct.tolist() == [50.0, 0.0, 50.0, 100.0]
+    # recommended rows 3, 0, 1 -> (100 + 50 + 0) / 3 = 50
+    assert mean_popularity_percentile(np.array([[3, 0], [1, -1]]), pct) == pytest.approx(50.0)
