@@ -18,13 +18,14 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tagrec_cli import __version__
-from tagrec_cli.errors import ArtifactError
+from tagrec_cli.errors import ArtifactError, TagrecError
 
 DEFAULT_WORKDIR = Path("tagrec-workspace")
 WORKDIR_ENV = "TAGREC_WORKDIR"
@@ -59,27 +60,87 @@ EMBEDDINGS_FORMAT = 2  # 2: catalogue.parquet, user_tags.parquet, ratings in see
 MAKER = {INGEST_DIR: "tagrec ingest", MODEL_DIR: "tagrec train", EMBEDDINGS_DIR: "tagrec embed"}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _leftovers(folder: Path) -> Iterator[tuple[Path, Path, str, int]]:
+    """(leftover, the artifact it belongs to, "tmp" | "old", writer's PID) in `folder`: the
+    temporary names atomic_dir and atomic_file write under."""
+    pattern = re.compile(r"^\.(.+)\.(tmp|old)-(\d+)$")
+    if not folder.is_dir():
+        return
+    for item in folder.iterdir():
+        m = pattern.match(item.name)
+        if m:
+            yield item, folder / m.group(1), m.group(2), int(m.group(3))
+
+
+def recover(folder: Path) -> None:
+    """Clean up after writers into `folder` that died (SIGKILL, the OOM killer, a power cut).
+
+    A dead writer's temporary copy is removed; if it died between moving an old artifact
+    aside and moving the new one in, the old one is put back, so nothing is lost.
+    """
+    for item, target, kind, pid in sorted(_leftovers(Path(folder)), key=lambda x: x[2] != "old"):
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        if kind == "old" and not target.exists():
+            os.replace(item, target)
+        elif item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+
+
+def _readable(path: Path) -> None:
+    """Give files the permissions the user's umask asks for (safetensors writes 0600), so
+    that others sharing a workspace can read what everyone else can."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``target``; on success it replaces ``target``.
 
     On any exception (Ctrl-C included) the temporary folder is removed and ``target`` is
-    left exactly as it was.
+    left exactly as it was. What dead writers left beside it is cleaned up first (recover).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target.parent)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
+        _readable(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
+    try:
+        if target.exists():
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old.exists() and not target.exists():
+                os.replace(old, target)  # put the previous artifact back
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -88,13 +149,59 @@ def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target.parent)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     try:
         yield tmp
+        _readable(tmp)
+        os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, target)
+
+
+LOCK_FILE = ".tagrec.lock"  # in the workspace, while a command writes it: the writer's PID
+
+
+@contextlib.contextmanager
+def workspace_lock(workdir: Path) -> Iterator[None]:
+    """Hold the workspace's write lock: one writing command at a time (ingest, train, embed).
+
+    The lock is a file holding the writer's PID, created exclusively. A lock whose PID is
+    dead (a killed command) is broken; a live one is a TagrecError naming the process.
+    """
+    workdir = Path(workdir)
+    created = not workdir.exists()  # a command that fails leaves no empty workspace behind
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / LOCK_FILE
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text(encoding="utf-8").strip() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and pid_alive(holder):
+                raise TagrecError(f"another tagrec command (process {holder}) is writing "
+                                  f"{workdir}: wait for it to finish, then run this again"
+                                  ) from None
+            path.unlink(missing_ok=True)  # its writer is gone: break it
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise TagrecError(f"cannot take the lock {path}: remove it if no tagrec is running")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text(encoding="utf-8")) == os.getpid():
+                path.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                workdir.rmdir()  # only when empty
 
 
 def json_safe(obj: Any) -> Any:
@@ -155,6 +262,19 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
     return manifest
 
 
+def sibling_path(workdir: Path, path: Path) -> str:
+    """How a manifest refers to `path`: relative to the workspace when inside it (so that a
+    moved or copied workspace refers to its own model), else absolute."""
+    path, root = Path(path).resolve(), Path(workdir).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def resolve_sibling(workdir: Path, recorded: str) -> Path:
+    """The path a manifest recorded with sibling_path (old manifests: absolute paths)."""
+    path = Path(recorded)
+    return path if path.is_absolute() else Path(workdir) / path
+
+
 def cache_path(workdir: Path, kind: str, key: str) -> Path:
     """cache/{kind}-{key}.safetensors: token tables ("tokens") and pooled outputs ("pooled")."""
     return Path(workdir) / CACHE_DIR / f"{kind}-{key}.safetensors"
@@ -170,6 +290,19 @@ def file_digest(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def ingest_key(data_hash: str, settings: dict[str, Any]) -> str:
+    """What an ingest's output is a function of: the data, the settings and this tagrec.
+
+    Recorded by ingest, then by the model trained on it and the tables made from it, so a
+    later command can tell that its input was replaced (a re-ingest of other data) and say
+    what to re-run. The same data and settings give the same key, so re-running the same
+    ingest makes nothing stale.
+    """
+    text = json.dumps({"data": data_hash, "settings": settings, "tagrec": __version__},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def read_model_config(folder: Path) -> dict[str, Any]:
     """The checked config.json of a model folder (any folder, not only the workspace's).
 
@@ -179,3 +312,20 @@ def read_model_config(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     return read_manifest(folder.parent, folder.name, MODEL_FORMAT, name=MODEL_CONFIG,
                          kind=MODEL_DIR)
+
+
+# A model folder's tokenizer must turn this text into the ids recorded at training time: a
+# folder that lost tokenizer.json would otherwise be read with a fallback tokenizer that
+# maps every word to [UNK], and every document to nearly the same vector.
+TOKENIZER_PROBE = "Pixar, twist ending, émigré, 日本, sci-fi (1999)"
+
+
+def check_tokenizer(folder: Path, config: dict[str, Any], ids: list[int]) -> None:
+    """ArtifactError unless the model folder has its tokenizer file and `ids` (the folder's
+    tokenizer on TOKENIZER_PROBE) are the ids config.json recorded when it was saved."""
+    if not (Path(folder) / TOKENIZER_FILE).is_file():
+        raise ArtifactError(f"model in {folder} lacks {TOKENIZER_FILE} — re-run `tagrec train`")
+    recorded = config.get("tokenizer_check")
+    if recorded is not None and list(recorded) != list(ids):
+        raise ArtifactError(f"the tokenizer in {folder} is not the one the model was trained "
+                            "with — re-run `tagrec train`")

@@ -22,7 +22,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from tagrec_cli.config import IngestConfig
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import TagrecError, quoted
 from tagrec_cli.toptags import top_tags_for_users
 
 SEPARATOR = ", "
@@ -62,7 +62,7 @@ def parse_tags(text: str) -> list[str]:
     try:
         return clean_tags([tag for row in rows for tag in row])
     except csv.Error as exc:
-        raise TagrecError(f"cannot read the tags {text!r}: {exc}") from None
+        raise TagrecError(f"cannot read the tags {quoted(text)}: {exc}") from None
 
 
 def genre_terms(genres: str | None) -> list[str]:

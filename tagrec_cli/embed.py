@@ -12,21 +12,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
+from safetensors.numpy import load_file
 
 from tagrec_cli import artifacts, documents, features
-from tagrec_cli.config import EMBED_BATCH_SIZE
+from tagrec_cli.config import EMBED_BATCH_SIZE, IngestConfig
 from tagrec_cli.datasets.movielens import read_csv
-from tagrec_cli.errors import DataError
+from tagrec_cli.errors import ArtifactError, DataError
 from tagrec_cli.store import Store, ingested
 from tagrec_cli.store.catalogue import read_lookup, write_lookups
 from tagrec_cli.store.embeddings import write_table
+from tagrec_cli.topk import rows_of
 from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_documents, encode_rows, uses_bf16
-from tagrec_cli.towers.model import load_model, resolve_device
+from tagrec_cli.towers.model import TwoTower, load_model, resolve_device
 from tagrec_cli.towers.tokens import SIDES, token_tables
 
 
@@ -38,6 +41,7 @@ class EmbedSummary:
     dim: int
     seconds: float
     reused: int = 0  # documents whose pooled output came from the training run's cache
+    readded: int = 0  # movies added earlier with --add-movies, added again
 
 
 def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto",
@@ -45,14 +49,25 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
               on_batch: Callable[[str, int, int], None] | None = None,
               precision: str = "auto") -> EmbedSummary:
     """Encode every document of the workspace with the trained model; write both tables."""
+    with artifacts.workspace_lock(workdir):
+        return _embed(Path(workdir), model_dir, device, batch_size, on_batch, precision)
+
+
+def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
+           on_batch: Callable[[str, int, int], None] | None, precision: str) -> EmbedSummary:
     start = time.perf_counter()
     workdir = Path(workdir)
     model_dir = Path(model_dir) if model_dir else workdir / artifacts.MODEL_DIR
     dev = resolve_device(device)
     model, tokenizer, config = load_model(model_dir, dev)
+    ingest = ingested.ingest_manifest(workdir)
+    trained_on = config.get("data", {}).get("ingest_key")
+    if trained_on and ingest.get("ingest_key") and trained_on != ingest["ingest_key"]:
+        raise ArtifactError(f"the model in {model_dir} was trained on an older ingest of this "
+                            "workspace — re-run `tagrec train`, then `tagrec embed`")
     tables = token_tables(workdir, tokenizer, model.cfg.max_length)
     out = workdir / artifacts.EMBEDDINGS_DIR
-    meta = {"model_dir": str(model_dir.resolve())}
+    meta = {"model_dir": artifacts.sibling_path(workdir, model_dir)}
     key = pooled_cache.cache_key(model, tables, dev, uses_bf16(dev, precision))
     cached = pooled_cache.load(workdir, key, tables)  # {} unless a frozen train left them
     reused = 0
@@ -87,16 +102,19 @@ def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto"
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             write_table(tmp, side, table.ids, vecs, meta["model_dir"], model.cfg.dim)
         write_lookups(workdir, tmp)
-        settings = ingested.ingest_manifest(workdir)["settings"]
+        readded = readd_movies(out, tmp, model, tokenizer, dev, IngestConfig.from_settings(
+            ingest["settings"]), batch_size, precision, meta["model_dir"])
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,
+                                 ingest_key=ingest.get("ingest_key"),
                                  model_config_hash=artifacts.file_digest(
                                      model_dir / artifacts.MODEL_CONFIG),
-                                 users=len(tables["user"]), movies=len(tables["movie"]),
-                                 added_movies=0, ingest_settings=settings,
+                                 users=len(tables["user"]),
+                                 movies=len(tables["movie"]) + readded, added_movies=readded,
+                                 ingest_settings=ingest["settings"],
                                  precision=precision)
-    return EmbedSummary(out, len(tables["user"]), len(tables["movie"]), model.cfg.dim,
-                        round(time.perf_counter() - start, 3), reused)
+    return EmbedSummary(out, len(tables["user"]), len(tables["movie"]) + readded, model.cfg.dim,
+                        round(time.perf_counter() - start, 3), reused, readded)
 
 
 # ---------------------------------------------------------------- embed --add-movies
@@ -144,6 +162,85 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
     Documents are built as ingest builds them (same settings; no rating, as nobody rated
     them). The embeddings folder is rewritten atomically; unchanged files are hard links.
     """
+    with artifacts.workspace_lock(workdir):
+        return _add_movies(Path(workdir), csv_path, replace, device, batch_size)
+
+
+ADDED_DIR = "added"  # embeddings/added/: every CSV `--add-movies` took, re-added by `embed`
+
+
+def encode_new_movies(model: TwoTower, tokenizer: Any, dev: torch.device, cfg: IngestConfig,
+                      new: pl.DataFrame, batch_size: int, precision: str,
+                      ) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
+    """Movies from a CSV (read_new_movies) -> (ids (n,), unit vectors (n, dim), catalogue rows).
+
+    Documents are built as ingest builds them (same settings; no rating, as nobody rated
+    them), and encoded with the movie tower and the never-rated side features.
+    """
+    docs = documents.movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
+    docs = docs.with_columns(document=documents.movie_document_text(cfg))
+    extra = None
+    if model.cfg.features is not None:  # never rated: no count, mean or dislikes yet
+        n = np.zeros(docs.height)
+        extra = features.movie_features(n, n, n, docs["year"].to_numpy(), model.cfg.features)
+    vecs = encode_documents(model, tokenizer, docs["document"].to_list(), dev, "movie",
+                            batch_size, precision, extra)
+    # Added movies have no tag counts (the CSV lists tags, not who applied them): null.
+    return (docs["movieId"].to_numpy().astype(np.int64), vecs,
+            docs.select("movieId", "title", "year", "genres", "tags"))
+
+
+def merge_movies(table_ids: np.ndarray, table_vecs: np.ndarray, catalogue: pl.DataFrame,
+                 ids: np.ndarray, vecs: np.ndarray, info: pl.DataFrame,
+                 ) -> tuple[np.ndarray, np.ndarray, pl.DataFrame, np.ndarray]:
+    """The movie table and catalogue with these movies added (new ids) or overwritten (ids
+    already there): (ids, vectors, catalogue, rows of `ids` that were already there or -1)."""
+    rows = rows_of(table_ids, ids)
+    out_ids = np.concatenate([table_ids, ids[rows < 0]])
+    out_vecs = np.concatenate([table_vecs, vecs[rows < 0]])
+    out_vecs[rows[rows >= 0]] = vecs[rows >= 0]  # overwrite in place
+    merged = pl.concat([catalogue.filter(~pl.col("movieId").is_in(ids)), info],
+                       how="diagonal_relaxed")
+    return out_ids, out_vecs, merged, rows
+
+
+def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: torch.device,
+                 cfg: IngestConfig, batch_size: int, precision: str, model_dir: str) -> int:
+    """Add the movies of every CSV kept in folder/added/ to the tables being written in tmp,
+    in the order they were added; a movie the ingest data now has keeps the ingest's row.
+    Returns how many movies were added."""
+    kept = sorted((Path(folder) / ADDED_DIR).glob("*.csv"))
+    if not kept:
+        return 0
+    (tmp / ADDED_DIR).mkdir()
+    table = load_file_table(tmp)
+    in_ingest = set(table[0].tolist())
+    catalogue = pl.read_parquet(tmp / artifacts.CATALOGUE_FILE)
+    ids, vecs = table
+    added: set[int] = set()
+    for path in kept:
+        shutil.copy2(path, tmp / ADDED_DIR / path.name)
+        new = read_new_movies(path, cfg.max_tags)
+        new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
+        if new.height == 0:
+            continue
+        new_ids, new_vecs, info = encode_new_movies(model, tokenizer, dev, cfg, new,
+                                                    batch_size, precision)
+        ids, vecs, catalogue, _ = merge_movies(ids, vecs, catalogue, new_ids, new_vecs, info)
+        added |= set(new_ids.tolist())
+    write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
+    catalogue.write_parquet(tmp / artifacts.CATALOGUE_FILE)
+    return len(added)
+
+
+def load_file_table(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of folder/movies.safetensors, a table being written."""
+    arrays = load_file(str(folder / artifacts.TABLE_FILE["movie"]))
+    return arrays["ids"].astype(np.int64), arrays["embeddings"].astype(np.float32)
+
+
+def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
+                batch_size: int) -> AddSummary:
     start = time.perf_counter()
     store = Store(workdir)
     folder = Path(workdir) / artifacts.EMBEDDINGS_DIR
@@ -156,39 +253,22 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
         movie = int(new["movieId"][int(np.argmax(exists))])
         raise DataError(f"movie {movie} is already in the table ({catalogue.label(movie)}); "
                         "pass --replace to overwrite it")
-    model_dir = store.model_dir
-
-    docs = documents.movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
-    docs = docs.with_columns(document=documents.movie_document_text(cfg))
     dev = resolve_device(device)
-    model, tokenizer, _ = load_model(model_dir, dev)
-    ids = docs["movieId"].to_numpy().astype(np.int64)
-    extra = None
-    if model.cfg.features is not None:  # never rated: no count, mean or dislikes yet
-        n = np.zeros(docs.height)
-        extra = features.movie_features(n, n, n, docs["year"].to_numpy(), model.cfg.features)
-    vecs = encode_documents(model, tokenizer, docs["document"].to_list(), dev, "movie",
-                            batch_size, manifest.get("precision", "auto"),  # as the table was
-                            extra)
-
+    model, tokenizer, _ = load_model(store.model_dir, dev)
+    ids, vecs, info = encode_new_movies(model, tokenizer, dev, cfg, new, batch_size,
+                                        manifest.get("precision", "auto"))  # as the table was
     old = store.table("movie")
-    rows = old.rows_of(ids)
-    table_ids = np.concatenate([old.ids, ids[rows < 0]])
-    table_vecs = np.concatenate([old.vectors, vecs[rows < 0]])
-    table_vecs[rows[rows >= 0]] = vecs[rows >= 0]  # --replace: overwrite in place
-    info = docs.select("movieId", "title", "year", "genres", "tags")
-    old_info = read_lookup(workdir, artifacts.CATALOGUE_FILE)
-    # Added movies have no tag counts (the CSV lists tags, not who applied them): null.
-    merged = pl.concat([old_info.filter(~pl.col("movieId").is_in(ids)), info],
-                       how="diagonal_relaxed")
+    table_ids, table_vecs, merged, rows = merge_movies(
+        old.ids, old.vectors, read_lookup(workdir, artifacts.CATALOGUE_FILE), ids, vecs, info)
     with artifacts.atomic_dir(folder) as tmp:
         for item in folder.iterdir():  # unchanged files: hard links, no copy of big tables
             if item.name not in (artifacts.TABLE_FILE["movie"], artifacts.CATALOGUE_FILE,
                                  artifacts.MANIFEST):
-                try:
-                    os.link(item, tmp / item.name)
-                except OSError:  # a file system without hard links
-                    shutil.copy2(item, tmp / item.name)
+                link_or_copy(item, tmp / item.name)
+        # The CSV is kept, so that every later `tagrec embed` adds these movies again.
+        (tmp / ADDED_DIR).mkdir(exist_ok=True)
+        n = len(list((tmp / ADDED_DIR).glob("*.csv"))) + 1
+        shutil.copy2(csv_path, tmp / ADDED_DIR / f"{n:04d}-{Path(csv_path).stem[:60]}.csv")
         write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"])
         merged.write_parquet(tmp / artifacts.CATALOGUE_FILE)
         fields = {k: v for k, v in manifest.items()
@@ -200,3 +280,14 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
                                  **fields)
     return AddSummary(added, [int(m) for m in ids[rows >= 0]], len(table_ids),
                       round(time.perf_counter() - start, 3))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """dst as a hard link to src (a copy where links are not possible); folders recursively."""
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link_or_copy)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)

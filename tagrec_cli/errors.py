@@ -11,3 +11,34 @@ class DataError(TagrecError):
 
 class ArtifactError(TagrecError):
     """A workspace artifact is missing or was written by an incompatible version."""
+
+
+QUOTE_LIMIT = 80  # characters of user input an error message quotes at most
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """repr() of user input for a message, cut to `limit` characters: a 1 MB tag gives a
+    one-line error, not a 1 MB one.
+
+    Example: quoted("x" * 100, 10) -> "'xxxxxxxxxx'… (100 characters)"
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or what it was raised from, is a full disk (or quota): an OSError with
+    ENOSPC or EDQUOT, or the same error as polars, safetensors and torch word it."""
+    import errno
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "os error 28" in text or "Disk quota" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from tagrec_cli import artifacts
 from tagrec_cli import baselines as bl
 from tagrec_cli.config import BASELINES, RELEVANT_RATING, TOP_K
-from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
     catalogue_coverage,
     mean_popularity_percentile,
@@ -127,6 +127,9 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING) -> E
 def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | None]:
     """tagrec's embeddings reordered to the evaluation's users and catalogue."""
     store = Store(workdir)
+    why = store.stale()  # stale tables would score another model's or data's rankings
+    if why:
+        raise ArtifactError(why)
     manifest = store.manifest
     users, movies = store.table("user"), store.table("movie")
     u_rows, m_rows = users.rows_of(data.user_ids), movies.rows_of(data.movie_ids)
@@ -157,7 +160,8 @@ def make_baseline(name: str, data: EvalData) -> bl.Scorer:
                                  seed=0)
     if name == "ease":
         return bl.EaseScorer(data.history, lam=500.0)
-    raise TagrecError(f"unknown baseline {name!r} (choose from {', '.join(DEFAULT_BASELINES)})")
+    raise TagrecError(f"unknown baseline {quoted(name)} "
+                      f"(choose from {', '.join(DEFAULT_BASELINES)})")
 
 
 # ---------------------------------------------------------------- the report
@@ -225,7 +229,7 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     names = list(dict.fromkeys(b.strip().lower() for b in baselines if b.strip()))
     unknown = [b for b in names if b not in DEFAULT_BASELINES]
     if unknown:
-        raise TagrecError(f"unknown baseline {unknown[0]!r} "
+        raise TagrecError(f"unknown baseline {quoted(unknown[0])} "
                           f"(choose from {', '.join(DEFAULT_BASELINES)})")
     say = progress or (lambda _msg: None)
     start = time.perf_counter()

@@ -48,6 +48,18 @@ class IngestSummary:
 # ---------------------------------------------------------------- pure steps on DataFrames
 
 
+def unique_movies(movies: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """movies.csv with one row per movieId (the first), and a warning when it had repeats:
+    a repeated row would otherwise count its genres twice in user documents."""
+    unique = movies.unique("movieId", keep="first", maintain_order=True)
+    repeated = movies.height - unique.height
+    if not repeated:
+        return movies, []
+    first = int(movies.filter(pl.col("movieId").is_duplicated())["movieId"][0])
+    return unique, [f"movies.csv lists {repeated} movieId(s) more than once (first: {first}); "
+                    "kept the first row of each"]
+
+
 def clean_ratings(ratings: pl.DataFrame, movies: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """Drop ratings of movies missing from movies.csv; keep the latest of duplicate ratings."""
     warnings = []
@@ -179,13 +191,21 @@ def draw_pairs(split: pl.DataFrame, cfg: IngestConfig) -> tuple[pl.DataFrame, li
 def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
                progress: Callable[[str], None] | None = None) -> IngestSummary:
     """Read MovieLens CSVs from data_dir and write workdir/ingest/ atomically."""
+    with artifacts.workspace_lock(workdir):
+        return _ingest(data_dir, workdir, cfg, progress)
+
+
+def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
+            progress: Callable[[str], None] | None) -> IngestSummary:
     cfg = cfg or IngestConfig()
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     data_dir = Path(data_dir)
     say("reading CSV files")
     ratings, raw_tags, movies = read_movielens(data_dir)
-    ratings, warnings = clean_ratings(ratings, movies)
+    movies, warnings = unique_movies(movies)
+    ratings, rating_warnings = clean_ratings(ratings, movies)
+    warnings += rating_warnings
     if ratings.height == 0:
         raise DataError(f"no rating in {data_dir / 'ratings.csv'} is of a movie in movies.csv")
     say("splitting ratings by time")
@@ -225,11 +245,12 @@ def run_ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None = None,
         pairs.write_parquet(tmp / artifacts.PAIRS_FILE)
         summary.seconds = round(time.perf_counter() - start, 3)
         stats = {k: v for k, v in asdict(summary).items() if k not in ("out_dir", "warnings")}
+        data_hash = artifacts.file_digest(*(data_dir / f for f in
+                                            ("ratings.csv", "tags.csv", "movies.csv")))
         artifacts.write_manifest(
             tmp, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT,
-            data_dir=str(data_dir.resolve()),
-            data_hash=artifacts.file_digest(*(data_dir / f for f in
-                                              ("ratings.csv", "tags.csv", "movies.csv"))),
+            data_dir=str(data_dir.resolve()), data_hash=data_hash,
+            ingest_key=artifacts.ingest_key(data_hash, asdict(cfg)),
             settings=asdict(cfg), summary=stats, warnings=warnings,
             feature_stats=features.global_stats(
                 history["rating"].to_numpy(), cfg.like_threshold,

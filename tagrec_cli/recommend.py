@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tagrec_cli import documents
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 from tagrec_cli.towers.query import encode_user_documents
 
 REASON_TAGS = 3  # shared tags shown per recommendation
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def nearest(queries: np.ndarray, items: np.ndarray, k: int,
@@ -84,6 +85,10 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
                   include_seen: bool = False) -> list[Query]:
     """One query per user (with `tags` added to the user's document), or one from tags alone."""
     movie_table = store.table("movie")
+    for user in users:  # MovieLens ids are int64; a larger number names no user
+        if not INT64[0] <= user <= INT64[1]:
+            raise TagrecError(f"unknown user {str(user)[:QUOTE_LIMIT]}: user ids are "
+                              "64-bit integers")
     ids = np.asarray(users, dtype=np.int64)
     user_vectors = store.rows("user", ids)
     if tags is not None and not tags:
@@ -134,7 +139,8 @@ def recommend_for_users(store: Store, users: list[int], k: int = 10,
 def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
     """The k movies nearest to `movie_id` in the movie table, the movie itself left out."""
     movies = store.table("movie")
-    row = int(movies.rows_of(np.array([movie_id]))[0])
+    row = (int(movies.rows_of(np.array([movie_id]))[0])
+           if INT64[0] <= movie_id <= INT64[1] else -1)
     if row < 0:
         raise TagrecError(f"unknown movie {movie_id}: not in the movie table (ids "
                           f"{int(movies.ids.min())}–{int(movies.ids.max())}); look a movie up "

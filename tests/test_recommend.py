@@ -356,10 +356,13 @@ def test_similar_by_title(trained):
     r = invoke(["similar", "--title", name.upper(), "--json", "-k", "3"], trained)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["query"]["title"] == title
-    # a common word matches many titles: they are listed and the user picks one
-    r = invoke(["similar", "--title", "the"], trained)
-    assert r.exit_code == 1 and "pick one with --movie ID" in r.stderr
-    assert str(catalogue.find("the")[0]) in r.stdout
+    # a common word matches many titles: the most rated is shown (issue 15: the README's
+    # `--title "matrix"` must answer), the others are listed so the user can pick one
+    r = invoke(["similar", "--title", "the", "--json"], trained)
+    best, matches = catalogue.pick("the")
+    assert r.exit_code == 0 and "pick one with --movie ID" in r.stderr
+    assert json.loads(r.stdout)["query"]["movieId"] == best
+    assert f"{next(m for m in matches if m != best)} " in r.stderr
     # a typo is answered with close titles
     r = invoke(["similar", "--title", name[:-1] + "#"], trained)
     assert r.exit_code == 1 and f"did you mean {title!r}" in r.stderr

@@ -8,6 +8,7 @@ are imported inside the commands that need them, so `tagrec --help` stays instan
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -20,7 +21,7 @@ from rich.console import Console
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
 from tagrec_cli.config import DEVICES, LOSSES, POOLINGS, PRECISIONS
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import TagrecError, disk_full
 
 app = typer.Typer(
     name="tagrec",
@@ -63,10 +64,29 @@ def root(
     """
 
 
-def fail(message: str) -> None:
-    from rich.markup import escape  # messages quote user input: a title like "[/]" is text
+# C0 and C1 control characters (ESC starts the terminal's escape sequences), DEL, and the
+# Unicode controls that reorder or hide text (bidi overrides and isolates).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+def plain(value: object) -> str:
+    """Data as text a terminal shows literally: every control character becomes U+FFFD.
+
+    Example: "Clear\x1b[2JScreen" -> "Clear\ufffd[2JScreen"
+    """
+    return _CONTROL.sub("\ufffd", str(value))
+
+
+def shown(value: object) -> str:
+    """plain(value), escaped for rich: titles like "[REC] (2007)" or "[/]" are data, not markup."""
+    from rich.markup import escape
+
+    return escape(plain(value))
+
+
+def fail(message: str) -> None:
+    """The one error path: one line on stderr, exit status 1."""
+    err.print(f"[bold red]Error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -80,8 +100,14 @@ def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable
                 fn(*args, **kwargs)
             except TagrecError as exc:
                 fail(str(exc))
-            except OSError as exc:  # unwritable workdir, full disk, ...
-                fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+            except Exception as exc:  # the environment's faults; anything else is a bug
+                if disk_full(exc):
+                    where = kwargs.get("workdir") or getattr(exc, "filename", None) or "."
+                    fail(f"the disk is full: free some space where {where} is and re-run "
+                         "(the workspace is as it was before this command)")
+                if isinstance(exc, OSError):  # unwritable workdir, a vanished file, ...
+                    fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+                raise
 
         return app.command(name)(wrapper)
 
@@ -99,7 +125,7 @@ Precision = choices("Precision", PRECISIONS)
 Loss = choices("Loss", LOSSES)
 
 __all__ = ["DEFAULT_WORKDIR", "Device", "Loss", "Pooling", "Precision", "WorkdirOpt", "app",
-           "command", "default_data_dir", "err", "fail", "main", "out"]
+           "command", "default_data_dir", "err", "fail", "main", "out", "plain", "shown"]
 
 
 def main() -> None:

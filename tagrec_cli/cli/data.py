@@ -18,6 +18,7 @@ from tagrec_cli.cli.app import (
     err,
     fail,
     out,
+    shown,
 )
 from tagrec_cli.config import IngestConfig
 
@@ -193,6 +194,7 @@ def ingest(
         table.add_row(name, f"{value:,}")
     table.add_row("time", f"{summary.seconds:.2f} s")
     out.print(table)
-    out.print(f"read {data_dir}, wrote {summary.out_dir}", highlight=False, soft_wrap=True)
+    out.print(shown(f"read {data_dir}, wrote {summary.out_dir}"), highlight=False,
+              soft_wrap=True)
     for warning in summary.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)

@@ -21,6 +21,7 @@ from tagrec_cli.cli.app import (
     err,
     fail,
     out,
+    shown,
 )
 from tagrec_cli.config import EMBED_BATCH_SIZE, ModelConfig, TrainConfig
 
@@ -47,7 +48,7 @@ def _metrics_table(epochs: list[dict], best: int | None) -> Table:
 def train(
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Hugging Face BERT id or local folder [default: all-MiniLM-L6-v2, "
+        "--model", "-m", help="Hugging Face BERT id or local folder \\[default: all-MiniLM-L6-v2, "
         "installed with tagrec].")] = MODEL.base_model,
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")
                       ] = Device(TRAIN.device),
@@ -67,7 +68,7 @@ def train(
     group_by_user: Annotated[bool, typer.Option(
         help="Batch each user's pairs together so long user documents are encoded once "
         "(fewer in-batch negatives).")] = TRAIN.group_by_user,
-    pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or [CLS].")
+    pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or \\[CLS].")
                        ] = Pooling(MODEL.pooling),
     dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = MODEL.dim,
     max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")
@@ -137,7 +138,7 @@ def train(
 
     with progress:
         result = run_train(workdir, model_cfg, cfg, on_step=on_step, on_epoch=on_epoch,
-                           on_status=lambda msg: progress.console.print(f"[dim]{msg}[/]"))
+                           on_status=lambda msg: progress.console.print(f"[dim]{shown(msg)}[/]"))
     if not main:
         if result.model_dir is None or result.interrupted:  # the exit status rank 0 gives
             raise typer.Exit(1 if result.model_dir is None else 130)
@@ -205,6 +206,8 @@ def embed(
                             precision.value)
     reused = (f"; {summary.reused:,} documents' encoder outputs reused from training"
               if summary.reused else "")
+    if summary.readded:
+        reused += f"; {summary.readded:,} movies added earlier with --add-movies added again"
     out.print(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
               f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s{reused}",
               highlight=False)

@@ -16,8 +16,10 @@ from tagrec_cli.cli.app import (
     err,
     fail,
     out,
+    shown,
 )
 from tagrec_cli.config import TOP_K
+from tagrec_cli.errors import quoted
 
 
 def _because(reason: dict) -> str:
@@ -35,17 +37,15 @@ def _print_recommendations(results: list[dict], as_json: bool,
     if as_json:
         typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
         return
-    from rich.markup import escape  # titles and tags are data: "[REC] (2007)", "[/]"
-
     for res in results:
-        table = Table(title=escape(title(res)))
+        table = Table(title=shown(title(res)))
         for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
                               ("genres", "left"), ("score", "right"), ("because", "left")):
             table.add_column(name, justify=justify)
         for r in res["recommendations"]:
-            table.add_row(str(r["rank"]), str(r["movieId"]), escape(r["title"] or ""),
-                          escape((r["genres"] or "").replace("|", ", ")), f"{r['score']:.3f}",
-                          escape(_because(r["because"])))
+            table.add_row(str(r["rank"]), str(r["movieId"]), shown(r["title"] or ""),
+                          shown((r["genres"] or "").replace("|", ", ")), f"{r['score']:.3f}",
+                          shown(_because(r["because"])))
         out.print(table)
 
 
@@ -56,8 +56,8 @@ def _results(store, recs: list, k: int, key: str) -> list[dict]:
     rows = results(store, recs, key)
     for rec, res in zip(recs, rows, strict=True):
         if len(res["recommendations"]) < k:
-            err.print(f"note: only {len(res['recommendations'])} movies left for "
-                      f"{rec.query.label} (asked for {k})", highlight=False)
+            err.print(shown(f"note: only {len(res['recommendations'])} movies left for "
+                            f"{rec.query.label} (asked for {k})"), highlight=False)
     return rows
 
 
@@ -77,6 +77,9 @@ def recommend(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
+    allow_stale: Annotated[bool, typer.Option(
+        "--allow-stale", help="Answer from tables older than the workspace's ingest or model "
+        "(otherwise an error says what to re-run).")] = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
     """Print the top-k movies for users, or for a taste given as tags, with reasons.
@@ -100,6 +103,7 @@ def recommend(
         fail(f"-k must be at least 1 (got {k})")
     store = Store(workdir)
     store.catalogue  # noqa: B018 - read first: a missing or damaged catalogue is the error
+    store.check_fresh(allow_stale)
     queries = build_queries(store, user or [], None if tags is None else parse_tags(tags),
                             include_seen)
     results = _results(store, rank(store, queries, k), k, "user" if user else "query")
@@ -112,9 +116,12 @@ def similar(
     movie: Annotated[int | None, typer.Option("--movie", "-m", help="Movie id.")] = None,
     title: Annotated[str | None, typer.Option(
         "--title", help="Look the movie up by part of its title (case-insensitive).")] = None,
-    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Movies to list.")] = TOP_K,
+    k: Annotated[int, typer.Option("-k", "--top", help="Movies to list.")] = TOP_K,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
+    allow_stale: Annotated[bool, typer.Option(
+        "--allow-stale", help="Answer from tables older than the workspace's ingest or model "
+        "(otherwise an error says what to re-run).")] = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
     """Print the movies nearest to a movie in the movie table, with the tags they share.
@@ -126,27 +133,25 @@ def similar(
 
     if (movie is None) == (title is None):
         fail("give --movie ID or --title TEXT")
+    if k < 1:
+        fail(f"-k must be at least 1 (got {k})")
     store = Store(workdir)
     catalogue = store.catalogue
+    store.check_fresh(allow_stale)
     if title is not None:
-        matches = catalogue.find(title)
+        movie, matches = catalogue.pick(title)
         if not matches:
             close = catalogue.close_titles(title)
             hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
-            fail(f"no movie title contains {title!r}{hint}")
+            fail(f"no movie title contains {quoted(title)}{hint}")
         if len(matches) > 1:
-            from rich.markup import escape
-
-            table = Table(title=escape(f"{len(matches)} movies match {title!r}"))
-            table.add_column("movieId", justify="right")
-            table.add_column("title")
-            for m in matches[:50]:
-                table.add_row(str(m), escape(catalogue.label(m)))
-            if len(matches) > 50:
-                table.add_row("…", f"and {len(matches) - 50} more")
-            out.print(table)
-            fail(f"{len(matches)} movies match {title!r}: pick one with --movie ID")
-        movie = matches[0]
+            others = [m for m in matches if m != movie]
+            listed = "; ".join(f"{m} {catalogue.label(m)}" for m in others[:5])
+            more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+            err.print(shown(f"note: {len(matches)} movies match {quoted(title)}; showing "
+                            f"{catalogue.label(movie)} (exact, or else most rated). Others: "
+                            f"{listed}{more} — pick one with --movie ID"),
+                      highlight=False, soft_wrap=True)
     rec = similar_movies(store, movie, k)
     results = _results(store, [rec], k, "query")
     name = catalogue.label(movie)

@@ -14,6 +14,7 @@ from tagrec_cli.cli.app import (
     command,
     err,
     out,
+    shown,
 )
 from tagrec_cli.config import BASELINES, RELEVANT_RATING, TOP_K
 
@@ -110,7 +111,7 @@ def evaluate(
                   f"{fmt(pairs['auc'])}, sign accuracy {fmt(pairs.get('sign_accuracy'))}",
                   highlight=False)
     for name, reason in report.skipped.items():
-        err.print(f"[yellow]{name} skipped:[/] {reason}", highlight=False)
+        err.print(f"[yellow]{name} skipped:[/] {shown(reason)}", highlight=False)
     out.print(f"{report.users_evaluated:,} users evaluated, {report.users_skipped:,} skipped "
               f"(no held-out rating >= {relevant_rating:g}); catalogue "
               f"{report.catalogue_size:,} movies; {report.seconds:.1f} s", highlight=False)

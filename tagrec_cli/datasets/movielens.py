@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tagrec_cli.errors import DataError
+from tagrec_cli.errors import DataError, quoted
 
 # Column name -> polars type, in MovieLens order.
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -42,17 +42,32 @@ def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     if missing:
         raise DataError(f"{path}: missing column {missing[0]!r} "
                         f"(expected columns {','.join(schema)}; found {','.join(header)})")
-    full_schema = {c: schema.get(c, pl.String) for c in header}
+    names = column_names(header)
     try:
-        df = (pl.scan_csv(path, schema=full_schema, encoding="utf8")
+        # Our own header names, not polars': a header line ending in "\r," or with a
+        # trailing comma then reads as the same columns plus an empty extra one.
+        df = (pl.scan_csv(path, has_header=False, skip_rows=1, encoding="utf8",
+                          schema={c: schema.get(c, pl.String) for c in names})
               .select(list(schema)).collect())
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
-        raise _diagnose(path, header, schema, exc) from None
+    except pl.exceptions.PolarsError as exc:
+        raise _diagnose(path, names, schema, exc) from None
     for column in schema:
         if schema[column] != pl.String and df[column].null_count():
             row = df.with_row_index().filter(pl.col(column).is_null())["index"][0]
             raise DataError(f"{path}, line {row + 2}: empty {column!r} (expected a number)")
     return df
+
+
+def column_names(header: list[str]) -> list[str]:
+    """Header fields as column names; an empty field (a trailing comma) or a repeat gets a
+    name of its own, so that the file's extra columns are read and ignored.
+
+    Example: ["userId", "rating", "", ""] -> ["userId", "rating", "column_3", "column_4"]
+    """
+    names: list[str] = []
+    for i, name in enumerate(header):
+        names.append(name if name and name not in names else f"column_{i + 1}")
+    return names
 
 
 def read_movielens(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -97,7 +112,8 @@ def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
                 return DataError(f"{path}, line {lineno}: byte {raw[err.start]:#04x} is not "
                                  "UTF-8 (save the file as UTF-8)")
     try:
-        text = pl.read_csv(path, infer_schema=False, encoding="utf8")
+        text = pl.read_csv(path, has_header=False, skip_rows=1, new_columns=header,
+                           infer_schema=False, encoding="utf8")
     except Exception as err:  # noqa: BLE001 - any parse failure is reported the same way
         first = str(err).strip().splitlines()[0]
         return DataError(f"{path}: cannot parse CSV ({first})")
@@ -109,7 +125,11 @@ def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
         bad = (values.is_not_null() & (values != "") & cast.is_null()).arg_true()
         if bad.len():
             row = int(bad[0])
+            if values[row] == column:
+                return DataError(f"{path}, line {row + 2} repeats the header line (files "
+                                 "joined together?): remove it")
             kind = "an integer" if dtype == pl.Int64 else "a number"
-            return DataError(f"{path}, line {row + 2}: {column} {values[row]!r} is not {kind}")
+            return DataError(f"{path}, line {row + 2}: {column} {quoted(str(values[row]))} "
+                             f"is not {kind}")
     first = str(exc).strip().splitlines()[0]
     return DataError(f"{path}: cannot parse CSV ({first})")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tagrec_cli import artifacts
 from tagrec_cli.config import IngestConfig
-from tagrec_cli.store import catalogue, embeddings
+from tagrec_cli.errors import ArtifactError
+from tagrec_cli.store import catalogue, embeddings, ingested
 from tagrec_cli.store.catalogue import Catalogue
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
 
@@ -43,6 +45,31 @@ class Store:
     def rows(self, side: str, ids: np.ndarray) -> np.ndarray:
         """(n, dim) vectors of these ids, without reading the rest of the table."""
         return embeddings.load_rows(self.workdir, side, ids)
+
+    def stale(self) -> str | None:
+        """Why the tables no longer match the workspace (a newer ingest, a retrained model),
+        or None. An older workspace that recorded neither is taken as it is."""
+        made_from = self.manifest.get("ingest_key")
+        if made_from:
+            try:
+                current = ingested.ingest_manifest(self.workdir).get("ingest_key")
+            except ArtifactError:  # ingest/ is gone: the tables still answer for themselves
+                current = None
+            if current and current != made_from:
+                return ("the tables were made from an older ingest of this workspace — re-run "
+                        "`tagrec train` and `tagrec embed`")
+        config = artifacts.resolve_sibling(self.workdir, self.manifest["model_dir"]
+                                           ) / artifacts.MODEL_CONFIG
+        if config.is_file() and artifacts.file_digest(config) != self.manifest.get(
+                "model_config_hash"):
+            return "the model changed after the tables were made — re-run `tagrec embed`"
+        return None
+
+    def check_fresh(self, allow_stale: bool = False) -> None:
+        """ArtifactError when the tables are stale (see stale), unless allow_stale."""
+        why = self.stale()
+        if why and not allow_stale:
+            raise ArtifactError(f"{why} (or pass --allow-stale to use the tables as they are)")
 
     @cached_property
     def seen(self) -> Seen:

@@ -22,7 +22,7 @@ from tagrec_cli.store.embeddings import damaged, write_seen
 from tagrec_cli.store.ingested import read_table
 from tagrec_cli.topk import rows_of
 
-CATALOGUE_COLUMNS = ("movieId", "title", "year", "genres", "tags", "tag_counts")
+CATALOGUE_COLUMNS = ("movieId", "title", "year", "genres", "tags", "tag_counts", "n_ratings")
 
 
 def read_lookup(workdir: Path, name: str, where: pl.Expr | None = None) -> pl.DataFrame:
@@ -75,6 +75,7 @@ class Catalogue:
     tag_counts: list[list[int]] | None = None  # applications of each of those tags; None:
     # not recorded (an older ingest, or movies added from a CSV): 1 each
     with_genres: bool = False  # ingest put genres in the documents
+    n_ratings: list[int] | None = None  # history ratings per movie (None: not recorded)
     _counts: dict[str, int] | None = field(default=None, init=False, repr=False,
                                            compare=False)  # tag_movie_counts, once
 
@@ -91,9 +92,11 @@ class Catalogue:
         counts = ([list(c) if c is not None else [1] * len(t) for t, c in
                    zip(df["tags"].to_list(), df["tag_counts"].to_list(), strict=True)]
                   if "tag_counts" in df.columns else None)
+        n_ratings = ([int(n or 0) for n in df["n_ratings"].to_list()]
+                     if "n_ratings" in df.columns else None)  # added movies: null, none yet
         return cls(df["movieId"].to_numpy().astype(np.int64), df["title"].to_list(),
                    df["year"].to_list(), df["genres"].to_list(),
-                   [list(t) for t in df["tags"].to_list()], counts, with_genres)
+                   [list(t) for t in df["tags"].to_list()], counts, with_genres, n_ratings)
 
     def tag_applications(self) -> pl.DataFrame:
         """(movieId, tag, applications): how many people put each tag on each movie."""
@@ -134,6 +137,27 @@ class Catalogue:
         hits = [int(m) for m, t in zip(self.ids, self.titles, strict=True)
                 if t and needle in t.lower()]
         return sorted(hits)
+
+    def pick(self, text: str) -> tuple[int, list[int]]:
+        """The movie a title search means, and every match: (movie id, matching ids).
+
+        Of the titles containing `text`, one equal to it (with or without its year) wins;
+        else, and among several equal ones, the most rated (ties: the lower id). An empty
+        list of matches means none: the caller says so.
+        Example: "matrix" -> Matrix, The (1999) among its sequels (it is the most rated)
+        """
+        matches = self.find(text)
+        if not matches:
+            return -1, []
+        needle = text.strip().lower()
+        rows = self.rows(np.array(matches))
+        titles = [(self.titles[r] or "").lower() for r in rows]
+        exact = [m for m, t in zip(matches, titles, strict=True)
+                 if needle in (t, t.rsplit(" (", 1)[0])]
+        counts = dict(zip(self.ids.tolist(), self.n_ratings or [0] * len(self.ids),
+                          strict=True))
+        best = min(exact or matches, key=lambda m: (-counts.get(m, 0), m))
+        return best, matches
 
     def close_titles(self, text: str, n: int = 3) -> list[str]:
         """Titles that look like `text`, for "did you mean" messages."""

@@ -152,7 +152,7 @@ def write_seen(folder: Path, users: np.ndarray, movies: np.ndarray,
 def table_model_dir(workdir: Path) -> Path:
     """The model folder the embedding tables were made with, checked to be that model still."""
     manifest = embeddings_manifest(workdir)
-    model_dir = Path(manifest["model_dir"])
+    model_dir = artifacts.resolve_sibling(workdir, manifest["model_dir"])
     try:
         digest = artifacts.file_digest(model_dir / artifacts.MODEL_CONFIG)
     except OSError:

@@ -21,7 +21,7 @@ from torch import nn
 
 from tagrec_cli import artifacts
 from tagrec_cli.config import DEFAULT_MODEL, DEVICES, ModelConfig
-from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 
 
 def _quiet_transformers() -> None:
@@ -59,10 +59,10 @@ def load_pretrained(name: str) -> tuple[nn.Module, Any]:
         encoder = AutoModel.from_pretrained(source, use_safetensors=True)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TagrecError(f"cannot load model {name!r}: {first} (offline? pass a local folder "
-                          "with --model)") from None
+        raise TagrecError(f"cannot load model {quoted(name)}: {first} (offline? pass a local "
+                          "folder with --model)") from None
     if not getattr(tokenizer, "is_fast", False):
-        raise TagrecError(f"model {name!r} has no fast tokenizer (tokenizer.json)")
+        raise TagrecError(f"model {quoted(name)} has no fast tokenizer (tokenizer.json)")
     return encoder, tokenizer
 
 
@@ -126,7 +126,13 @@ def save_model(model: TwoTower, tokenizer: Any, folder: Path,
     encoder_config = model.encoder.config.to_dict()
     artifacts.write_json(folder / artifacts.MODEL_CONFIG, {
         "format": f"tagrec-{artifacts.MODEL_DIR}", "format_version": artifacts.MODEL_FORMAT,
-        "model": asdict(model.cfg), "encoder_config": encoder_config, **(extra or {})})
+        "model": asdict(model.cfg), "encoder_config": encoder_config,
+        "tokenizer_check": probe_ids(tokenizer), **(extra or {})})
+
+
+def probe_ids(tokenizer: Any) -> list[int]:
+    """The tokenizer's ids for artifacts.TOKENIZER_PROBE, special tokens included."""
+    return [int(i) for i in tokenizer(artifacts.TOKENIZER_PROBE)["input_ids"]]
 
 
 def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[str, Any]]:
@@ -146,6 +152,9 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
     except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
                             " — re-run `tagrec train`") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ArtifactError(f"model in {folder} has no fast tokenizer — re-run `tagrec train`")
+    artifacts.check_tokenizer(folder, config, probe_ids(tokenizer))
     return model.to(device).eval(), tokenizer, config
 
 

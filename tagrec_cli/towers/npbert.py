@@ -111,9 +111,10 @@ def load_tower(folder: Path, side: str) -> NumpyTower | None:
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
     supported = (enc.get("model_type") == "bert" and enc.get("hidden_act") in ACTIVATIONS
                  and enc.get("position_embedding_type") in (None, "absolute")
-                 and not enc.get("is_decoder") and (folder / artifacts.TOKENIZER_FILE).is_file())
+                 and not enc.get("is_decoder"))
     if not supported:
         return None
+    artifacts.check_tokenizer(folder, {}, [])  # the file first: its own message
     weights = {}
     try:
         with safe_open(str(folder / artifacts.MODEL_WEIGHTS), framework="numpy") as f:
@@ -127,6 +128,7 @@ def load_tower(folder: Path, side: str) -> NumpyTower | None:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
     tokenizer.no_padding()
+    artifacts.check_tokenizer(folder, config, tokenizer.encode(artifacts.TOKENIZER_PROBE).ids)
     tokenizer.enable_truncation(max_length=int(model["max_length"]))
     return NumpyTower(weights, int(enc["num_attention_heads"]), int(enc["num_hidden_layers"]),
                       float(enc.get("layer_norm_eps", 1e-12)), enc["hidden_act"],

@@ -22,6 +22,7 @@ ends up with the same metrics. Only rank 0 writes files. See train/distributed.p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -111,7 +112,10 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
     workdir = Path(workdir)
     out_dir = Path(out_dir) if out_dir else workdir / artifacts.MODEL_DIR
     manifest = ingested.ingest_manifest(workdir)
-    with distributed.process_group(resolve_device(cfg.device)) as dist:
+    # Under torchrun rank 0 holds the workspace's write lock for every process.
+    lock = (artifacts.workspace_lock(workdir) if distributed.launch_rank() == 0
+            else contextlib.nullcontext())
+    with lock, distributed.process_group(resolve_device(cfg.device)) as dist:
         run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
@@ -167,6 +171,7 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
                 "data": {"ingest_manifest_hash": artifacts.file_digest(
                     workdir / artifacts.INGEST_DIR / artifacts.MANIFEST),
                     "data_hash": manifest.get("data_hash"),
+                    "ingest_key": manifest.get("ingest_key"),
                     "train_pairs": len(train.labels), "valid_pairs": len(pairs["valid"].labels)}}
     if dist.enabled:
         # Per epoch: which pairs each rank trained on, counted from the indices it fed to

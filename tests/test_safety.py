@@ -1,0 +1,413 @@
+"""Faults a user or the environment causes: control characters in the data, full disks,
+dead writers' leftovers, two writers at once, moved workspaces, damaged model folders, odd
+CSV files and odd options. Each ends in one line and exit 1 (or works), never a traceback,
+and leaves the workspace as it was."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tagrec_cli import artifacts
+from tagrec_cli.cli import app
+from tagrec_cli.cli.app import plain
+from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+from tagrec_cli.embed import run_embed
+from tagrec_cli.errors import quoted
+from tagrec_cli.ingest import run_ingest
+from tagrec_cli.train import run_train
+
+runner = CliRunner()
+EVIL = "Clear\x1b[2J\x1b[HScreen \x1b]0;pwned\x07 \u202eright"
+
+
+def invoke(args: list[str], workdir: Path | None = None):
+    env = {"TAGREC_WORKDIR": str(workdir)} if workdir else None
+    return runner.invoke(app, args, env=env)
+
+
+def one_line_error(result, *, code: int = 1) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    # progress lines (train's phases) may come first; the error is one whole line, the last
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert not any(line.startswith("Error: ") for line in lines[:-1]), result.stderr
+    return lines[-1]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def evil_data(tmp_path_factory, sample_dir: Path) -> Path:
+    """The sample data with movie 1 retitled to a string of terminal escape sequences."""
+    folder = tmp_path_factory.mktemp("evil_data")
+    for name in ("ratings.csv", "tags.csv"):
+        shutil.copy(sample_dir / name, folder / name)
+    lines = (sample_dir / "movies.csv").read_text(encoding="utf-8").splitlines()
+    first = lines[1].split(",")
+    assert first[0] == "1"
+    lines[1] = f'1,"{EVIL} (1995)",{first[-1]}'
+    (folder / "movies.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_evil(tmp_path_factory, evil_data: Path, tiny_bert: Path) -> Path:
+    work = tmp_path_factory.mktemp("trained_evil")
+    run_ingest(evil_data, work, IngestConfig(holdout_fraction=0.0, pairs_per_class=300))
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    run_embed(work, device="cpu")
+    return work
+
+
+@pytest.fixture
+def ws(trained_evil: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "ws"
+    shutil.copytree(trained_evil, dst)
+    return dst
+
+
+# ---------------------------------------------------------------- text from the data
+
+
+def test_plain_replaces_every_control_character():
+    assert plain("Clear\x1b[2JScreen") == "Clear\ufffd[2JScreen"
+    assert plain("a\tb\nc\x7fd\x9be\u202ef") == "a\ufffdb\ufffdc\ufffdd\ufffde\ufffdf"
+    assert plain("émigré, 日本 [REC]") == "émigré, 日本 [REC]"
+
+
+def test_control_characters_never_reach_the_terminal(trained_evil: Path):
+    for args in (["similar", "--movie", "1"], ["similar", "--title", "clear"],
+                 ["recommend", "--user", "1", "-k", "50", "--include-seen"],
+                 ["recommend", "--tags", "x", "-k", "2000"]):
+        r = invoke(args, trained_evil)
+        assert r.exit_code == 0, r.output
+        for ch in ("\x1b", "\x07", "\u202e"):
+            assert ch not in r.output, (args, r.output)
+    r = invoke(["similar", "--movie", "1", "--json"], trained_evil)
+    assert json.loads(r.stdout)["query"]["title"] == f"{EVIL} (1995)"  # JSON keeps the data
+    # an error that quotes the data is clean too
+    r = invoke(["similar", "--title", EVIL + "zzz"], trained_evil)
+    assert "\x1b" not in one_line_error(r)
+
+
+# ---------------------------------------------------------------- options and user input
+
+
+def test_odd_options_are_one_line_errors(trained_evil: Path):
+    r = invoke(["recommend", "--user", "99999999999999999999"], trained_evil)
+    assert "unknown user 99999999999999999999" in one_line_error(r)
+    assert "-k must be at least 1" in one_line_error(
+        invoke(["similar", "--movie", "1", "-k", "0"], trained_evil))
+    assert "unknown movie" in one_line_error(
+        invoke(["similar", "--movie", "99999999999999999999"], trained_evil))
+
+
+def test_a_huge_quoted_input_gives_a_short_error(trained_evil: Path, tmp_path: Path):
+    assert quoted("x" * 100, 10) == "'xxxxxxxxxx'… (100 characters)"
+    tags = tmp_path / "tags.txt"
+    tags.write_text('"' + "a" * 1_000_000, encoding="utf-8")  # an unclosed quote
+    r = invoke(["recommend", "--tags-file", str(tags)], trained_evil)
+    if r.exit_code:  # a parse error quotes the input: at most ~80 characters of it
+        assert len(one_line_error(r)) < 300
+    r = invoke(["similar", "--title", "q" * 1_000_000], trained_evil)
+    assert len(one_line_error(r)) < 300
+
+
+def test_a_title_search_picks_the_exact_or_most_rated_match(trained_evil: Path):
+    from tagrec_cli.store import Store
+
+    catalogue = Store(trained_evil).catalogue
+    many = catalogue.find("the")
+    assert len(many) > 1
+    counts = dict(zip(catalogue.ids.tolist(), catalogue.n_ratings, strict=True))
+    best, matches = catalogue.pick("the")
+    assert matches == many and best == min(many, key=lambda m: (-counts[m], m))
+    r = invoke(["similar", "--title", "the", "--json", "-k", "2"], trained_evil)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["query"]["movieId"] == best
+    others = [m for m in many if m != best]
+    assert "pick one with --movie ID" in r.stderr and f"{others[0]} " in r.stderr
+    # a title equal to the whole name wins over more-rated titles that contain it
+    title = catalogue.titles[int(catalogue.rows([many[0]])[0])]
+    assert catalogue.pick(title)[0] == many[0]
+
+
+# ---------------------------------------------------------------- files and folders
+
+
+def test_workspace_moves_and_copies(ws: Path, tmp_path: Path):
+    before = invoke(["recommend", "--tags", "heist", "--json"], ws).stdout
+    manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
+    assert manifest["model_dir"] == "model"  # relative: the model beside the tables
+    moved = tmp_path / "moved"
+    shutil.move(ws, moved)
+    assert invoke(["recommend", "--tags", "heist", "--json"], moved).stdout == before
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(moved), str(copy)], check=True)
+    shutil.rmtree(moved / "model")  # the copy must use its own model, not this one
+    assert invoke(["recommend", "--tags", "heist", "--json"], copy).stdout == before
+    assert "re-run `tagrec train`" in one_line_error(
+        invoke(["recommend", "--tags", "heist"], moved))
+
+
+def test_saved_files_are_readable_by_others(ws: Path):
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (ws / "model" / "model.safetensors", ws / "embeddings" / "users.safetensors",
+                 ws / "ingest" / "pairs.parquet"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_a_model_folder_without_its_tokenizer_is_an_error(ws: Path):
+    (ws / "model" / "tokenizer.json").unlink()
+    for args in (["recommend", "--tags", "heist"], ["embed"]):
+        assert "tokenizer.json" in one_line_error(invoke(args, ws))
+
+
+def test_a_different_tokenizer_is_an_error(ws: Path):
+    config = json.loads((ws / "model" / "config.json").read_text())
+    config["tokenizer_check"] = [101, 7, 102]  # not what this tokenizer gives
+    (ws / "model" / "config.json").write_text(json.dumps(config))
+    from tagrec_cli.towers.model import load_model
+    from tagrec_cli.towers.npbert import load_tower
+
+    with pytest.raises(artifacts.ArtifactError, match="not the one the model was trained"):
+        load_model(ws / "model")
+    with pytest.raises(artifacts.ArtifactError, match="not the one the model was trained"):
+        load_tower(ws / "model", "user")
+
+
+def test_dead_writers_leftovers_are_cleaned_and_a_moved_aside_artifact_restored(
+        ws: Path, sample_dir: Path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    tmp = ws / f".ingest.tmp-{dead}"
+    tmp.mkdir()
+    (tmp / "half.parquet").write_bytes(b"half")
+    (ws / f".manifest.json.tmp-{dead}").write_text("{")
+    # killed between moving embeddings/ aside and moving the new one in
+    os.replace(ws / "embeddings", ws / f".embeddings.old-{dead}")
+    artifacts.recover(ws)
+    assert (ws / "embeddings" / "manifest.json").is_file()
+    r = invoke(["ingest", "--data", str(sample_dir), "--holdout-fraction", "0"], ws)
+    assert r.exit_code == 0, r.output
+    assert not tmp.exists()
+    assert not [p.name for p in ws.iterdir() if p.name.startswith(".") and "tmp-" in p.name]
+
+
+def test_a_second_writer_waits_for_none_and_fails_in_one_line(ws: Path, sample_dir: Path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (ws / artifacts.LOCK_FILE).write_text(f"{holder.pid}\n")
+        before = snapshot(ws)
+        for args in (["ingest", "--data", str(sample_dir)], ["train"], ["embed"]):
+            text = one_line_error(invoke(args, ws))
+            assert f"process {holder.pid}" in text
+        assert snapshot(ws) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # its holder is dead now: the next writer breaks the lock and releases its own
+    r = invoke(["ingest", "--data", str(sample_dir)], ws)
+    assert r.exit_code == 0, r.output
+    assert not (ws / artifacts.LOCK_FILE).exists()
+
+
+def test_two_real_trains_at_once_one_fails_cleanly(ws: Path, tiny_bert: Path):
+    cmd = [sys.executable, "-m", "tagrec_cli", "train", "--workdir", str(ws), "--model",
+           str(tiny_bert), "--device", "cpu", "--epochs", "1", "--dim", "16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    if codes == [0, 0]:  # the first finished before the second started: also fine
+        return
+    assert codes == [0, 1], outs
+    err = next(o[1] for o, p in zip(outs, procs, strict=True) if p.returncode == 1)
+    assert "another tagrec command" in err and "Traceback" not in err
+    config = json.loads((ws / "model" / "config.json").read_text())
+    lines = (ws / "model" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [m["epoch"] for m in config["history"]]
+
+
+@pytest.mark.parametrize("where", ["ingest", "train", "embed"])
+def test_a_full_disk_is_one_line_and_leaves_the_workspace_as_it_was(
+        ws: Path, sample_dir: Path, tiny_bert: Path, monkeypatch, where: str):
+    before = snapshot(ws)
+    real = os.replace
+
+    def full(src, dst, *a, **kw):  # the last step of every artifact write fails
+        if ".tmp-" in Path(str(src)).name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full)
+    args = {"ingest": ["ingest", "--data", str(sample_dir), "--holdout-fraction", "0"],
+            "train": ["train", "--model", str(tiny_bert), "--epochs", "1", "--dim", "16",
+                      "--device", "cpu"],
+            "embed": ["embed", "--device", "cpu"]}[where]
+    assert "the disk is full" in one_line_error(invoke(args, ws))
+    monkeypatch.setattr(os, "replace", real)
+    after = snapshot(ws)
+    assert after == before
+
+
+def test_a_polars_worded_full_disk_is_recognised():
+    from tagrec_cli.errors import disk_full
+
+    assert disk_full(RuntimeError("failed to write: No space left on device (os error 28)"))
+    inner = OSError(errno.ENOSPC, "No space left on device")
+    outer = ValueError("while saving")
+    outer.__cause__ = inner
+    assert disk_full(outer) and not disk_full(ValueError("other"))
+
+
+# ---------------------------------------------------------------- CSV files
+
+
+def copy_data(sample_dir: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for name in ("ratings.csv", "tags.csv", "movies.csv"):
+        shutil.copy(sample_dir / name, folder / name)
+    return folder
+
+
+def test_trailing_commas_are_an_empty_extra_column(sample_dir: Path, tmp_path: Path):
+    data = copy_data(sample_dir, tmp_path / "data")
+    for name, ending in (("ratings.csv", ",\n"), ("movies.csv", ",\r\n")):
+        text = (data / name).read_text(encoding="utf-8").splitlines()
+        (data / name).write_text("".join(line + ending for line in text), encoding="utf-8")
+    assert invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "a")]
+                  ).exit_code == 0
+    plain_run = invoke(["ingest", "--data", str(sample_dir), "--workdir", str(tmp_path / "b")])
+    assert plain_run.exit_code == 0
+    for table in ("movies", "users", "pairs"):
+        a = (tmp_path / "a" / "ingest" / f"{table}.parquet").read_bytes()
+        b = (tmp_path / "b" / "ingest" / f"{table}.parquet").read_bytes()
+        assert a == b, table
+
+
+def test_a_repeated_header_names_its_line(sample_dir: Path, tmp_path: Path):
+    data = copy_data(sample_dir, tmp_path / "data")
+    lines = (data / "ratings.csv").read_text(encoding="utf-8").splitlines()
+    (data / "ratings.csv").write_text("\n".join(lines[:10] + lines[:1] + lines[10:]) + "\n")
+    r = invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")])
+    assert "line 11 repeats the header line" in one_line_error(r)
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_header_without_a_final_newline(sample_dir: Path, tmp_path: Path):
+    data = copy_data(sample_dir, tmp_path / "data")
+    (data / "tags.csv").write_text("userId,movieId,tag,timestamp")  # no tags, no newline
+    assert invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")]
+                  ).exit_code == 0
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp")
+    assert "has no ratings" in one_line_error(
+        invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "x")]))
+
+
+def test_repeated_movie_ids_warn_and_count_once(sample_dir: Path, tmp_path: Path):
+    data = copy_data(sample_dir, tmp_path / "data")
+    lines = (data / "movies.csv").read_text(encoding="utf-8").splitlines()
+    movie = lines[1].split(",")[0]
+    (data / "movies.csv").write_text("\n".join(lines + [f"{movie},Again (2001),Horror"]) + "\n")
+    r = invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "a")])
+    assert r.exit_code == 0 and f"more than once (first: {movie})" in r.stderr
+    assert invoke(["ingest", "--data", str(sample_dir), "--workdir", str(tmp_path / "b")]
+                  ).exit_code == 0
+    for table in ("movies", "users"):  # the repeat changes nothing: its genres count once
+        assert ((tmp_path / "a" / "ingest" / f"{table}.parquet").read_bytes()
+                == (tmp_path / "b" / "ingest" / f"{table}.parquet").read_bytes())
+
+
+@pytest.mark.parametrize("command", ["train", "embed"])
+def test_a_killed_command_leaves_nothing_a_rerun_cannot_fix(ws: Path, tiny_bert: Path,
+                                                            command: str):
+    import signal
+    import time
+
+    args = {"train": ["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "3",
+                      "--dim", "16"],
+            "embed": ["embed", "--device", "cpu", "--batch-size", "8"]}[command]
+    cmd = [sys.executable, "-m", "tagrec_cli", *args, "--workdir", str(ws)]
+    before = invoke(["recommend", "--user", "1", "--json"], ws).stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(ws.glob(".*.tmp-*")) \
+            and not list((ws / "cache").glob(".*.tmp-*")):
+        time.sleep(0.05)  # kill it while it writes, or as close to that as we can see
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # what it was replacing is intact: recommend still answers as before
+    assert invoke(["recommend", "--user", "1", "--json"], ws).stdout == before
+    r = invoke(args, ws)
+    assert r.exit_code == 0, r.output
+    leftovers = [p for p in (*ws.glob(".*"), *(ws / "cache").glob(".*"))
+                 if ".tmp-" in p.name or ".old-" in p.name or p.name == artifacts.LOCK_FILE]
+    assert leftovers == []
+
+
+# ---------------------------------------------------------------- the workspace's history
+
+
+def test_tables_from_an_older_ingest_are_refused_unless_allowed(ws: Path, evil_data: Path):
+    same = invoke(["ingest", "--data", str(evil_data), "--holdout-fraction", "0",
+                   "--pairs-per-class", "300"], ws)
+    assert same.exit_code == 0, same.output  # the same data and settings: nothing is stale
+    assert invoke(["recommend", "--user", "1"], ws).exit_code == 0
+    other = invoke(["ingest", "--data", str(evil_data), "--holdout-fraction", "0.2"], ws)
+    assert other.exit_code == 0, other.output
+    for args in (["recommend", "--user", "1"], ["recommend", "--tags", "x"],
+                 ["similar", "--movie", "4"]):
+        assert "older ingest" in one_line_error(invoke(args, ws)), args
+        assert invoke([*args, "--allow-stale"], ws).exit_code == 0, args
+    assert "re-run `tagrec train`" in one_line_error(invoke(["embed"], ws))
+    assert "older ingest" in one_line_error(invoke(["evaluate", "--baselines", ""], ws))
+
+
+def test_tables_from_an_older_model_are_refused_unless_allowed(ws: Path, tiny_bert: Path):
+    r = invoke(["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "1",
+                "--dim", "16", "--seed", "7"], ws)
+    assert r.exit_code == 0, r.output
+    assert "re-run `tagrec embed`" in one_line_error(invoke(["recommend", "--user", "1"], ws))
+    assert invoke(["recommend", "--user", "1", "--allow-stale"], ws).exit_code == 0
+    assert invoke(["embed", "--device", "cpu"], ws).exit_code == 0
+    assert invoke(["recommend", "--user", "1"], ws).exit_code == 0
+
+
+def test_added_movies_survive_a_full_embed(ws: Path, tmp_path: Path):
+    new = tmp_path / "new.csv"
+    new.write_text("movieId,title,genres,tags\n"
+                   "900001,Heist Again (2031),Crime,safe cracking|twist ending\n"
+                   "4,Replaced Title (1999),Drama,x\n")  # 4 is in the ingest data already
+    r = invoke(["embed", "--add-movies", str(new), "--replace"], ws)
+    assert r.exit_code == 0, r.output
+    added = json.loads(invoke(["similar", "--movie", "900001", "--json", "-k", "3"], ws).stdout)
+    r = invoke(["embed", "--device", "cpu"], ws)
+    assert r.exit_code == 0, r.output
+    assert "1 movies added earlier with --add-movies added again" in " ".join(r.stdout.split())
+    again = json.loads(invoke(["similar", "--movie", "900001", "--json", "-k", "3"], ws).stdout)
+    assert again == added  # the same model, the same document: the same vector
+    assert (ws / "embeddings" / "added").is_dir()
+    title = json.loads(invoke(["similar", "--movie", "4", "--json", "-k", "1"], ws).stdout)
+    assert title["query"]["title"] != "Replaced Title (1999)"  # the ingest's row wins again
+    manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
+    assert manifest["added_movies"] == 1
+    from tagrec_cli.store import Store
+
+    assert manifest["movies"] == len(Store(ws).table("movie").ids)
