@@ -280,6 +280,46 @@ def cache_path(workdir: Path, kind: str, key: str) -> Path:
     return Path(workdir) / CACHE_DIR / f"{kind}-{key}.safetensors"
 
 
+def prune_cache(workdir: Path, kind: str, keep: str) -> None:
+    """Remove cache/{kind}-*.safetensors but the one in use (`keep`): a re-ingest or a new
+    model makes the others dead weight, and they can be hundreds of MB at 25M size."""
+    for old in (Path(workdir) / CACHE_DIR).glob(f"{kind}-*.safetensors"):
+        if old.name != cache_path(workdir, kind, keep).name:
+            old.unlink(missing_ok=True)
+
+
+def clean(workdir: Path, caches: bool = False, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """What no current artifact needs, removed (or only listed with dry_run): (path, bytes).
+
+    Always: what writers that died left (temporary copies; a dead process's lock is broken).
+    With caches: the cache/ folder too (token tables and pooled outputs; rebuilt on demand).
+    A moved-aside artifact whose new version never arrived is put back, not removed.
+    """
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise ArtifactError(f"no workspace at {workdir}")
+    with workspace_lock(workdir):  # no writer runs meanwhile (a dead one's lock is broken)
+        found: list[Path] = []
+        for folder in (workdir, workdir / CACHE_DIR):
+            for item, target, kind, pid in _leftovers(folder):
+                if pid_alive(pid) or (kind == "old" and not target.exists()):
+                    continue  # a live writer's, or an artifact recover() puts back
+                found.append(item)
+        if caches and (workdir / CACHE_DIR).is_dir():
+            found += [p for p in sorted((workdir / CACHE_DIR).iterdir()) if p not in found]
+        sized = [(p, sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+                  if p.is_dir() else p.stat().st_size) for p in found]
+        if not dry_run:
+            recover(workdir)
+            recover(workdir / CACHE_DIR)
+            for path, _ in sized:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+    return sized
+
+
 def file_digest(*paths: Path) -> str:
     """Short sha256 over the bytes of files, used to tie artifacts to the data they came from."""
     h = hashlib.sha256()

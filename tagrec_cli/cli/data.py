@@ -198,3 +198,29 @@ def ingest(
               soft_wrap=True)
     for warning in summary.warnings:
         err.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)
+
+
+@command()
+def clean(
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    caches: Annotated[bool, typer.Option(
+        "--caches", help="Also remove cache/ (token tables, encoder outputs; rebuilt when "
+        "needed).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")
+                       ] = False,
+) -> None:
+    """Remove what no artifact needs: dead commands' leftovers, and with --caches the caches.
+
+    Example: tagrec clean --caches --dry-run
+    """
+    from tagrec_cli.artifacts import clean as run_clean
+    from tagrec_cli.datasets.download import human_size
+
+    removed = run_clean(workdir, caches, dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path, size in removed:
+        out.print(shown(f"{verb} {path} ({human_size(size)})"), highlight=False,
+                  soft_wrap=True)
+    total = human_size(sum(size for _, size in removed))
+    out.print(shown(f"{verb} {len(removed)} item(s), {total}, from {workdir}"), highlight=False,
+              soft_wrap=True)

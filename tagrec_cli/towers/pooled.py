@@ -54,6 +54,7 @@ def save(workdir: Path, key: str, pooled: dict[str, torch.Tensor],
     path = cache_path(workdir, key)
     with artifacts.atomic_file(path) as tmp:
         save_file(tensors, str(tmp))
+    artifacts.prune_cache(workdir, "pooled", key)
 
 
 def load(workdir: Path, key: str, tables: dict[str, TokenTable],

@@ -119,4 +119,5 @@ def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, To
         arrays |= {f"{side}_ids": ids, f"{side}_offsets": offsets, f"{side}_tokens": tokens}
     with artifacts.atomic_file(path) as tmp:
         save_file(arrays, str(tmp))
+    artifacts.prune_cache(workdir, "tokens", key)
     return tables
