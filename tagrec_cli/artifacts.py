@@ -83,13 +83,18 @@ def _leftovers(folder: Path) -> Iterator[tuple[Path, Path, str, int]]:
             yield item, folder / m.group(1), m.group(2), int(m.group(3))
 
 
-def recover(folder: Path) -> None:
-    """Clean up after writers into `folder` that died (SIGKILL, the OOM killer, a power cut).
+def recover(folder: Path, name: str | None = None) -> None:
+    """Clean up after writers into `folder` (of the artifact `name` only, if given) that
+    died: SIGKILL, the OOM killer, a power cut.
 
     A dead writer's temporary copy is removed; if it died between moving an old artifact
-    aside and moving the new one in, the old one is put back, so nothing is lost.
+    aside and moving the new one in, the old one is put back, so nothing is lost. Writers
+    recover only their own artifact's leftovers (a folder like --dest or a --json file's may
+    be the user's); `tagrec clean` sweeps the whole workspace.
     """
     for item, target, kind, pid in sorted(_leftovers(Path(folder)), key=lambda x: x[2] != "old"):
+        if name is not None and target.name != name:
+            continue
         if pid == os.getpid() or pid_alive(pid):
             continue
         if kind == "old" and not target.exists():
@@ -118,7 +123,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    recover(target.parent)
+    recover(target.parent, target.name)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -149,7 +154,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    recover(target.parent)
+    recover(target.parent, target.name)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     try:
         yield tmp

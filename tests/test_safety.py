@@ -198,7 +198,6 @@ def test_dead_writers_leftovers_are_cleaned_and_a_moved_aside_artifact_restored(
     tmp = ws / f".ingest.tmp-{dead}"
     tmp.mkdir()
     (tmp / "half.parquet").write_bytes(b"half")
-    (ws / f".manifest.json.tmp-{dead}").write_text("{")
     # killed between moving embeddings/ aside and moving the new one in
     os.replace(ws / "embeddings", ws / f".embeddings.old-{dead}")
     artifacts.recover(ws)

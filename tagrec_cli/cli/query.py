@@ -21,6 +21,12 @@ from tagrec_cli.cli.app import (
 from tagrec_cli.config import TOP_K
 from tagrec_cli.errors import quoted
 
+# Options both query commands take.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AllowStaleOpt = Annotated[bool, typer.Option(
+    "--allow-stale", help="Answer from tables older than the workspace's ingest or model "
+    "(otherwise an error says what to re-run).")]
+
 
 def _because(reason: dict) -> str:
     """'heist, twist ending; like: Heat (1995)' from one row's reasons."""
@@ -75,11 +81,8 @@ def recommend(
     k: Annotated[int, typer.Option("-k", "--top", help="Movies per query.")] = TOP_K,
     include_seen: Annotated[bool, typer.Option(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
-                       ] = False,
-    allow_stale: Annotated[bool, typer.Option(
-        "--allow-stale", help="Answer from tables older than the workspace's ingest or model "
-        "(otherwise an error says what to re-run).")] = False,
+    as_json: JsonOpt = False,
+    allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
     """Print the top-k movies for users, or for a taste given as tags, with reasons.
@@ -117,11 +120,8 @@ def similar(
     title: Annotated[str | None, typer.Option(
         "--title", help="Look the movie up by part of its title (case-insensitive).")] = None,
     k: Annotated[int, typer.Option("-k", "--top", help="Movies to list.")] = TOP_K,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
-                       ] = False,
-    allow_stale: Annotated[bool, typer.Option(
-        "--allow-stale", help="Answer from tables older than the workspace's ingest or model "
-        "(otherwise an error says what to re-run).")] = False,
+    as_json: JsonOpt = False,
+    allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
     """Print the movies nearest to a movie in the movie table, with the tags they share.
