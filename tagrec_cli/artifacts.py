@@ -165,6 +165,24 @@ def atomic_file(target: Path) -> Iterator[Path]:
         raise
 
 
+def _create_with_pid(path: Path) -> None:
+    """Create `path` holding this process's PID, or FileExistsError. The file appears with
+    its PID already in it (written beside it, then hard-linked), so another process never
+    reads an empty lock and takes it for a dead one's."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: exclusive create, then write
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 LOCK_FILE = ".tagrec.lock"  # in the workspace, while a command writes it: the writer's PID
 
 
@@ -181,7 +199,7 @@ def workspace_lock(workdir: Path) -> Iterator[None]:
     path = workdir / LOCK_FILE
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create_with_pid(path)
         except FileExistsError:
             try:
                 holder = int(path.read_text(encoding="utf-8").strip() or "0")
@@ -193,8 +211,6 @@ def workspace_lock(workdir: Path) -> Iterator[None]:
                                   ) from None
             path.unlink(missing_ok=True)  # its writer is gone: break it
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{os.getpid()}\n")
         break
     else:
         raise TagrecError(f"cannot take the lock {path}: remove it if no tagrec is running")

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from safetensors.numpy import load_file
 
 from tagrec_cli import artifacts, documents, features
 from tagrec_cli.config import EMBED_BATCH_SIZE, IngestConfig
@@ -25,7 +24,7 @@ from tagrec_cli.datasets.movielens import read_csv
 from tagrec_cli.errors import ArtifactError, DataError
 from tagrec_cli.store import Store, ingested
 from tagrec_cli.store.catalogue import read_lookup, write_lookups
-from tagrec_cli.store.embeddings import write_table
+from tagrec_cli.store.embeddings import read_table_file, write_table
 from tagrec_cli.topk import rows_of
 from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_documents, encode_rows, uses_bf16
@@ -213,10 +212,10 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     if not kept:
         return 0
     (tmp / ADDED_DIR).mkdir()
-    table = load_file_table(tmp)
-    in_ingest = set(table[0].tolist())
+    table = read_table_file(tmp / artifacts.TABLE_FILE["movie"])  # the one being written
+    ids, vecs = table.ids, table.vectors
+    in_ingest = set(ids.tolist())
     catalogue = pl.read_parquet(tmp / artifacts.CATALOGUE_FILE)
-    ids, vecs = table
     added: set[int] = set()
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
@@ -231,12 +230,6 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
     catalogue.write_parquet(tmp / artifacts.CATALOGUE_FILE)
     return len(added)
-
-
-def load_file_table(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of folder/movies.safetensors, a table being written."""
-    arrays = load_file(str(folder / artifacts.TABLE_FILE["movie"]))
-    return arrays["ids"].astype(np.int64), arrays["embeddings"].astype(np.float32)
 
 
 def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,

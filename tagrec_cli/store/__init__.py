@@ -39,12 +39,13 @@ class Store:
         return IngestConfig.from_settings(self.manifest["ingest_settings"])
 
     def table(self, side: str) -> EmbeddingTable:
-        self.manifest  # noqa: B018 - checked before any table is read
-        return embeddings.load_table(self.workdir, side)
+        self.manifest  # noqa: B018 - the manifest is checked once, before any table is read
+        return embeddings.load_table(self.workdir, side, checked=True)
 
     def rows(self, side: str, ids: np.ndarray) -> np.ndarray:
         """(n, dim) vectors of these ids, without reading the rest of the table."""
-        return embeddings.load_rows(self.workdir, side, ids)
+        self.manifest  # noqa: B018 - as for table()
+        return embeddings.load_rows(self.workdir, side, ids, checked=True)
 
     def stale(self) -> str | None:
         """Why the tables no longer match the workspace (a newer ingest, a retrained model),

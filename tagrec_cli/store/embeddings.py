@@ -51,34 +51,46 @@ class EmbeddingTable:
 _TABLES: dict[Path, tuple[tuple[int, int], EmbeddingTable]] = {}  # path -> (stat, table)
 
 
-def load_table(workdir: Path, side: str) -> EmbeddingTable:
-    """Read embeddings/{users,movies}.safetensors, checked against the manifest.
-
-    Kept in memory for the process while the file is unchanged (files are only ever
-    replaced by rename, which changes their stat), so one command reads each table once.
-    """
-    embeddings_manifest(workdir)
-    path = table_path(workdir, side).resolve()
+def read_table_file(path: Path) -> EmbeddingTable:
+    """One {users,movies}.safetensors file: its ids and unit rows (damaged: ArtifactError)."""
     try:
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if path in _TABLES and _TABLES[path][0] == stamp:
-            return _TABLES[path][1]
         arrays = load_file(str(path))
         ids, vectors = arrays["ids"], arrays["embeddings"]
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise damaged(path, exc) from None
-    table = EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+    return EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
+
+
+def load_table(workdir: Path, side: str, checked: bool = False) -> EmbeddingTable:
+    """Read embeddings/{users,movies}.safetensors, checked against the manifest (unless the
+    caller already did: `checked`).
+
+    Kept in memory for the process while the file is unchanged (files are only ever
+    replaced by rename, which changes their stat), so one command reads each table once.
+    """
+    if not checked:
+        embeddings_manifest(workdir)
+    path = table_path(workdir, side).resolve()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise damaged(path, exc) from None
+    stamp = (st.st_mtime_ns, st.st_ino)
+    if path in _TABLES and _TABLES[path][0] == stamp:
+        return _TABLES[path][1]
+    table = read_table_file(path)
     _TABLES[path] = (stamp, table)
     return table
 
 
-def load_rows(workdir: Path, side: str, ids: np.ndarray) -> np.ndarray:
+def load_rows(workdir: Path, side: str, ids: np.ndarray, checked: bool = False) -> np.ndarray:
     """Vectors of `ids` (n, dim), read without the rest of the table.
 
-    An id not in the table is a TagrecError naming the table's id range.
+    An id not in the table is a TagrecError naming the table's id range. `checked`: the
+    caller already checked the manifest.
     """
-    embeddings_manifest(workdir)
+    if not checked:
+        embeddings_manifest(workdir)
     path = table_path(workdir, side)
     try:
         f = safe_open(str(path), framework="numpy")
