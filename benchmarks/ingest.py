@@ -98,7 +98,7 @@ def _data_stats(data_dir: Path) -> None:
 
     from tagrec_cli.config import IngestConfig
     from tagrec_cli.datasets.movielens import read_movielens
-    from tagrec_cli.documents import clean_tag_column as normalize_tags
+    from tagrec_cli.documents.frames import clean_tag_column as normalize_tags
     from tagrec_cli.ingest import clean_ratings, history_tags, split_by_time, user_cutoffs
 
     cfg = IngestConfig()

@@ -1,10 +1,13 @@
-"""Whole-process wall time of `tagrec recommend --user ID`, as a person at a shell sees it.
+"""Whole-process wall time of the query commands, as a person at a shell sees them.
 
-Each run is a fresh `python -m tagrec_cli recommend ...` process (interpreter start, imports,
-reading the tables, ranking, printing), repeated; the median is reported. It also checks
-that the answer has k movies and that none of them is one the user already rated.
+Each run is a fresh `python -m tagrec_cli ...` process (interpreter start, imports, reading
+the tables, ranking, printing), run round-robin with `python -c pass` and the others so that
+a change in the machine's load touches every command alike; the median is reported. It also
+checks that every answer has k movies, that `--user` returns none the user already rated,
+and which of polars, torch and scipy each command imported (none, on the query path).
 
-    python benchmarks/recommend.py --workdir WS --user 42 --runs 15
+    python benchmarks/recommend.py --workdir WS --runs 7
+    python benchmarks/recommend.py --workdir WS --user 42 --movie 2 --tags "pixar, animation"
 """
 
 from __future__ import annotations
@@ -17,48 +20,80 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
+HEAVY = ("polars", "torch", "scipy", "transformers", "pydantic")
+# Runs the CLI in-process, then prints which heavy modules it had imported (stdout's last line).
+PROBE = ("import sys, runpy; sys.argv = ['tagrec'] + sys.argv[1:]\n"
+         "try:\n    runpy.run_module('tagrec_cli', run_name='__main__')\n"
+         "except SystemExit:\n    pass\n"
+         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+
+
+def commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    ws = ["--workdir", str(args.workdir), "-k", str(args.k)]
+    return {f"recommend --user {args.user}": ["recommend", "--user", str(args.user), *ws],
+            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
+            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True, help="workspace after `tagrec embed`")
     ap.add_argument("--user", type=int, default=42)
+    ap.add_argument("--movie", type=int, default=2)
+    ap.add_argument("--tags", default="pixar, animation")
     ap.add_argument("-k", type=int, default=10)
-    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/recommend.json"))
     args = ap.parse_args(argv)
 
-    cmd = [sys.executable, "-m", "tagrec_cli", "recommend", "--user", str(args.user),
-           "-k", str(args.k), "--workdir", str(args.workdir)]
-    times = []
+    cmds = commands(args)
+    runs: dict[str, list[float]] = {name: [] for name in ["python -c pass", *cmds]}
+    answers: dict[str, dict] = {}
     for _ in range(args.runs):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd + ["--json"], capture_output=True, text=True, check=True)
-        times.append(time.perf_counter() - start)
-    recs = json.loads(proc.stdout)["recommendations"]
-    seen = set(pl.read_parquet(args.workdir / "ingest" / "ratings.parquet")
-               .filter(pl.col("userId") == args.user)["movieId"].to_list())
-    overlap = seen & {r["movieId"] for r in recs}
-    baseline = []
-    for _ in range(args.runs):  # the interpreter alone, for scale
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        baseline.append(time.perf_counter() - start)
-    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    print(table)
-    result = {"command": " ".join(cmd[2:]), "runs": args.runs,
-              "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-              "python_startup_median_s": statistics.median(baseline),
-              "movies_returned": len(recs), "seen_movies_returned": len(overlap)}
-    print(f"{'what':<34} {'median s':>9} {'min s':>7} {'max s':>7}")
-    print(f"{'tagrec recommend (whole process)':<34} {result['median_s']:>9.3f} "
-          f"{result['min_s']:>7.3f} {result['max_s']:>7.3f}")
-    print(f"{'python -c pass':<34} {result['python_startup_median_s']:>9.3f}")
-    print(f"returned {len(recs)} movies, {len(overlap)} of them already rated by the user")
+        for name in runs:
+            argv_ = ([sys.executable, "-c", "pass"] if name == "python -c pass"
+                     else [sys.executable, "-m", "tagrec_cli", *cmds[name], "--json"])
+            start = time.perf_counter()
+            proc = subprocess.run(argv_, capture_output=True, text=True, check=True)
+            runs[name].append(time.perf_counter() - start)
+            if name != "python -c pass":
+                answers[name] = json.loads(proc.stdout)
+    problems = []
+    imported = {}
+    for name, cmd in cmds.items():
+        recs = answers[name]["recommendations"]
+        if len(recs) != args.k:
+            problems.append(f"{name}: {len(recs)} movies, not {args.k}")
+        probe = subprocess.run([sys.executable, "-c", PROBE, *cmd, "--json"],
+                               capture_output=True, text=True, check=True)
+        imported[name] = probe.stdout.strip().splitlines()[-1]
+    user_cmd = f"recommend --user {args.user}"
+    seen = subprocess.run(  # the user's history, from the tables the query itself reads
+        [sys.executable, "-c", "import sys; from tagrec_cli.store import Store; "
+         f"print(Store(sys.argv[1]).seen.of({args.user})[0].tolist())", str(args.workdir)],
+        capture_output=True, text=True, check=True).stdout
+    overlap = set(json.loads(seen)) & {r["movieId"] for r in answers[user_cmd]["recommendations"]}
+    if overlap:
+        problems.append(f"{user_cmd}: returned rated movies {sorted(overlap)}")
+
+    base = statistics.median(runs["python -c pass"])
+    result = {"workdir": str(args.workdir), "runs": args.runs, "commands": {}}
+    print(f"{'command (whole process, --json)':<44} {'median s':>9} {'min s':>7} {'max s':>7} "
+          f"{'- python s':>10}  heavy imports")
+    for name, times in runs.items():
+        med = statistics.median(times)
+        heavy = imported.get(name, "-")
+        print(f"{name:<44} {med:>9.3f} {min(times):>7.3f} {max(times):>7.3f} "
+              f"{med - base:>10.3f}  {heavy}")
+        result["commands"][name] = {"median_s": med, "min_s": min(times), "max_s": max(times),
+                                    "minus_python_s": med - base, "times_s": times,
+                                    "heavy_imports": heavy}
+    for p in problems:
+        print("PROBLEM:", p)
+    result["problems"] = problems
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    return 0 if len(recs) == args.k and not overlap else 1
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

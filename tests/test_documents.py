@@ -1,4 +1,4 @@
-"""documents.py: the document grammar that ingest and the queries share."""
+"""documents/: the document grammar that ingest and the queries share, and its twins."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from tagrec_cli import documents
 from tagrec_cli.config import IngestConfig
+from tagrec_cli.documents import frames
+from tagrec_cli.documents.terms import MovieTerms, tags_query_document
 from tagrec_cli.ingest import run_ingest
-from tagrec_cli.store.catalogue import Catalogue
+from tagrec_cli.store.catalogue import CATALOGUE_COLUMNS, Catalogue, write_catalogue
 
 TAGGY = st.text(alphabet=st.sampled_from(list("aZé  \t|,(x)É日")), max_size=12)
 
@@ -20,7 +22,7 @@ TAGGY = st.text(alphabet=st.sampled_from(list("aZé  \t|,(x)É日")), max_size=1
 @given(st.lists(TAGGY, max_size=8))
 def test_python_and_polars_tag_cleaning_agree(tags):
     frame = pl.DataFrame({"tag": tags}, schema={"tag": pl.String})
-    cleaned = documents.clean_tag_column(frame)["tag"].to_list()
+    cleaned = frames.clean_tag_column(frame)["tag"].to_list()
     # the polars rule keeps repeats (they are counted); without them the two are one rule
     assert list(dict.fromkeys(cleaned)) == documents.clean_tags(tags)
 
@@ -29,7 +31,7 @@ def test_python_and_polars_tag_cleaning_agree(tags):
 @given(st.one_of(st.none(), st.just(documents.NO_GENRES), TAGGY))
 def test_python_and_polars_genre_parsing_agree(genres):
     frame = pl.DataFrame({"genres": [genres]}, schema={"genres": pl.String})
-    parsed = frame.select(g=documents.genre_list(pl.col("genres")))["g"][0].to_list()
+    parsed = frame.select(g=frames.genre_list(pl.col("genres")))["g"][0].to_list()
     assert parsed == documents.genre_terms(genres)
 
 
@@ -67,12 +69,62 @@ def test_tags_query_document_equals_ingests_user_document(tmp_path):
     expected = list(users.filter(pl.col("userId") == 1)["tags"][0])
     # what `embed` copies into the catalogue that a tags query reads
     m = pl.read_parquet(tmp_path / "ws" / "ingest" / "movies.parquet").sort("movieId")
-    catalogue = Catalogue(m["movieId"].to_numpy(), m["title"].to_list(), m["year"].to_list(),
-                          m["genres"].to_list(), [list(t) for t in m["tags"].to_list()],
-                          [list(c) for c in m["tag_counts"].to_list()], with_genres=True)
-    got = documents.tags_query_document(["pixar", "comedy"], catalogue.tag_applications(),
-                                        catalogue.genre_frame(), cfg)
+    write_catalogue(tmp_path / "catalogue", {c: m[c].to_list() for c in CATALOGUE_COLUMNS})
+    catalogue = Catalogue.read(tmp_path / "catalogue", with_genres=True)
+    got = tags_query_document(["pixar", "comedy"], catalogue.terms, cfg)
     assert got == expected
     # genres first (animation on 2 liked movies, then comedy and drama on 1), then the own
     # tags in order, then the liked movies' tags by movies, ties by applications
     assert expected == ["animation", "comedy", "drama", "pixar", "funny", "zany", "heist"]
+
+
+def polars_tags_query_document(tags: list[str], movies: MovieTerms,
+                               cfg: IngestConfig) -> list[str]:
+    """The query document by ingest's own polars grammar (frames.user_document_tags) on a
+    one-user frame: the reference the numpy version must equal."""
+    rows = range(len(movies))
+    applications = pl.DataFrame(
+        {"movieId": [r for r in rows for _ in movies.tags(r)],
+         "tag": [t for r in rows for t in movies.tags(r)],
+         "applications": [c for r in rows for c in movies.counts(r)]},
+        schema={"movieId": pl.Int64, "tag": pl.String, "applications": pl.Int64})
+    genres = pl.DataFrame({"movieId": list(rows),
+                           "genres": ["|".join(movies.genres(r)) or None for r in rows]},
+                          schema={"movieId": pl.Int64, "genres": pl.String})
+    wanted = documents.clean_tags(tags)
+    by_tag = applications.filter(pl.col("tag").is_in(wanted)).select("movieId")
+    by_genre = (genres.with_columns(g=frames.genre_list(pl.col("genres")))
+                .filter(pl.col("g").list.eval(pl.element().is_in(wanted)).list.any())
+                .select("movieId") if cfg.with_genres else by_tag.clear())
+    liked = (pl.concat([by_tag, by_genre]).unique().sort("movieId")
+             .select(pl.lit(0, pl.Int64).alias("userId"), pl.col("movieId").cast(pl.Int64)))
+    own = pl.DataFrame({"userId": [0] * len(wanted), "tag": wanted,
+                        "pos": list(range(len(wanted)))},
+                       schema={"userId": pl.Int64, "tag": pl.String, "pos": pl.Int64})
+    order = (applications.group_by("tag").agg(applications=pl.col("applications").sum())
+             .sort(["applications", "tag"], descending=[True, False]))
+    doc = frames.user_document_tags(liked, own, applications.select("movieId", "tag"), order,
+                                    genres, cfg)
+    return list(doc["tags"][0]) if doc.height else []
+
+
+WORDS = st.sampled_from(["pixar", "funny", "zany", "heist", "drama", "comedy", "gritty", "été"])
+GENRES = st.sampled_from(["Animation", "Drama", "Comedy", "Animation|Comedy", None,
+                          documents.NO_GENRES])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.tuples(WORDS, st.integers(1, 4)), max_size=4,
+                                   unique_by=lambda x: x[0]), GENRES),
+                min_size=1, max_size=7),
+       st.lists(WORDS, min_size=1, max_size=3), st.integers(1, 8), st.integers(0, 4),
+       st.integers(0, 3), st.booleans())
+def test_numpy_and_polars_tags_query_documents_agree(movies, query, max_tags, top, n_genres,
+                                                     with_genres):
+    terms = MovieTerms.from_lists([[t for t, _ in tags] for tags, _ in movies],
+                                  [[c for _, c in tags] for tags, _ in movies],
+                                  [g for _, g in movies])
+    cfg = IngestConfig(max_tags=max_tags, top_user_tags=top, user_genres=n_genres,
+                       with_genres=with_genres)
+    assert tags_query_document(query, terms, cfg) == polars_tags_query_document(query, terms,
+                                                                                cfg)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 from helpers import invoke
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
 from tagrec_cli.errors import ArtifactError, TagrecError
@@ -368,9 +368,15 @@ def test_tags_query_on_embeddings_older_than_side_features_is_one_line(tmp_path,
     assert invoke(["train", "--model", str(tiny_bert), "--epochs", "1", "--dim", "16"],
                   work).exit_code == 0
     assert invoke(["embed"], work).exit_code == 0
-    path = work / "embeddings" / "user_tags.parquet"
-    pl.read_parquet(path).select("userId", "tags").write_parquet(path)  # as before the change
+    path = work / "embeddings" / "user_tags.safetensors"
+    arrays = load_file(str(path))  # as before side features: the users' tags alone
+    save_file({k: v for k, v in arrays.items() if not k.startswith("feature.")}, str(path))
     r = invoke(["recommend", "--user", "42", "--tags", "heist"], work)
     assert r.exit_code == 1
     assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    manifest = work / "embeddings" / "manifest.json"  # a format-2 folder (parquet lookups)
+    manifest.write_text(manifest.read_text().replace('"format_version": 3',
+                                                     '"format_version": 2'))
+    r = invoke(["recommend", "--user", "42"], work)
+    assert r.exit_code == 1 and "older tagrec" in r.stderr and "re-run `tagrec embed`" in r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import torch
 from helpers import invoke
 from safetensors.numpy import load_file
 
-from tagrec_cli import documents
 from tagrec_cli.config import IngestConfig, ModelConfig
 from tagrec_cli.documents import parse_tags
+from tagrec_cli.documents.terms import MovieTerms
+from tagrec_cli.documents.terms import tags_query_document as terms_query_document
 from tagrec_cli.features import RAW_COLUMNS, user_features
 from tagrec_cli.recommend import closest_history, shared_tags
 from tagrec_cli.recommend import nearest as top_k
@@ -67,10 +69,16 @@ def torch_user_vectors(workdir: Path, documents: list[str],
     return torch.nn.functional.normalize(vecs, dim=1).numpy()
 
 
+def movies_per_term(catalogue: Catalogue) -> Counter:
+    """term -> movies whose document carries it, counted in Python (the reference for the
+    catalogue's vectorised count)."""
+    return Counter(t for r in range(len(catalogue.ids)) for t in catalogue.document_terms(r))
+
+
 def movie_with_tags(workdir: Path, at_least: int = 2) -> int:
     catalogue = Store(workdir).catalogue
-    return int(next(m for m, t in zip(catalogue.ids, catalogue.tags, strict=True)
-                    if len(t) >= at_least))
+    return int(next(m for r, m in enumerate(catalogue.ids)
+                    if len(catalogue.document_terms(r)) >= at_least))
 
 
 # ---------------------------------------------------------------- pure functions
@@ -145,16 +153,15 @@ def toy_catalogue() -> Catalogue:
     genres = ["Animation", "Drama", "Comedy", "Animation|Comedy"]
     tags = [["pixar", "funny"], ["gritty"], ["funny", "zany"], ["pixar", "zany", "heist"]]
     # as Catalogue.load reads a workspace whose documents carry genres: terms = tags + genres
-    return Catalogue(np.arange(1, 5), ["A", "B", "C", "D"], [None] * 4, genres, tags,
-                     with_genres=True)
+    return Catalogue(np.arange(1, 5), ["A", "B", "C", "D"], [None] * 4, genres,
+                     MovieTerms.from_lists(tags, None, genres), [None] * 4, with_genres=True)
 
 
 def tags_query_document(tags: list[str], catalogue: Catalogue, max_tags: int, top_tags: int,
                         n_genres: int) -> list[str]:
-    """documents.tags_query_document on a catalogue, as recommend.tags_document calls it."""
+    """The numpy query document on a catalogue, as recommend.tags_document calls it."""
     cfg = IngestConfig(max_tags=max_tags, top_user_tags=top_tags, user_genres=n_genres)
-    return documents.tags_query_document(tags, catalogue.tag_applications(),
-                                         catalogue.genre_frame(), cfg)
+    return terms_query_document(tags, catalogue.terms, cfg)
 
 
 def test_tags_query_document_by_hand():
@@ -246,8 +253,6 @@ def test_tags_file_and_table_output(tmp_path, trained):
 
 
 def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
-    from tagrec_cli.store.catalogue import user_tags
-
     user = 7
     base = json.loads(invoke(["recommend", "--user", str(user), "--json", "-k", "20"],
                              trained).stdout)
@@ -255,7 +260,7 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
                trained)
     assert r.exit_code == 0, r.output
     with_tags = json.loads(r.stdout)
-    doc = ", ".join((["space opera"] + [t for t in user_tags(trained, user)
+    doc = ", ".join((["space opera"] + [t for t in Store(trained).user_tags(user)
                                          if t != "space opera"])[:128])
     query = torch_user_vectors(trained, [doc], [user])[0]
     movies = load_table(trained, "movie")
@@ -271,7 +276,7 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
 
 def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     catalogue = Store(trained).catalogue
-    counts = catalogue.tag_movie_counts()
+    counts = movies_per_term(catalogue)
     seen = load_seen(trained)
     movies = load_table(trained, "movie")
     manifest = json.loads((trained / "embeddings" / "manifest.json").read_text())
@@ -279,12 +284,12 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     checked_tags = 0
     for user in (3, 7, 42, 77, 5, 11, 23):
         r = invoke(["recommend", "--user", str(user), "--json", "-k", "30"], trained)
-        from tagrec_cli.store.catalogue import user_tags
-        doc = set(user_tags(trained, user))
+        doc = set(Store(trained).user_tags(user))
         history, ratings = seen.of(user)
         liked = history[ratings >= liked_at]
         for row in json.loads(r.stdout)["recommendations"]:
-            movie_tags = catalogue.tags[int(catalogue.rows(np.array([row["movieId"]]))[0])]
+            movie_tags = catalogue.document_terms(
+                int(catalogue.rows(np.array([row["movieId"]]))[0]))
             common = sorted(doc & set(movie_tags), key=lambda t: (counts[t], t))
             assert row["because"]["tags"] == common[:3]
             checked_tags += bool(common)
@@ -300,7 +305,7 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
 @pytest.mark.parametrize("args, message", [
     (["recommend", "--tags", " , "], "holds no tag"),
     (["recommend", "--tags", ""], "holds no tag"),
-    (["recommend"], "give --user ID, or --tags"),
+    (["recommend"], "give --user ID, --tags"),
     (["recommend", "--user", "999999", "--tags", "heist"], "unknown user 999999"),
     (["recommend", "--tags", "a", "--tags-file", "x.txt"], "not both"),
     (["recommend", "--tags", "a", "-k", "0"], "-k must be at least 1"),
@@ -399,7 +404,7 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     assert r.exit_code == 0, r.output
     top = json.loads(r.stdout)["recommendations"][0]
     assert top["movieId"] == 900002
-    counts = Store(ws).catalogue.tag_movie_counts()  # "twist ending" is on older movies too
+    counts = movies_per_term(Store(ws).catalogue)  # "twist ending" is on older movies too
     terms = ["safe cracking", "twist ending", "日本", "crime", "thriller"]  # genres count too
     assert top["because"]["tags"] == sorted(terms, key=lambda t: (counts[t], t))[:3]
     assert counts["safe cracking"] == 2
@@ -448,7 +453,7 @@ def test_add_existing_movie_needs_replace(tmp_path, ws):
     catalogue = Store(ws).catalogue
     row = int(catalogue.rows(np.array([movie]))[0])
     assert catalogue.titles[row] == "Remake (2030)"
-    assert catalogue.tags[row] == ["remake", "drama"]  # its tag, then its genre
+    assert catalogue.document_terms(row) == ["remake", "drama"]  # its tag, then its genre
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -487,8 +492,8 @@ def test_embed_bf16_on_cpu_is_close_to_fp32(ws):
     assert manifest["precision"] == "bf16"
 
 
-@pytest.mark.parametrize("name", ["users.safetensors", "seen.safetensors", "catalogue.parquet",
-                                  "user_tags.parquet"])
+@pytest.mark.parametrize("name", ["users.safetensors", "seen.safetensors", "catalogue.safetensors",
+                                  "user_tags.safetensors"])
 def test_damaged_lookup_files_are_one_line_errors(ws, name):
     path = ws / "embeddings" / name
     path.write_bytes(path.read_bytes()[:60])
@@ -496,3 +501,110 @@ def test_damaged_lookup_files_are_one_line_errors(ws, name):
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_numpy_erf_is_within_float32_precision():
+    import math
+
+    from tagrec_cli.towers.npbert import erf
+
+    x = np.linspace(-6, 6, 20001)
+    exact = np.array([math.erf(v) for v in x])
+    assert np.abs(erf(x) - exact).max() < 1.5e-7
+    assert erf(np.float32([0.5])).dtype == np.float32 and erf(np.zeros(1))[0] == 0
+
+
+@pytest.mark.parametrize("query", [["recommend", "--user", "7"],
+                                   ["recommend", "--tags", "space opera, heist"],
+                                   ["recommend", "--user", "7", "--tags", "heist"],
+                                   ["similar", "--movie", "1"],
+                                   ["similar", "--title", "a"]])
+def test_queries_import_neither_polars_nor_torch(trained, query):
+    import subprocess
+    import sys
+
+    # The CLI in a fresh interpreter, as a user runs it; then which heavy modules it loaded.
+    probe = ("import sys, runpy\n"
+             "sys.argv = ['tagrec'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('tagrec_cli', run_name='__main__')\n"
+             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+             "print(sorted(m for m in ('polars', 'torch', 'scipy', 'transformers', 'pandas') "
+             "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe, *query, "--json", "--workdir",
+                        str(trained)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["recommendations"]
+    assert r.stdout.splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- recommend --ratings
+
+
+def write_user_ratings(path: Path, sample_dir: Path, user: int) -> Path:
+    ratings = pl.read_csv(sample_dir / "ratings.csv").filter(pl.col("userId") == user)
+    ratings.select("movieId", "rating", "timestamp").write_csv(path)
+    return path
+
+
+@pytest.mark.parametrize("user", [1, 3, 4])  # users of the sample data with no tags of their own
+def test_ratings_of_a_new_user_are_served_as_ingest_serves_that_user(trained, sample_dir,
+                                                                     tmp_path, user):
+    from tagrec_cli.datasets.user_ratings import read_user_ratings
+    from tagrec_cli.recommend import ratings_query
+
+    path = write_user_ratings(tmp_path / "mine.csv", sample_dir, user)
+    # the document ingest wrote for this user (the workspace is a refit: every rating in it)
+    users = pl.read_parquet(trained / "ingest" / "users.parquet")
+    expected = list(users.filter(pl.col("userId") == user)["tags"][0])
+    query, unknown = ratings_query(Store(trained), read_user_ratings(path))
+    assert query.tags == expected and unknown == []
+    known = json.loads(invoke(["recommend", "--user", str(user), "--json", "-k", "20"],
+                              trained).stdout)["recommendations"]
+    r = invoke(["recommend", "--ratings", str(path), "--json", "-k", "20"], trained)
+    assert r.exit_code == 0, r.output
+    new = json.loads(r.stdout)
+    assert new["query"] == "your ratings"
+    new = new["recommendations"]
+    # the same movies, reasons and scores (to float32 noise: numpy tower vs torch tables)
+    assert [m["movieId"] for m in new] == [m["movieId"] for m in known]
+    assert [m["because"] for m in new] == [m["because"] for m in known]
+    np.testing.assert_allclose([m["score"] for m in new], [m["score"] for m in known],
+                               atol=2e-5)
+    rated = set(pl.read_csv(path)["movieId"].to_list())
+    assert rated and not rated & {m["movieId"] for m in new}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("movie,stars\n1,4\n", "lacks the column movieId"),
+    ("movieId,rating\n1,great\n", "line 2: rating 'great' is not a number"),
+    ("movieId,rating\n1,7\n", "line 2: rating 7 is outside 0.5–5.0"),
+    ("movieId,rating\n1,4\n2,nan\n", "line 3: rating 'nan' is not a number"),
+    ("movieId,rating\nx1,4\n", "line 2: movieId 'x1' is not an integer"),
+    ("movieId,rating\n1,4\n1,5\n", "line 3: movie 1 was already rated on line 2"),
+    ("movieId,rating,timestamp\n1,4,yesterday\n", "timestamp 'yesterday' is not an integer"),
+    ("movieId,rating\n", "holds no ratings"),
+    ("", "lacks the column movieId"),
+    ("userId,movieId,rating\n1,1,4\n2,2,4\n", "the ratings of 2 users"),
+    ("movieId,rating\n99999999,4\n", "none of the 1 rated movies is in the catalogue"),
+    (b"movieId,rating\n1,4\xff\n", "is not UTF-8"),
+])
+def test_a_bad_ratings_file_is_one_line(trained, tmp_path, text, message):
+    path = tmp_path / "mine.csv"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    r = invoke(["recommend", "--ratings", str(path)], trained)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_path):
+    a, b = Store(trained).catalogue.ids[:2].tolist()
+    path = tmp_path / "mine.csv"
+    path.write_text(f"movieId,rating\n{a},5\n99999999,4\n{b},1.5\n")
+    r = invoke(["recommend", "--ratings", str(path), "--json", "-k", "50"], trained)
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip() == ("note: 1 rated movies are not in the catalogue and were left "
+                                "out (e.g. movie 99999999)")
+    got = {m["movieId"] for m in json.loads(r.stdout)["recommendations"]}
+    assert len(got) == 50 and not got & {a, b}
+    r = invoke(["recommend", "--ratings", str(path), "--user", "3"], trained)
+    assert r.exit_code == 1 and "give --ratings alone" in r.stderr

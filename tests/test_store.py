@@ -10,3 +10,38 @@ from tagrec_cli.store.embeddings import EmbeddingTable
 def test_embedding_table_rows_of_marks_unknown():
     table = EmbeddingTable(ids=np.array([5, 1, 9]), vectors=np.zeros((3, 2), np.float32))
     assert table.rows_of(np.array([9, 5, 4, 100])).tolist() == [2, 0, -1, -1]
+
+
+def test_tables_that_do_not_match_their_manifest_are_damaged(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, tmp_path):
+    import shutil
+
+    from helpers import invoke
+    from safetensors.numpy import load_file, save_file
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    folder = ws / "embeddings"
+    users, movies = folder / "users.safetensors", folder / "movies.safetensors"
+    good = tmp_path / "movies.safetensors"
+    shutil.copy2(movies, good)
+    arrays = load_file(str(movies))
+    cases = {"another table": lambda: shutil.copy2(users, movies),
+             "a row short": lambda: save_file({k: v[:-1] for k, v in arrays.items()},
+                                              str(movies)),
+             "a repeated id": lambda: save_file(
+                 {"ids": np.concatenate([arrays["ids"][:-1], arrays["ids"][:1]]),
+                  "embeddings": arrays["embeddings"]}, str(movies)),
+             "another dim": lambda: save_file({"ids": arrays["ids"],
+                                               "embeddings": arrays["embeddings"][:, :4]},
+                                              str(movies))}
+    for name, damage in cases.items():
+        damage()
+        for query in (["recommend", "--user", "1"], ["similar", "--movie", "1"]):
+            r = invoke(query, ws)
+            assert r.exit_code == 1, (name, r.output)
+            assert "does not match its manifest" in r.stderr, (name, r.stderr)
+            assert "re-run `tagrec embed`" in r.stderr and "Traceback" not in r.output
+        shutil.copy2(good, movies)
+    save_file({k: v[:-1] for k, v in load_file(str(users)).items()}, str(users))
+    r = invoke(["recommend", "--user", "1"], ws)  # the user table is read row by row
+    assert r.exit_code == 1 and "does not match its manifest" in r.stderr

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from tagrec_cli.cli.app import (
     DEFAULT_WORKDIR,
@@ -43,6 +42,8 @@ def _print_recommendations(results: list[dict], as_json: bool,
     if as_json:
         typer.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False))
         return
+    from rich.table import Table  # not imported for --json
+
     for res in results:
         table = Table(title=shown(title(res)))
         for name, justify in (("#", "right"), ("movieId", "right"), ("title", "left"),
@@ -63,7 +64,8 @@ def _results(store, recs: list, k: int, key: str) -> list[dict]:
     for rec, res in zip(recs, rows, strict=True):
         if len(res["recommendations"]) < k:
             err.print(shown(f"note: only {len(res['recommendations'])} movies left for "
-                            f"{rec.query.label} (asked for {k})"), highlight=False)
+                            f"{rec.query.label} (asked for {k})"), highlight=False,
+                      soft_wrap=True)
     return rows
 
 
@@ -78,6 +80,9 @@ def recommend(
     tags_file: Annotated[Path | None, typer.Option(
         "--tags-file", dir_okay=False, help="Read the tags from a file (commas or lines).")
     ] = None,
+    ratings: Annotated[Path | None, typer.Option(
+        "--ratings", dir_okay=False, help="A new user's ratings: a CSV of "
+        "movieId,rating[,timestamp]; recommends for them without retraining.")] = None,
     k: Annotated[int, typer.Option("-k", "--top", help="Movies per query.")] = TOP_K,
     include_seen: Annotated[bool, typer.Option(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
@@ -85,9 +90,10 @@ def recommend(
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
-    """Print the top-k movies for users, or for a taste given as tags, with reasons.
+    """Print the top-k movies for users, for a taste given as tags, or for a new user's
+    ratings, with reasons.
 
-    Example: tagrec recommend --user 42 -k 10   (or: tagrec recommend --tags "heist, noir")
+    Example: tagrec recommend --user 42 -k 10   (or: --tags "heist, noir", --ratings my.csv)
     """
     from tagrec_cli.documents import parse_tags
     from tagrec_cli.recommend import build_queries, rank
@@ -95,23 +101,38 @@ def recommend(
 
     if tags is not None and tags_file is not None:
         fail("give --tags or --tags-file, not both")
+    if ratings is not None and (user or tags is not None or tags_file is not None):
+        fail("give --ratings alone (it describes a new user; --user and --tags describe "
+             "others)")
     if tags_file is not None:
         try:
             tags = tags_file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             fail(f"{tags_file} is not UTF-8 text")
-    if not user and tags is None:
-        fail("give --user ID, or --tags \"tag, tag\" for a taste without ratings")
+    if not user and tags is None and ratings is None:
+        fail("give --user ID, --tags \"tag, tag\" for a taste, or --ratings FILE for a new "
+             "user")
     if k < 1:
         fail(f"-k must be at least 1 (got {k})")
     store = Store(workdir)
     store.catalogue  # noqa: B018 - read first: a missing or damaged catalogue is the error
     store.check_fresh(allow_stale)
-    queries = build_queries(store, user or [], None if tags is None else parse_tags(tags),
-                            include_seen)
+    if ratings is not None:
+        from tagrec_cli.datasets.user_ratings import read_user_ratings
+        from tagrec_cli.recommend import ratings_query
+
+        query, unknown = ratings_query(store, read_user_ratings(ratings))
+        if unknown:
+            err.print(shown(f"note: {len(unknown)} rated movies are not in the catalogue and "
+                            f"were left out (e.g. movie {unknown[0]})"), highlight=False,
+                      soft_wrap=True)
+        queries = [query]
+    else:
+        queries = build_queries(store, user or [], None if tags is None else parse_tags(tags),
+                                include_seen)
     results = _results(store, rank(store, queries, k), k, "user" if user else "query")
     _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
-                           f"for {'user ' + str(res['user']) if user else 'your tags'}")
+                           f"for {'user ' + str(res['user']) if user else res['query']}")
 
 
 @command()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tagrec_cli.config import MAX_RATING, MIN_RATING
 from tagrec_cli.errors import DataError, quoted
 
 # Column name -> polars type, in MovieLens order.
@@ -19,7 +20,6 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "tags.csv": {"userId": pl.Int64, "movieId": pl.Int64, "tag": pl.String, "timestamp": pl.Int64},
     "movies.csv": {"movieId": pl.Int64, "title": pl.String, "genres": pl.String},
 }
-MIN_RATING, MAX_RATING = 0.5, 5.0
 
 
 def read_table(data_dir: Path, name: str) -> pl.DataFrame:

@@ -18,8 +18,8 @@ import numpy as np
 from tagrec_cli import artifacts
 from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import ArtifactError
-from tagrec_cli.store import catalogue, embeddings, ingested
-from tagrec_cli.store.catalogue import Catalogue
+from tagrec_cli.store import embeddings
+from tagrec_cli.store.catalogue import Catalogue, UserTags
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
 
 
@@ -39,13 +39,11 @@ class Store:
         return IngestConfig.from_settings(self.manifest["ingest_settings"])
 
     def table(self, side: str) -> EmbeddingTable:
-        self.manifest  # noqa: B018 - the manifest is checked once, before any table is read
-        return embeddings.load_table(self.workdir, side, checked=True)
+        return embeddings.load_table(self.workdir, side, checked=self.manifest)
 
     def rows(self, side: str, ids: np.ndarray) -> np.ndarray:
         """(n, dim) vectors of these ids, without reading the rest of the table."""
-        self.manifest  # noqa: B018 - as for table()
-        return embeddings.load_rows(self.workdir, side, ids, checked=True)
+        return embeddings.load_rows(self.workdir, side, ids, checked=self.manifest)
 
     def stale(self) -> str | None:
         """Why the tables no longer match the workspace (a newer ingest, a retrained model),
@@ -53,7 +51,7 @@ class Store:
         made_from = self.manifest.get("ingest_key")
         if made_from:
             try:
-                current = ingested.ingest_manifest(self.workdir).get("ingest_key")
+                current = artifacts.ingest_manifest(self.workdir).get("ingest_key")
             except ArtifactError:  # ingest/ is gone: the tables still answer for themselves
                 current = None
             if current and current != made_from:
@@ -85,8 +83,12 @@ class Store:
         """The model folder the tables were made with, checked to be that model still."""
         return embeddings.table_model_dir(self.workdir)
 
+    @cached_property
+    def users(self) -> UserTags:
+        return UserTags(self.workdir)
+
     def user_tags(self, user: int) -> list[str]:
-        return catalogue.user_tags(self.workdir, user)
+        return self.users.tags(user)
 
     def user_feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
-        return catalogue.user_feature_rows(self.workdir, users)
+        return self.users.feature_rows(users)

@@ -1,66 +1,81 @@
-"""embeddings/catalogue.parquet and user_tags.parquet: what stands behind the tables.
+"""embeddings/catalogue.safetensors and user_tags.safetensors: what stands behind the tables.
 
-`tagrec embed` writes them beside the tables (titles, genres and tags of every movie, the tags
-and history statistics of every user), so `recommend` and `similar` read neither the ingest
-output nor the model, and movies added later with `embed --add-movies` are covered too.
+`tagrec embed` writes them beside the tables (titles, genres and tags of every movie, the
+tags and history statistics of every user), so `recommend` and `similar` read neither the
+ingest output nor the model, and movies added later with `embed --add-movies` are covered
+too. Both are plain arrays, so a query loads them in milliseconds without polars:
+
+    catalogue.safetensors  ids (N,); title.*, genres.* (strings); year, n_ratings (+ .valid);
+                           terms.* (documents/terms.py MovieTerms: every movie's tags and
+                           genres as ids into a sorted vocabulary)
+    user_tags.safetensors  users (U,) sorted; tags.indptr (U+1,), tags.ids into terms.*;
+                           feature.<column> (U,) float64 (NaN: none) for features.RAW_COLUMNS
+
+A string column NAME is NAME.text (the strings' UTF-8, concatenated, uint8), NAME.offsets
+((n+1,) character offsets into the decoded text) and NAME.valid ((n,) 0 where None).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import polars as pl
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
-from tagrec_cli.documents import clean_tags, genre_terms
+from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.errors import ArtifactError, TagrecError
 from tagrec_cli.features import RAW_COLUMNS
 from tagrec_cli.store.embeddings import damaged, write_seen
-from tagrec_cli.store.ingested import read_table
 from tagrec_cli.topk import rows_of
 
 CATALOGUE_COLUMNS = ("movieId", "title", "year", "genres", "tags", "tag_counts", "n_ratings")
 
 
-def read_lookup(workdir: Path, name: str, where: pl.Expr | None = None) -> pl.DataFrame:
-    """A parquet file of embeddings/, only the rows `where` selects (a filtered scan reads
-    only the row groups that can hold them)."""
-    path = Path(workdir) / artifacts.EMBEDDINGS_DIR / name
+# ---------------------------------------------------------------- string columns
+
+
+def pack_strings(name: str, values: list[str | None]) -> dict[str, np.ndarray]:
+    """NAME.text, NAME.offsets, NAME.valid for a list of strings (None allowed)."""
+    text = "".join(v or "" for v in values)
+    offsets = np.zeros(len(values) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(v or "") for v in values])
+    return {f"{name}.text": np.frombuffer(text.encode("utf-8"), np.uint8).copy(),
+            f"{name}.offsets": offsets,
+            f"{name}.valid": np.array([v is not None for v in values], np.uint8)}
+
+
+def unpack_strings(arrays: dict[str, np.ndarray], name: str) -> list[str | None]:
+    text = arrays[f"{name}.text"].tobytes().decode("utf-8")
+    bounds = arrays[f"{name}.offsets"].tolist()
+    valid = arrays[f"{name}.valid"].tolist()
+    return [text[a:b] if ok else None
+            for a, b, ok in zip(bounds[:-1], bounds[1:], valid, strict=True)]
+
+
+def _optional(arrays: dict[str, np.ndarray], name: str) -> list[int | None]:
+    return [int(v) if ok else None
+            for v, ok in zip(arrays[name].tolist(), arrays[f"{name}.valid"].tolist(),
+                             strict=True)]
+
+
+def _with_valid(name: str, values: list) -> dict[str, np.ndarray]:
+    return {name: np.array([0 if v is None else v for v in values], np.int64),
+            f"{name}.valid": np.array([v is not None for v in values], np.uint8)}
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
     try:
-        scan = pl.scan_parquet(path)
-        return (scan if where is None else scan.filter(where)).collect()
-    except (OSError, pl.exceptions.PolarsError) as exc:
+        return load_file(str(path))
+    except (OSError, ValueError, SafetensorError) as exc:
         raise damaged(path, exc) from None
 
 
-def user_tags(workdir: Path, user: int) -> list[str]:
-    """The tags of `user`'s document (empty when the user has none)."""
-    df = read_lookup(workdir, artifacts.USER_TAGS_FILE, pl.col("userId") == user)
-    return list(df["tags"][0]) if df.height else []
-
-
-def user_feature_rows(workdir: Path, users: list[int | None]) -> dict[str, np.ndarray]:
-    """features.RAW_COLUMNS of these users, as arrays; None (a tags query) has no history:
-    0 ratings and no last timestamp (NaN)."""
-    known = [u for u in users if u is not None]
-    df = (read_lookup(workdir, artifacts.USER_TAGS_FILE, pl.col("userId").is_in(known))
-          if known else None)
-    if df is not None and not set(RAW_COLUMNS["user"]) <= set(df.columns):
-        raise ArtifactError("the embeddings were made before side features — re-run "
-                            "`tagrec embed`")
-    out = {c: np.zeros(len(users)) for c in RAW_COLUMNS["user"]}
-    out["last_timestamp"][:] = np.nan
-    for i, user in enumerate(users):
-        if user is None or df is None:
-            continue
-        row = df.filter(pl.col("userId") == user)
-        if row.height:
-            for c in RAW_COLUMNS["user"]:
-                out[c][i] = float(row[c][0]) if row[c][0] is not None else np.nan
-    return out
+# ---------------------------------------------------------------- the catalogue
 
 
 @dataclass
@@ -70,50 +85,54 @@ class Catalogue:
     ids: np.ndarray  # (N,) int64
     titles: list[str | None]
     years: list[int | None]
-    genres: list[str | None]
-    movie_tags: list[list[str]]  # each movie's own tags, most applied first
-    tag_counts: list[list[int]] | None = None  # applications of each of those tags; None:
-    # not recorded (an older ingest, or movies added from a CSV): 1 each
+    genres: list[str | None]  # as movies.csv gives them ("Adventure|Animation")
+    terms: MovieTerms  # each movie's tags (most applied first, with counts) and genres
+    n_ratings: list[int | None]  # history ratings per movie (None: added later, none yet)
     with_genres: bool = False  # ingest put genres in the documents
-    n_ratings: list[int] | None = None  # history ratings per movie (None: not recorded)
-    _counts: dict[str, int] | None = field(default=None, init=False, repr=False,
-                                           compare=False)  # tag_movie_counts, once
-
-    def __post_init__(self) -> None:
-        # Each movie's document terms: its tags, then its genres when ingest put genres in
-        # the documents ("animation" is then as much a reason as a tag).
-        self.tags = ([clean_tags(t + genre_terms(g))
-                      for t, g in zip(self.movie_tags, self.genres, strict=True)]
-                     if self.with_genres else self.movie_tags)
 
     @classmethod
     def load(cls, workdir: Path, with_genres: bool) -> Catalogue:
-        df = read_lookup(workdir, artifacts.CATALOGUE_FILE)
-        counts = ([list(c) if c is not None else [1] * len(t) for t, c in
-                   zip(df["tags"].to_list(), df["tag_counts"].to_list(), strict=True)]
-                  if "tag_counts" in df.columns else None)
-        n_ratings = ([int(n or 0) for n in df["n_ratings"].to_list()]
-                     if "n_ratings" in df.columns else None)  # added movies: null, none yet
-        return cls(df["movieId"].to_numpy().astype(np.int64), df["title"].to_list(),
-                   df["year"].to_list(), df["genres"].to_list(),
-                   [list(t) for t in df["tags"].to_list()], counts, with_genres, n_ratings)
+        return cls.read(Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.CATALOGUE_FILE,
+                        with_genres)
 
-    def tag_applications(self) -> pl.DataFrame:
-        """(movieId, tag, applications): how many people put each tag on each movie."""
-        counts = self.tag_counts or [[1] * len(t) for t in self.movie_tags]
-        return pl.DataFrame({"movieId": np.repeat(self.ids, [len(t) for t in self.movie_tags]),
-                             "tag": [t for tags in self.movie_tags for t in tags],
-                             "applications": [c for cs in counts for c in cs]},
-                            schema={"movieId": pl.Int64, "tag": pl.String,
-                                    "applications": pl.Int64})
+    @classmethod
+    def read(cls, path: Path, with_genres: bool = False) -> Catalogue:
+        arrays = _read(path)
+        try:
+            terms = MovieTerms(unpack_strings(arrays, "terms"),
+                               *(arrays[f"terms.{a}"].astype(np.int64)
+                                 for a in MovieTerms.ARRAYS))
+            out = cls(arrays["ids"].astype(np.int64), unpack_strings(arrays, "title"),
+                      _optional(arrays, "year"), unpack_strings(arrays, "genres"), terms,
+                      _optional(arrays, "n_ratings"), with_genres)
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise damaged(path, exc) from None
+        n = len(out.ids)
+        if not (len(out.titles) == len(out.years) == len(out.genres) == len(terms) == n):
+            raise damaged(path, ValueError("columns of different lengths"))
+        return out
 
-    def genre_frame(self) -> pl.DataFrame:
-        """(movieId, genres) of every movie, as movies.csv gives them."""
-        return pl.DataFrame({"movieId": self.ids, "genres": self.genres},
-                            schema={"movieId": pl.Int64, "genres": pl.String})
+    @cached_property
+    def order(self) -> np.ndarray:
+        return np.argsort(self.ids, kind="stable")
 
     def rows(self, movie_ids: np.ndarray) -> np.ndarray:
-        return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64))
+        return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64), self.order)
+
+    def document_terms(self, row: int) -> list[str]:
+        """The terms movie `row`'s document carries (tags, and genres when documents have
+        them): what a reason can name."""
+        return self.terms.document_terms(row, self.with_genres)
+
+    @cached_property
+    def movies_per_term(self) -> np.ndarray:
+        """(V,) how many movies' documents carry each term of self.terms (low = distinctive)."""
+        return self.terms.movies_per_term(self.with_genres)
+
+    def term_counts(self, terms: set[str]) -> dict[str, int]:
+        """term -> how many movies' documents carry it, for these terms."""
+        ids = {t: self.terms.term_id(t) for t in terms}
+        return {t: int(self.movies_per_term[i]) if i >= 0 else 0 for t, i in ids.items()}
 
     def info(self, movie_ids: np.ndarray) -> list[dict]:
         """{movieId, title, year, genres} per id, in order (None fields for an unknown id)."""
@@ -154,9 +173,8 @@ class Catalogue:
         titles = [(self.titles[r] or "").lower() for r in rows]
         exact = [m for m, t in zip(matches, titles, strict=True)
                  if needle in (t, t.rsplit(" (", 1)[0])]
-        counts = dict(zip(self.ids.tolist(), self.n_ratings or [0] * len(self.ids),
-                          strict=True))
-        best = min(exact or matches, key=lambda m: (-counts.get(m, 0), m))
+        counts = dict(zip(matches, (self.n_ratings[r] or 0 for r in rows), strict=True))
+        best = min(exact or matches, key=lambda m: (-counts[m], m))
         return best, matches
 
     def close_titles(self, text: str, n: int = 3) -> list[str]:
@@ -167,37 +185,131 @@ class Catalogue:
         return [bare[m] for m in difflib.get_close_matches(text.strip().lower(), list(bare),
                                                            n=n, cutoff=0.6)]
 
-    def tag_movie_counts(self) -> dict[str, int]:
-        """term -> number of movies whose document carries it (low = distinctive).
+    def columns(self) -> dict[str, list]:
+        """CATALOGUE_COLUMNS as lists (tags and tag_counts per movie), for a rewrite."""
+        rows = range(len(self.ids))
+        return {"movieId": self.ids.tolist(), "title": self.titles, "year": self.years,
+                "genres": self.genres, "tags": [self.terms.tags(r) for r in rows],
+                "tag_counts": [self.terms.counts(r) for r in rows],
+                "n_ratings": self.n_ratings}
 
-        Counted once per catalogue: the reasons of every row need it. The catalogue's tags
-        are not changed after loading.
-        """
-        if self._counts is None:
-            counts: dict[str, int] = {}
-            for tags in self.tags:
-                for tag in tags:
-                    counts[tag] = counts.get(tag, 0) + 1
-            self._counts = counts
-        return self._counts
+
+def merge_columns(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
+    """Catalogue columns with `new`'s movies added at the end, replacing any of the same id
+    (a column `new` lacks is None for its movies)."""
+    replaced = set(new["movieId"])
+    keep = [i for i, m in enumerate(old["movieId"]) if m not in replaced]
+    n = len(new["movieId"])
+    return {c: [old[c][i] for i in keep] + list(new.get(c) or [None] * n)
+            for c in CATALOGUE_COLUMNS}
+
+
+def write_catalogue(path: Path, columns: dict[str, list]) -> None:
+    """A catalogue file from CATALOGUE_COLUMNS as lists (tag_counts or n_ratings may be
+    missing or hold None: no counts recorded (1 each), nobody rated the movie yet)."""
+    n = len(columns["movieId"])
+    counts = columns.get("tag_counts") or [None] * n
+    counts = [c if c is not None else [1] * len(t)
+              for t, c in zip(columns["tags"], counts, strict=True)]
+    terms = MovieTerms.from_lists([list(t or []) for t in columns["tags"]],
+                                  [list(c) for c in counts], columns["genres"])
+    arrays = {"ids": np.asarray(columns["movieId"], np.int64),
+              **pack_strings("title", columns["title"]),
+              **pack_strings("genres", columns["genres"]),
+              **_with_valid("year", columns["year"]),
+              **_with_valid("n_ratings", columns.get("n_ratings") or [None] * n),
+              **pack_strings("terms", terms.terms),
+              **{f"terms.{a}": getattr(terms, a) for a in MovieTerms.ARRAYS}}
+    save_file(arrays, str(path), metadata={"format": "tagrec-catalogue"})
+
+
+# ---------------------------------------------------------------- users
+
+
+class UserTags:
+    """Each user's document tags and side-feature columns, read per user on demand."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.USER_TAGS_FILE
+        try:
+            self.file = safe_open(str(self.path), framework="numpy")
+            self.users = self.file.get_tensor("users")
+            self.indptr = self.file.get_slice("tags.indptr")
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise damaged(self.path, exc) from None
+
+    @cached_property
+    def vocabulary(self) -> list[str]:
+        f = self.file
+        return unpack_strings({k: f.get_tensor(k) for k in
+                               ("terms.text", "terms.offsets", "terms.valid")}, "terms")
+
+    def _row(self, user: int) -> int:
+        i = int(np.searchsorted(self.users, user))
+        return i if i < len(self.users) and self.users[i] == user else -1
+
+    def tags(self, user: int) -> list[str]:
+        """The tags of `user`'s document (empty when the user has none)."""
+        i = self._row(user)
+        if i < 0:
+            return []
+        lo, hi = (int(v) for v in self.indptr[i:i + 2])
+        ids = self.file.get_slice("tags.ids")[lo:hi].tolist()
+        return [self.vocabulary[t] for t in ids]
+
+    def feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
+        """features.RAW_COLUMNS of these users, as arrays; None (a tags query) or a user
+        without history has none: 0 ratings and no last timestamp (NaN)."""
+        out = {c: np.zeros(len(users)) for c in RAW_COLUMNS["user"]}
+        out["last_timestamp"][:] = np.nan
+        for i, user in enumerate(users):
+            row = -1 if user is None else self._row(user)
+            if row < 0:
+                continue
+            for c in RAW_COLUMNS["user"]:
+                try:
+                    out[c][i] = float(self.file.get_slice(f"feature.{c}")[row:row + 1][0])
+                except (ValueError, SafetensorError) as exc:  # no such column
+                    raise damaged(self.path, exc) from None
+        return out
+
+
+def write_users(path: Path, users: list[int], tags: list[list[str]],
+                features: dict[str, list[float | None]]) -> None:
+    """A user_tags file from users sorted by id, their document tags and RAW_COLUMNS."""
+    vocabulary = sorted({t for ts in tags for t in ts})
+    index = {t: i for i, t in enumerate(vocabulary)}
+    indptr = np.zeros(len(users) + 1, np.int64)
+    indptr[1:] = np.cumsum([len(t) for t in tags])
+    arrays = {"users": np.asarray(users, np.int64), "tags.indptr": indptr,
+              "tags.ids": np.array([index[t] for ts in tags for t in ts], np.int32),
+              **pack_strings("terms", vocabulary),
+              **{f"feature.{c}": np.array([np.nan if v is None else v for v in values],
+                                          np.float64) for c, values in features.items()}}
+    save_file(arrays, str(path), metadata={"format": "tagrec-user-tags"})
 
 
 def write_lookups(workdir: Path, folder: Path) -> None:
     """What `recommend` needs besides the tables, from ingest/, so that it never reads ingest/.
 
     seen.safetensors: every user's rated movies and ratings (history and held out) as CSR;
-    catalogue.parquet: the movies' titles, genres and tags; user_tags.parquet: the users'
-    tags and the columns of their side features.
+    catalogue.safetensors: the movies' titles, genres and tags; user_tags.safetensors: the
+    users' tags and the columns of their side features.
     """
+    from tagrec_cli.store.ingested import read_table  # polars: not on the query path
+
     seen = read_table(workdir, artifacts.RATINGS_FILE, ["userId", "movieId", "rating"]).sort(
         "userId", "movieId")
     write_seen(folder, seen["userId"].to_numpy(), seen["movieId"].to_numpy(),
                seen["rating"].to_numpy())
     movies = read_table(workdir, artifacts.INGEST_TABLE["movie"])
-    movies.select(*[c for c in CATALOGUE_COLUMNS if c in movies.columns]).write_parquet(
-        Path(folder) / artifacts.CATALOGUE_FILE)
-    users = read_table(workdir, artifacts.INGEST_TABLE["user"])
-    # The side-feature columns too (older ingest output has none): a --user --tags query
-    # re-encodes that user's document with these.
-    users.select("userId", "tags", *[c for c in RAW_COLUMNS["user"] if c in users.columns]
-                 ).write_parquet(Path(folder) / artifacts.USER_TAGS_FILE)
+    write_catalogue(Path(folder) / artifacts.CATALOGUE_FILE,
+                    {c: movies[c].to_list() for c in CATALOGUE_COLUMNS if c in movies.columns})
+    users = read_table(workdir, artifacts.INGEST_TABLE["user"]).sort("userId")
+    missing = [c for c in RAW_COLUMNS["user"] if c not in users.columns]
+    if missing:  # an ingest from before side features
+        raise ArtifactError(f"{workdir}/{artifacts.INGEST_DIR} lacks {', '.join(missing)} — "
+                            "re-run `tagrec ingest`")
+    write_users(Path(folder) / artifacts.USER_TAGS_FILE, users["userId"].to_list(),
+                [list(t) for t in users["tags"].to_list()],
+                {c: users[c].cast(float).to_list() for c in RAW_COLUMNS["user"]})

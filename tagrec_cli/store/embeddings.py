@@ -11,6 +11,7 @@ its seen index 300 MB, and one query needs a row and a few hundred entries of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from tagrec_cli.topk import rows_of
 def embeddings_manifest(workdir: Path) -> dict:
     """The checked manifest of embeddings/ (older formats lack what recommend reads)."""
     return artifacts.read_manifest(workdir, artifacts.EMBEDDINGS_DIR,
-                                   artifacts.EMBEDDINGS_FORMAT, min_version=2)
+                                   artifacts.EMBEDDINGS_FORMAT, min_version=3)
 
 
 def damaged(path: Path, exc: Exception) -> ArtifactError:
@@ -43,9 +44,14 @@ class EmbeddingTable:
     ids: np.ndarray  # (N,) int64 MovieLens ids
     vectors: np.ndarray  # (N, dim) float32, unit rows
 
+    @cached_property
+    def order(self) -> np.ndarray:
+        """np.argsort(ids): sorted once per table, not once per lookup."""
+        return np.argsort(self.ids, kind="stable")
+
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """ids -> row numbers; -1 where an id is not in the table."""
-        return rows_of(self.ids, ids)
+        return rows_of(self.ids, ids, self.order)
 
 
 _TABLES: dict[Path, tuple[tuple[int, int], EmbeddingTable]] = {}  # path -> (stat, table)
@@ -61,15 +67,30 @@ def read_table_file(path: Path) -> EmbeddingTable:
     return EmbeddingTable(ids.astype(np.int64), vectors.astype(np.float32, copy=False))
 
 
-def load_table(workdir: Path, side: str, checked: bool = False) -> EmbeddingTable:
-    """Read embeddings/{users,movies}.safetensors, checked against the manifest (unless the
-    caller already did: `checked`).
+def check_shape(path: Path, manifest: dict, side: str, ids: np.ndarray, order: np.ndarray,
+                shape: tuple[int, ...]) -> None:
+    """ArtifactError unless a table file holds the manifest's count of distinct ids and a
+    (count, dim) matrix: a file replaced by another workspace's, or cut short, is damaged.
+    order: np.argsort(ids)."""
+    count = manifest.get(f"{side}s")
+    expected = (len(ids), manifest.get("dim"))
+    problem = (f"{len(ids)} ids, the manifest says {count}" if count is not None
+               and len(ids) != count else
+               f"embeddings of shape {tuple(shape)}, expected {expected}" if tuple(shape)
+               != expected else "repeated ids" if (np.diff(ids[order]) == 0).any() else None)
+    if problem:
+        raise ArtifactError(f"{path} does not match its manifest ({problem}) — re-run "
+                            "`tagrec embed`")
+
+
+def load_table(workdir: Path, side: str, checked: dict | None = None) -> EmbeddingTable:
+    """Read embeddings/{users,movies}.safetensors, checked against the manifest (`checked`:
+    the manifest, when the caller already read and checked it).
 
     Kept in memory for the process while the file is unchanged (files are only ever
     replaced by rename, which changes their stat), so one command reads each table once.
     """
-    if not checked:
-        embeddings_manifest(workdir)
+    manifest = checked or embeddings_manifest(workdir)
     path = table_path(workdir, side).resolve()
     try:
         st = path.stat()
@@ -79,18 +100,19 @@ def load_table(workdir: Path, side: str, checked: bool = False) -> EmbeddingTabl
     if path in _TABLES and _TABLES[path][0] == stamp:
         return _TABLES[path][1]
     table = read_table_file(path)
+    check_shape(path, manifest, side, table.ids, table.order, table.vectors.shape)
     _TABLES[path] = (stamp, table)
     return table
 
 
-def load_rows(workdir: Path, side: str, ids: np.ndarray, checked: bool = False) -> np.ndarray:
+def load_rows(workdir: Path, side: str, ids: np.ndarray,
+              checked: dict | None = None) -> np.ndarray:
     """Vectors of `ids` (n, dim), read without the rest of the table.
 
     An id not in the table is a TagrecError naming the table's id range. `checked`: the
-    caller already checked the manifest.
+    manifest, when the caller already read and checked it.
     """
-    if not checked:
-        embeddings_manifest(workdir)
+    manifest = checked or embeddings_manifest(workdir)
     path = table_path(workdir, side)
     try:
         f = safe_open(str(path), framework="numpy")
@@ -98,7 +120,9 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray, checked: bool = False) 
         column = f.get_slice("embeddings")
     except (OSError, ValueError, SafetensorError) as exc:
         raise damaged(path, exc) from None
-    rows = rows_of(table_ids, ids)
+    order = np.argsort(table_ids, kind="stable")
+    check_shape(path, manifest, side, table_ids, order, tuple(column.get_shape()))
+    rows = rows_of(table_ids, ids, order)
     if (rows < 0).any():
         unknown = int(np.asarray(ids)[rows < 0][0])
         raise TagrecError(f"unknown {side} {unknown}: no {side} document in the workspace "

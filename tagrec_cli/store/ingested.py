@@ -13,20 +13,16 @@ that names the file and `tagrec ingest`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from tagrec_cli import artifacts, features
+from tagrec_cli.artifacts import ingest_manifest
 from tagrec_cli.errors import ArtifactError
 from tagrec_cli.topk import rows_of
 
 ID_COLUMN = {"user": "userId", "movie": "movieId"}
-
-
-def ingest_manifest(workdir: Path) -> dict[str, Any]:
-    return artifacts.read_manifest(workdir, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT)
 
 
 def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:

@@ -15,16 +15,19 @@ from tagrec_cli.towers.npbert import load_tower
 
 
 def encode_user_documents(store: Store, documents: list[str],
-                          users: list[int | None] | None = None) -> np.ndarray:
+                          users: list[int | None] | None = None,
+                          raw: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """User documents -> (N, dim) unit rows.
 
-    users: whose history gives each document's side features (None: a tags query, no
-    history), for a model with side features.
+    For a model with side features: users, whose history gives each document's features
+    (None: a tags query, no history); or raw, features.RAW_COLUMNS["user"] as (N,) arrays
+    (a new user's ratings).
     """
     stats = artifacts.read_model_config(store.model_dir)["model"].get("features")
     extra = None
     if stats is not None:
-        raw = store.user_feature_rows(users or [None] * len(documents))
+        if raw is None:
+            raw = store.user_feature_rows(users or [None] * len(documents))
         extra = user_features(*(raw[c] for c in RAW_COLUMNS["user"]), stats)  # (N, F)
     tower = load_tower(store.model_dir, "user")
     if tower is not None:

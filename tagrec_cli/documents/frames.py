@@ -1,49 +1,22 @@
-"""The document grammar, once: tag cleaning, genres, movie documents and user documents.
+"""The document grammar as polars expressions: what ingest applies to millions of rows.
 
-`tagrec ingest` writes every document with these functions, and every query that needs a
-document later (`recommend --tags`, `embed --add-movies`) calls the same ones, so what the
-towers were trained on and what they are asked about cannot drift apart.
-
-    movie document: [title, year, genres,] [rating X.Y,] its tags, most users first
-    user document:  [its liked genres,] its own tags, the tags of the movies it liked
-
-A document is its terms joined by SEPARATOR, capped at `max_tags` terms. Tags are compared
-cleaned (trimmed, lower case); the rule is written for Python strings and, beside it, as the
-polars expression ingest applies to millions of rows (tests check that the two agree).
+Each function here is the twin of a rule in documents/__init__.py (tag cleaning, genres)
+or builds the documents from whole tables (movie documents, user documents); tests check
+that the twins agree and that a `--tags` query document (documents/terms.py) equals the one
+these functions write for the user it describes.
 """
 
 from __future__ import annotations
-
-import csv
-import io
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from tagrec_cli.config import IngestConfig
-from tagrec_cli.errors import TagrecError, quoted
+from tagrec_cli.documents import NO_GENRES, SEPARATOR, USER_PART
 from tagrec_cli.toptags import top_tags_for_users
 
-SEPARATOR = ", "
-NO_GENRES = "(no genres listed)"  # MovieLens' genres for a movie without any
-USER_PART = {"genres": -1, "own": 0, "liked": 1}  # the order of a user document's parts
-
-
 # ---------------------------------------------------------------- tags and genres
-
-
-def clean_tags(tags: list[str]) -> list[str]:
-    """Trim, lower-case, drop empty ones and repeats (first kept).
-
-    Example: [" Heist", "heist", "", "Noir "] -> ["heist", "noir"]
-    """
-    seen: dict[str, None] = {}
-    for tag in tags:
-        tag = tag.strip().lower()
-        if tag:
-            seen.setdefault(tag, None)
-    return list(seen)
 
 
 def clean_tag_column(tags: pl.DataFrame) -> pl.DataFrame:
@@ -53,25 +26,6 @@ def clean_tag_column(tags: pl.DataFrame) -> pl.DataFrame:
             .filter(pl.col("tag").is_not_null() & (pl.col("tag") != "")))
 
 
-def parse_tags(text: str) -> list[str]:
-    """Comma- or newline-separated tags; a tag holding a comma is written in double quotes.
-
-    Example: 'Dark comedy, "rock, paper", heist' -> ['dark comedy', 'rock, paper', 'heist']
-    """
-    rows = csv.reader(io.StringIO(text), skipinitialspace=True)
-    try:
-        return clean_tags([tag for row in rows for tag in row])
-    except csv.Error as exc:
-        raise TagrecError(f"cannot read the tags {quoted(text)}: {exc}") from None
-
-
-def genre_terms(genres: str | None) -> list[str]:
-    """'Adventure|Animation' -> ['adventure', 'animation'], as they read in a document."""
-    if not genres or genres == NO_GENRES:
-        return []
-    return [g.strip().lower() for g in genres.split("|") if g.strip()]
-
-
 def genre_list(genres: pl.Expr) -> pl.Expr:
     """genre_terms as a polars expression: a list column of a movie's genres."""
     return (pl.when(genres == NO_GENRES).then(pl.lit(None, pl.String)).otherwise(genres)
@@ -79,16 +33,6 @@ def genre_list(genres: pl.Expr) -> pl.Expr:
             .list.eval(pl.element().str.strip_chars().str.to_lowercase())
             .list.eval(pl.element().filter(pl.element() != ""))
             .fill_null([]))
-
-
-def document_text(terms: list[str]) -> str:
-    """A document from its terms, exactly as ingest joins them."""
-    return SEPARATOR.join(terms)
-
-
-def query_tags(extra: list[str], base: list[str], max_tags: int) -> list[str]:
-    """A user document's tags with `extra` tags put first (before even its liked genres)."""
-    return clean_tags(extra + base)[:max_tags]
 
 
 def ranked_tags(tag_counts: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
@@ -221,32 +165,3 @@ def user_document_tags(liked: pl.DataFrame, own: pl.DataFrame, carries: pl.DataF
             .sort(["userId", "part", "pos"])
             .unique(["userId", "tag"], keep="first", maintain_order=True)
             .group_by("userId", maintain_order=True).agg(tags=pl.col("tag").head(cfg.max_tags)))
-
-
-def tags_query_document(tags: list[str], movie_tags: pl.DataFrame, movies: pl.DataFrame,
-                        cfg: IngestConfig) -> list[str]:
-    """The user document ingest would write for someone who gave `tags` and liked every
-    movie whose document carries one of them (as a tag, or as a genre when documents have
-    genres), so that a short query reads like the documents the user tower was trained on.
-
-    movie_tags: (movieId, tag, applications) every movie's tags, with how many people put the
-    tag on the movie; movies: (movieId, genres) every movie. The given tags are the user's
-    own, in the order given. The tie-break order of tags is by applications, as in ingest.
-    Example: ["pixar"], movies A (pixar, funny; Animation) and B (gritty; Drama)
-             -> [animation, pixar, funny] with 5 user genres
-    """
-    wanted = clean_tags(tags)
-    genre_terms_of = movies.select("movieId", genre=genre_list(pl.col("genres")))
-    by_tag = movie_tags.filter(pl.col("tag").is_in(wanted)).select("movieId")
-    by_genre = (genre_terms_of.filter(pl.col("genre").list.eval(pl.element().is_in(wanted))
-                                      .list.any()).select("movieId")
-                if cfg.with_genres else by_tag.clear())
-    liked = (pl.concat([by_tag, by_genre]).unique().sort("movieId")
-             .select(pl.lit(0, pl.Int64).alias("userId"), pl.col("movieId").cast(pl.Int64)))
-    own = pl.DataFrame({"userId": [0] * len(wanted), "tag": wanted,
-                        "pos": list(range(len(wanted)))},
-                       schema={"userId": pl.Int64, "tag": pl.String, "pos": pl.Int64})
-    order = (movie_tags.group_by("tag").agg(applications=pl.col("applications").sum())
-             .sort(["applications", "tag"], descending=[True, False]))
-    doc = user_document_tags(liked, own, movie_tags.select("movieId", "tag"), order, movies, cfg)
-    return list(doc["tags"][0]) if doc.height else []

@@ -1,0 +1,92 @@
+"""One person's ratings from a CSV, for `recommend --ratings`: pure Python, no polars.
+
+    movieId,rating[,timestamp]     one row per movie, rating on MovieLens' 0.5-5 scale;
+                                   other columns (a userId of one user) are ignored
+
+Every problem is a DataError naming the file and line, so a bad file is one line of error.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagrec_cli.config import MAX_RATING, MIN_RATING
+from tagrec_cli.errors import DataError, quoted
+
+REQUIRED = ("movieId", "rating")
+
+
+@dataclass
+class UserRatings:
+    movie_ids: np.ndarray  # (n,) int64, in the file's order
+    ratings: np.ndarray  # (n,) float64
+    timestamps: np.ndarray  # (n,) float64 seconds, NaN where the file gives none
+
+
+def read_user_ratings(path: Path) -> UserRatings:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    rows = csv.reader(text.splitlines())
+    try:
+        header = [h.strip() for h in next(rows, [])]
+    except csv.Error as exc:
+        raise DataError(f"{path}, line 1: {exc}") from None
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataError(f"{path} lacks the column {missing[0]} (expected a header "
+                        "movieId,rating[,timestamp], e.g. from MovieLens' ratings.csv)")
+    at = {c: header.index(c) for c in (*REQUIRED, "timestamp", "userId") if c in header}
+    movies, ratings, stamps, users = [], [], [], set()
+    first_line: dict[int, int] = {}
+    try:
+        for line, row in enumerate(rows, start=2):
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line
+            cell = {c: (row[i].strip() if i < len(row) else "") for c, i in at.items()}
+            movie = _number(int, cell["movieId"], path, line, "movieId")
+            rating = _number(float, cell["rating"], path, line, "rating")
+            if not MIN_RATING <= rating <= MAX_RATING:
+                raise DataError(f"{path}, line {line}: rating {cell['rating']} is outside "
+                                f"{MIN_RATING}–{MAX_RATING}")
+            if movie in first_line:
+                raise DataError(f"{path}, line {line}: movie {movie} was already rated on "
+                                f"line {first_line[movie]}")
+            first_line[movie] = line
+            stamp = cell.get("timestamp", "")
+            stamps.append(float(_number(int, stamp, path, line, "timestamp")) if stamp
+                          else math.nan)
+            movies.append(movie)
+            ratings.append(rating)
+            users.add(cell.get("userId", ""))
+    except csv.Error as exc:
+        raise DataError(f"{path}: {exc}") from None
+    if not movies:
+        raise DataError(f"{path} holds no ratings")
+    if len(users) > 1:
+        raise DataError(f"{path} holds the ratings of {len(users)} users (userId column): "
+                        "give one person's ratings")
+    return UserRatings(np.array(movies, np.int64), np.array(ratings, np.float64),
+                       np.array(stamps, np.float64))
+
+
+def _number(kind: type, text: str, path: Path, line: int, column: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is not "
+                        f"{'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is not a number")
+    if kind is int and not -(2**63) <= value < 2**63:
+        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is out of range")
+    return value

@@ -1,0 +1,152 @@
+"""Every movie's terms as ids into one sorted vocabulary, and a `--tags` query's document.
+
+`tagrec embed` stores the catalogue's tags and genres in this form (store/catalogue.py), so a
+query reads a few arrays instead of a table and needs no polars:
+
+    terms        (V,) every tag and genre term, sorted (so ties broken "alphabetically" are
+                 ties broken by id)
+    tag_indptr   (N+1,) movie i's tags are tag_ids[tag_indptr[i]:tag_indptr[i+1]], most
+    tag_ids      (nnz,) applied first, with tag_counts (nnz,) applications (people who put
+    tag_counts   the tag on the movie)
+    genre_indptr (N+1,), genre_ids: movie i's genre terms, in movies.csv's order
+
+`tags_query_document` is ingest's user document (documents/frames.py user_document_tags)
+for someone who gave the query's tags and liked every movie carrying one of them, computed
+on these arrays; tests check that the two give the same document.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagrec_cli.config import IngestConfig
+from tagrec_cli.documents import clean_tags, genre_terms
+
+
+@dataclass
+class MovieTerms:
+    terms: list[str]  # (V,) sorted
+    tag_indptr: np.ndarray  # (N+1,) int64
+    tag_ids: np.ndarray  # (nnz,) int64
+    tag_counts: np.ndarray  # (nnz,) int64
+    genre_indptr: np.ndarray  # (N+1,) int64
+    genre_ids: np.ndarray  # (nnz_g,) int64
+
+    ARRAYS = ("tag_indptr", "tag_ids", "tag_counts", "genre_indptr", "genre_ids")
+
+    @classmethod
+    def from_lists(cls, movie_tags: list[list[str]], tag_counts: list[list[int]] | None,
+                   genres: list[str | None]) -> MovieTerms:
+        """From each movie's tags (cleaned, most applied first), their applications (None:
+        1 each) and its movies.csv genres string."""
+        genre_lists = [genre_terms(g) for g in genres]
+        terms = sorted({t for tags in movie_tags for t in tags}
+                       | {g for gs in genre_lists for g in gs})
+        index = {t: i for i, t in enumerate(terms)}
+
+        def csr(lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+            indptr = np.zeros(len(lists) + 1, np.int64)
+            indptr[1:] = np.cumsum([len(x) for x in lists])
+            return indptr, np.array([index[t] for x in lists for t in x], np.int64)
+
+        counts = tag_counts or [[1] * len(t) for t in movie_tags]
+        return cls(terms, *csr(movie_tags), np.array([c for cs in counts for c in cs], np.int64),
+                   *csr(genre_lists))
+
+    def __len__(self) -> int:
+        return len(self.tag_indptr) - 1
+
+    def _decode(self, ids: np.ndarray) -> list[str]:
+        return [self.terms[i] for i in ids.tolist()]
+
+    def tags(self, row: int) -> list[str]:
+        return self._decode(self.tag_ids[self.tag_indptr[row]:self.tag_indptr[row + 1]])
+
+    def counts(self, row: int) -> list[int]:
+        return self.tag_counts[self.tag_indptr[row]:self.tag_indptr[row + 1]].tolist()
+
+    def genres(self, row: int) -> list[str]:
+        return self._decode(self.genre_ids[self.genre_indptr[row]:self.genre_indptr[row + 1]])
+
+    def document_terms(self, row: int, with_genres: bool) -> list[str]:
+        """The terms movie `row`'s document carries: its tags, then (with genres) its genres."""
+        return clean_tags(self.tags(row) + self.genres(row)) if with_genres else self.tags(row)
+
+    def term_id(self, term: str) -> int:
+        """The id of a cleaned term, or -1 when no movie carries it."""
+        i = bisect.bisect_left(self.terms, term)
+        return i if i < len(self.terms) and self.terms[i] == term else -1
+
+    def _entries(self, with_genres: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(movie row, term id) of every term of every document, a term once per movie."""
+        rows = np.repeat(np.arange(len(self)), np.diff(self.tag_indptr))
+        ids = self.tag_ids
+        if with_genres:
+            rows = np.concatenate([rows, np.repeat(np.arange(len(self)),
+                                                   np.diff(self.genre_indptr))])
+            ids = np.concatenate([ids, self.genre_ids])
+        pairs = np.unique(rows * len(self.terms) + ids)
+        return pairs // max(len(self.terms), 1), pairs % max(len(self.terms), 1)
+
+    def movies_per_term(self, with_genres: bool) -> np.ndarray:
+        """(V,) how many movies' documents carry each term (low = distinctive)."""
+        return np.bincount(self._entries(with_genres)[1], minlength=len(self.terms))
+
+
+def _top(ids: np.ndarray, n: int, *tie_breaks: np.ndarray) -> list[int]:
+    """The n ids occurring most often in `ids`; ties by each of tie_breaks (ascending, per
+    term id), then by id."""
+    if n <= 0 or len(ids) == 0:
+        return []
+    found, counts = np.unique(ids, return_counts=True)
+    order = np.lexsort((found, *[t[found] for t in reversed(tie_breaks)], -counts))
+    return found[order[:n]].tolist()
+
+
+def user_document(own: list[str], liked: np.ndarray, movies: MovieTerms,
+                  cfg: IngestConfig) -> list[str]:
+    """The user document ingest writes (frames.user_document_tags) for a user with these own
+    tags (in order) who liked the movies of `liked` ((N,) bool over movie rows):
+    [liked genres,] own tags, the tags on most liked movies; each part ranked within
+    itself, a term never repeated, at most cfg.max_tags terms.
+
+    Ties among the liked movies' tags go to the tag with more applications over the whole
+    catalogue, then alphabetically; among genres, alphabetically; as in ingest.
+    """
+    tag_rows = np.repeat(np.arange(len(movies)), np.diff(movies.tag_indptr))
+    genre_rows = np.repeat(np.arange(len(movies)), np.diff(movies.genre_indptr))
+    parts: list[list[str]] = []
+    if cfg.with_genres and cfg.user_genres:
+        parts.append([movies.terms[i] for i in _top(movies.genre_ids[liked[genre_rows]],
+                                                     cfg.user_genres)])
+    parts.append(clean_tags(own))
+    # Each liked movie counts once per tag; the tie-break order is most applications first.
+    applications = np.bincount(movies.tag_ids, weights=movies.tag_counts,
+                               minlength=len(movies.terms))
+    pairs = np.unique(tag_rows[liked[tag_rows]] * len(movies.terms)
+                      + movies.tag_ids[liked[tag_rows]])
+    parts.append([movies.terms[i] for i in _top(pairs % max(len(movies.terms), 1),
+                                                 cfg.top_user_tags, -applications)])
+    return clean_tags([t for part in parts for t in part])[:cfg.max_tags]
+
+
+def tags_query_document(tags: list[str], movies: MovieTerms, cfg: IngestConfig) -> list[str]:
+    """The user document ingest would write (user_document) for someone who gave `tags`
+    (their own tags, in the order given) and liked every movie whose document carries one
+    of them (as a tag, or as a genre when documents have genres).
+
+    Example: ["pixar"], movies A (pixar, funny; Animation) and B (gritty; Drama)
+             -> [animation, pixar, funny] with 5 user genres
+    """
+    wanted = clean_tags(tags)
+    ids = [i for i in (movies.term_id(t) for t in wanted) if i >= 0]
+    liked = np.zeros(len(movies), bool)
+    liked[np.repeat(np.arange(len(movies)), np.diff(movies.tag_indptr))[
+        np.isin(movies.tag_ids, ids)]] = True
+    if cfg.with_genres:
+        liked[np.repeat(np.arange(len(movies)), np.diff(movies.genre_indptr))[
+            np.isin(movies.genre_ids, ids)]] = True
+    return user_document(wanted, liked, movies, cfg)
