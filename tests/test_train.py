@@ -192,3 +192,45 @@ def test_hybrid_masks_a_users_other_positives():
                       np.arange(3), cfg)
     assert got == pytest.approx(want.item(), abs=1e-6)
     assert abs(want.item() - unmasked.item()) > 1e-3  # the mask matters here
+
+
+@pytest.mark.parametrize("args, want", [([], False), (["--compile"], True)])
+def test_train_compile_option_reaches_the_config(args, want, monkeypatch, tmp_path):
+    """`train --compile` sets TrainConfig.compile (off by default)."""
+    import tagrec_cli.train
+    from tagrec_cli.errors import TagrecError
+    from tests.helpers import invoke
+
+    seen = []
+
+    def fake_run_train(workdir, model_cfg, cfg, **kwargs):
+        seen.append(cfg)
+        raise TagrecError("stopped here")
+
+    monkeypatch.setattr(tagrec_cli.train, "run_train", fake_run_train)
+    r = invoke(["train", "--device", "cpu", *args], tmp_path)
+    assert r.exit_code == 1 and "stopped here" in r.output
+    assert [cfg.compile for cfg in seen] == [want]
+
+
+def test_compile_compiles_the_encoder_and_heads_in_place(ingested_sample_300pairs,
+                                                          copy_workspace, tiny_bert,
+                                                          monkeypatch):
+    """With compile on, run_train compiles the encoder and both heads (in place, with dynamic
+    shapes). torch.compile itself takes minutes on this 2-core CPU, so Module.compile is
+    recorded here instead of run."""
+    from tagrec_cli.config import ModelConfig, TrainConfig
+    from tagrec_cli.train import run_train
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile",
+                        lambda self, **kw: compiled.append((type(self).__name__, kw)))
+    work = copy_workspace(ingested_sample_300pairs)
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu", compile=True))
+    assert sorted(name for name, _ in compiled) == ["BertModel", "Linear", "Linear"]
+    assert all(kw == {"dynamic": True} for _, kw in compiled)
+    compiled.clear()
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    assert compiled == []
