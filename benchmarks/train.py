@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -223,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory()
         workdir = Path(tmp.name)
         run_ingest(args.data, workdir, IngestConfig())
+    load_before = os.getloadavg()[0]
     results = {name: measure_case(name, workdir, args, device)
                for name in args.cases.split(",")}
+    load = [load_before, os.getloadavg()[0]]
     print(f"data {args.data if args.workdir is None else args.workdir}, device {device}, "
-          f"threads {torch.get_num_threads()}, torch {torch.__version__}; medians over steps")
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average "
+          f"{load[0]:.1f} -> {load[1]:.1f}; medians over steps")
     print(f"{'case':<9} {'batch':>5} {'path':<7} {'host ms':>8} {'model ms':>9} "
           f"{'step ms':>8} {'host share':>10}")
     for name, r in results.items():
@@ -246,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "device": str(device), "compile": args.compile, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "data": str(args.data), "cases": results,
+        "threads": torch.get_num_threads(), "load_average": load, "data": str(args.data),
+        "cases": results,
         "goals": goals}, indent=2))
     if tmp:
         tmp.cleanup()
