@@ -2,8 +2,10 @@
 
 The loop reads top to bottom: `setup` (model, token tables, pairs, side features),
 `encode_frozen` (with the encoder frozen, every document an epoch needs is encoded once),
-`optimise` (optimizer, batches of every epoch, the popularity correction), then per epoch
-`train_epoch` and `validate`, and `save` whenever validation ROC-AUC improves.
+`optimise` (optimizer, batches of every epoch, the popularity correction, the Planner that
+prepares each epoch's steps ahead: plan.py), then per epoch `train_epoch` (the plan on the
+device, step after step, the loss read only every log_every steps) and `validate`, and
+`save` whenever validation ROC-AUC improves.
 
 The default keeps the pretrained encoder frozen: only the two linear heads (pooled document +
 side features -> 512) train, on shuffled batches of 1024 pairs with the hybrid loss
