@@ -122,9 +122,12 @@ class TrainConfig:
     length_groups: int = 4  # per tower and step, encode documents in <= this many length groups
     device: str = "auto"
     eval_batch_size: int = 256
+    compile: bool = False  # torch.compile the encoder and the heads (first steps compile)
+    log_every: int = 50  # steps between reads of the loss from the device (progress display)
 
     def __post_init__(self) -> None:
         _check({"epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
-        _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1})
+        _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
+                "log_every must be >= 1": self.log_every >= 1})

@@ -43,6 +43,25 @@ class ToyModel(torch.nn.Module):  # stands in for TwoTower: pooled outputs are l
         return self.heads[side](pooled)
 
 
+def toy_towers(model, **kwargs):
+    """BatchTowers over the toy model, with the 4 x 4 identity as every pooled output."""
+    from tagrec_cli.train.step import BatchTowers
+
+    return BatchTowers(model, torch.device("cpu"),
+                       pooled={"user": torch.eye(4), "movie": torch.eye(4)}, **kwargs)
+
+
+def one_step(towers, optimizer, pairs, batch, cfg):
+    """A one-batch epoch plan on the CPU, fed to train_step: (loss as a float, encoded)."""
+    from tagrec_cli.train.plan import plan_epoch
+    from tagrec_cli.train.step import Feed, train_step
+
+    plan = plan_epoch(cfg, pairs, [batch])
+    feed = Feed(plan, torch.device("cpu"), skip=np.zeros(1, dtype=bool))
+    loss, encoded = train_step(towers, optimizer, feed.inputs(0), cfg)
+    return float(loss), encoded
+
+
 def toy_pairs():
     """User i rates movie i 5.0 (like) and movie (i + 1) % 4 1.0 (dislike)."""
     from tagrec_cli.train.batches import Pairs
@@ -56,16 +75,14 @@ def toy_pairs():
 def test_training_step_runs_and_learns(loss):
     """On a toy problem each objective pulls each user to its liked movie."""
     from tagrec_cli.config import TrainConfig
-    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(0)
     model = ToyModel()
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": torch.eye(4), "movie": torch.eye(4)})
+    towers = toy_towers(model)
     cfg = TrainConfig(loss=loss, temperature=0.1, device="cpu")
     optimizer = torch.optim.Adam([*model.parameters(), towers.bce_bias], lr=0.05)
-    losses = [train_step(model, optimizer, {}, toy_pairs(), np.arange(8), torch.device("cpu"),
-                         cfg, towers)[0] for _ in range(60)]
+    losses = [one_step(towers, optimizer, toy_pairs(), np.arange(8), cfg)[0]
+              for _ in range(60)]
     assert losses[-1] < 0.25 * losses[0]
     with torch.no_grad():
         u = torch.nn.functional.normalize(model.project("user", torch.eye(4)), dim=1)
@@ -82,50 +99,41 @@ def test_hybrid_softmax_positives_are_the_high_ratings():
     not a positive at 4.0, so with the logistic part off (weight 0) it gives no gradient."""
     from tagrec_cli.config import TrainConfig
     from tagrec_cli.train.batches import Pairs
-    from tagrec_cli.train.step import BatchTowers, train_step
 
     model = ToyModel()
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": torch.eye(4), "movie": torch.eye(4)})
+    towers = toy_towers(model)
     pairs = Pairs(np.arange(4), np.arange(4), np.ones(4, dtype=np.float32),
                   np.full(4, 3.0, dtype=np.float32))
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     cfg = TrainConfig(loss="hybrid", bce_weight=0.0, positive_rating=4.0, device="cpu")
-    loss, _ = train_step(model, optimizer, {}, pairs, np.arange(4), torch.device("cpu"), cfg,
-                         towers)
+    loss, _ = one_step(towers, optimizer, pairs, np.arange(4), cfg)
     assert loss == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     cfg = TrainConfig(loss="hybrid", bce_weight=0.0, positive_rating=3.0, device="cpu")
-    loss, _ = train_step(model, optimizer, {}, pairs, np.arange(4), torch.device("cpu"), cfg,
-                         towers)
+    loss, _ = one_step(towers, optimizer, pairs, np.arange(4), cfg)
     assert loss > 0 and not all(torch.equal(a, b) for a, b in
                                 zip(before, model.parameters(), strict=True))
 
 
 def test_batch_towers_show_chosen_movies_as_never_rated():
     """The unrated mask swaps in the never-rated side features for those movies only."""
-    from tagrec_cli.train.step import BatchTowers
 
     model = ToyModel(extra=2)
     side = {"user": torch.zeros(4, 2), "movie": torch.ones(4, 2)}
     unrated = torch.full((4, 2), 7.0)
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": torch.eye(4), "movie": torch.eye(4)}, side=side,
-                         unrated=unrated)
-    rows = np.array([0, 2, 3])
+    towers = toy_towers(model, side=side, unrated=unrated)
+    rows = torch.tensor([0, 2, 3])
     _, plain, _ = towers(rows, rows, None)
-    _, mixed, _ = towers(rows, rows, np.array([False, True, False]))
+    _, mixed, _ = towers(rows, rows, torch.tensor([False, True, False]))
     with torch.no_grad():
         want = model.project("movie", torch.eye(4)[rows[1:2]], unrated[:1])
     assert torch.equal(mixed[[0, 2]], plain[[0, 2]])
     assert torch.allclose(mixed[1], want[0]) and not torch.allclose(mixed[1], plain[1])
     # and users shown without history get the `unknown` rows, the others keep theirs
     unknown = torch.full((4, 2), -5.0)
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": torch.eye(4), "movie": torch.eye(4)}, side=side,
-                         unrated=unrated, unknown=unknown)
-    users, _, _ = towers(rows, rows, None, np.array([True, False, False]))
+    towers = toy_towers(model, side=side, unrated=unrated, unknown=unknown)
+    users, _, _ = towers(rows, rows, None, torch.tensor([True, False, False]))
     plain_users, _, _ = towers(rows, rows, None, None)
     with torch.no_grad():
         want = model.project("user", torch.eye(4)[rows[:1]], unknown[:1])
@@ -139,13 +147,11 @@ def test_softmax_candidates(loss, candidates):
     from tagrec_cli.config import TrainConfig
     from tagrec_cli.towers.losses import in_batch_softmax_loss
     from tagrec_cli.train.batches import Pairs
-    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(1)
     model = ToyModel()
     pooled = torch.eye(4)
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": pooled, "movie": pooled})
+    towers = toy_towers(model)
     # user 0 likes movie 0, user 1 likes movie 1, user 0 dislikes movie 2
     pairs = Pairs(np.array([0, 1, 0]), np.array([0, 1, 2]),
                   np.array([1, 1, -1], dtype=np.float32), np.array([5, 5, 1], dtype=np.float32))
@@ -155,8 +161,8 @@ def test_softmax_candidates(loss, candidates):
         movies = model.project("movie", pooled[candidates])
         want = in_batch_softmax_loss(users, movies, torch.tensor([0, 1]),
                                      torch.zeros(2, len(candidates), dtype=torch.bool), 0.5)
-    got, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), {}, pairs,
-                        np.arange(3), torch.device("cpu"), cfg, towers)
+    got, _ = one_step(towers, torch.optim.SGD(model.parameters(), lr=0.0), pairs,
+                      np.arange(3), cfg)
     assert got == pytest.approx(want.item(), abs=1e-6)
 
 
@@ -166,13 +172,11 @@ def test_hybrid_masks_a_users_other_positives():
     from tagrec_cli.config import TrainConfig
     from tagrec_cli.towers.losses import in_batch_softmax_loss
     from tagrec_cli.train.batches import Pairs
-    from tagrec_cli.train.step import BatchTowers, train_step
 
     torch.manual_seed(2)
     model = ToyModel()
     pooled = torch.eye(4)
-    towers = BatchTowers(model, {}, torch.device("cpu"), 4,
-                         pooled={"user": pooled, "movie": pooled})
+    towers = toy_towers(model)
     pairs = Pairs(np.array([0, 0, 1]), np.array([0, 1, 2]), np.ones(3, dtype=np.float32),
                   np.array([5, 4, 5], dtype=np.float32))
     cfg = TrainConfig(loss="hybrid", bce_weight=0.0, temperature=0.5, device="cpu")
@@ -184,7 +188,49 @@ def test_hybrid_masks_a_users_other_positives():
         want = in_batch_softmax_loss(users, movies, torch.tensor([0, 1, 2]), mask, 0.5)
         unmasked = in_batch_softmax_loss(users, movies, torch.tensor([0, 1, 2]),
                                          torch.zeros(3, 3, dtype=torch.bool), 0.5)
-    got, _ = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), {}, pairs,
-                        np.arange(3), torch.device("cpu"), cfg, towers)
+    got, _ = one_step(towers, torch.optim.SGD(model.parameters(), lr=0.0), pairs,
+                      np.arange(3), cfg)
     assert got == pytest.approx(want.item(), abs=1e-6)
     assert abs(want.item() - unmasked.item()) > 1e-3  # the mask matters here
+
+
+@pytest.mark.parametrize("args, want", [([], False), (["--compile"], True)])
+def test_train_compile_option_reaches_the_config(args, want, monkeypatch, tmp_path):
+    """`train --compile` sets TrainConfig.compile (off by default)."""
+    import tagrec_cli.train
+    from tagrec_cli.errors import TagrecError
+    from tests.helpers import invoke
+
+    seen = []
+
+    def fake_run_train(workdir, model_cfg, cfg, **kwargs):
+        seen.append(cfg)
+        raise TagrecError("stopped here")
+
+    monkeypatch.setattr(tagrec_cli.train, "run_train", fake_run_train)
+    r = invoke(["train", "--device", "cpu", *args], tmp_path)
+    assert r.exit_code == 1 and "stopped here" in r.output
+    assert [cfg.compile for cfg in seen] == [want]
+
+
+def test_compile_compiles_the_encoder_and_heads_in_place(ingested_sample_300pairs,
+                                                          copy_workspace, tiny_bert,
+                                                          monkeypatch):
+    """With compile on, run_train compiles the encoder and both heads (in place, with dynamic
+    shapes). torch.compile itself takes minutes on this 2-core CPU, so Module.compile is
+    recorded here instead of run."""
+    from tagrec_cli.config import ModelConfig, TrainConfig
+    from tagrec_cli.train import run_train
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile",
+                        lambda self, **kw: compiled.append((type(self).__name__, kw)))
+    work = copy_workspace(ingested_sample_300pairs)
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu", compile=True))
+    assert sorted(name for name, _ in compiled) == ["BertModel", "Linear", "Linear"]
+    assert all(kw == {"dynamic": True} for _, kw in compiled)
+    compiled.clear()
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=1, device="cpu"))
+    assert compiled == []

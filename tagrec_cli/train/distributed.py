@@ -144,13 +144,17 @@ def all_gather_int(dist: Dist, value: int) -> list[int]:
     return [int(x.item()) for x in out]
 
 
-def any_rank(dist: Dist, flag: bool) -> bool:
-    """True when `flag` is True on at least one rank."""
+def any_rank(dist: Dist, flags: np.ndarray) -> np.ndarray:
+    """(S,) bool: True where flags is True on at least one rank (one collective for all S).
+
+    Example: rank 0 [True, False, False], rank 1 [False, False, True] -> [True, False, True]
+    """
+    flags = np.asarray(flags, dtype=bool)
     if not dist.enabled:
-        return flag
-    t = torch.tensor([int(flag)], dtype=torch.int32, device=dist.comm_device)
+        return flags
+    t = torch.from_numpy(flags.astype(np.int32)).to(dist.comm_device)
     tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())
+    return t.cpu().numpy().astype(bool)
 
 
 def coverage(dist: Dist, fed: list[np.ndarray], n: int) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 The loop reads top to bottom: `setup` (model, token tables, pairs, side features),
 `encode_frozen` (with the encoder frozen, every document an epoch needs is encoded once),
-`optimise` (optimizer, batches of every epoch, the popularity correction), then per epoch
-`train_epoch` and `validate`, and `save` whenever validation ROC-AUC improves.
+`optimise` (optimizer, batches of every epoch, the popularity correction, the Planner that
+prepares each epoch's steps ahead: plan.py), then per epoch `train_epoch` (the plan on the
+device, step after step, the loss read only every log_every steps) and `validate`, and
+`save` whenever validation ROC-AUC improves.
 
 The default keeps the pretrained encoder frozen: only the two linear heads (pooled document +
 side features -> 512) train, on shuffled batches of 1024 pairs with the hybrid loss
@@ -28,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +51,15 @@ from tagrec_cli.towers.tokens import TokenTable, token_tables
 from tagrec_cli.train import distributed
 from tagrec_cli.train.batches import Pairs, epoch_batches, load_pairs, lr_factor, softmax_positives
 from tagrec_cli.train.distributed import Dist
-from tagrec_cli.train.step import BatchTowers, evaluate_pairs, side_features, train_step
+from tagrec_cli.train.plan import EpochPlan, plan_epoch
+from tagrec_cli.train.step import (
+    BatchTowers,
+    DeviceTokens,
+    Feed,
+    evaluate_pairs,
+    side_features,
+    train_step,
+)
 
 OnStep = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, seqs/s
 
@@ -84,6 +95,8 @@ class Run:
     bce_bias: torch.Tensor | None = None
     optimizer: torch.optim.Optimizer | None = None
     schedule: list[list[np.ndarray]] = field(default_factory=list)  # per epoch, its batches
+    planner: Planner | None = None  # the epochs' plans, made one epoch ahead
+    tokens: dict[str, DeviceTokens] | None = None  # fine-tuning: the token tables on the device
     log_q: np.ndarray | None = None  # (n_movies,) softmax popularity correction
     like_share: float = 0.5
     unrated_rng: np.random.Generator | None = None
@@ -92,6 +105,30 @@ class Run:
     @property
     def device(self) -> torch.device:
         return self.dist.device  # cuda:LOCAL_RANK under torchrun
+
+
+class Planner:
+    """Each epoch's plan (plan.py), made in a background thread while the epoch before it
+    trains (and the first while the untrained heads are evaluated). One worker makes the
+    plans in epoch order, so the cold-dropout stream is drawn as a plain loop would."""
+
+    def __init__(self, make: Callable[[int], EpochPlan], epochs: int):
+        self.make, self.epochs = make, epochs
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tagrec-plan")
+        self.epoch, self.next = 1, self.pool.submit(make, 1)
+
+    def take(self, epoch: int) -> EpochPlan:
+        """Epoch `epoch`'s plan (epochs are taken in order 1, 2, ...); starts the next one."""
+        if epoch != self.epoch:
+            raise ValueError(f"plans are taken in order: epoch {self.epoch}, not {epoch}")
+        plan = self.next.result()
+        self.epoch += 1
+        if self.epoch <= self.epochs:
+            self.next = self.pool.submit(self.make, self.epoch)
+        return plan
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
@@ -121,24 +158,35 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             say("encoding documents once (frozen encoder)")
             run.pooled = encode_frozen(run)
         optimise(run)
-        say("evaluating the untrained heads")
-        validate(run, 0, {"train_loss": float("nan"), "seqs_per_s": float("nan")}, on_epoch)
-        best_auc, step = -math.inf, 0
         try:
-            for epoch in range(1, cfg.epochs + 1):
-                extra, step = train_epoch(run, epoch, step, on_step)
-                auc = validate(run, epoch, extra, on_epoch)["auc"]
-                # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
-                # kept.
-                if math.isnan(auc) or auc > best_auc:
-                    best_auc = best_auc if math.isnan(auc) else auc
-                    say(f"saving epoch {epoch}")
-                    save(run, epoch)
-        except KeyboardInterrupt:
-            run.result.interrupted = True
+            say("evaluating the untrained heads")
+            validate(run, 0, {"train_loss": float("nan"), "seqs_per_s": float("nan")},
+                     on_epoch)
+            train_epochs(run, on_step, on_epoch, say)
+        finally:
+            run.planner.close()
         finish(run)
     run.result.seconds = time.perf_counter() - start
     return run.result
+
+
+def train_epochs(run: Run, on_step: OnStep | None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None,
+                 say: Callable[[str], None]) -> None:
+    """Every epoch: train, validate, save when validation AUC improves (Ctrl-C: stop)."""
+    best_auc, step = -math.inf, 0
+    try:
+        for epoch in range(1, run.cfg.epochs + 1):
+            extra, step = train_epoch(run, epoch, step, on_step)
+            auc = validate(run, epoch, extra, on_epoch)["auc"]
+            # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
+            # kept.
+            if math.isnan(auc) or auc > best_auc:
+                best_auc = best_auc if math.isnan(auc) else auc
+                say(f"saving epoch {epoch}")
+                save(run, epoch)
+    except KeyboardInterrupt:
+        run.result.interrupted = True
 
 
 def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: ModelConfig,
@@ -149,6 +197,12 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     say(f"loading {model_cfg.base_model}")
     model, tokenizer = build_model(model_cfg, seed=cfg.seed)  # same seed: same heads on all ranks
     model.to(dist.device)
+    if cfg.compile:
+        # In place (nn.Module.compile), so the state dict keeps its names. dynamic: a step's
+        # batch and length groups change shape from step to step.
+        model.encoder.compile(dynamic=True)
+        for head in model.heads.values():
+            head.compile(dynamic=True)
     if dist.rank > 0:
         # Rank 0 keeps a plain run's random stream; the others draw their own dropout masks.
         torch.manual_seed(cfg.seed + dist.rank)
@@ -211,8 +265,8 @@ def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
 def optimise(run: Run) -> None:
     """The step's forward, the optimizer, every epoch's batches and the softmax's log-q."""
     cfg, dist, model, train = run.cfg, run.dist, run.model, run.pairs["train"]
-    batch_towers = BatchTowers(model, run.tables, run.device, cfg.length_groups, run.pooled,
-                               run.side, run.unrated, run.unknown)
+    batch_towers = BatchTowers(model, run.device, run.pooled, run.side, run.unrated,
+                               run.unknown)
     run.bce_bias = batch_towers.bce_bias
     run.towers = batch_towers
     if dist.enabled:
@@ -246,6 +300,14 @@ def optimise(run: Run) -> None:
     run.unrated_rng = (np.random.default_rng([cfg.seed, dist.rank]) if run.side is not None
                        else None)
     run.base_lrs = [g["lr"] for g in run.optimizer.param_groups]
+    lengths = None
+    if not cfg.freeze_encoder:  # a step pads its documents on the device
+        run.tokens = {side: DeviceTokens.of(table, run.device)
+                      for side, table in run.tables.items()}
+        lengths = {side: table.lengths for side, table in run.tables.items()}
+    run.planner = Planner(lambda epoch: plan_epoch(cfg, train, run.schedule[epoch - 1],
+                                                   lengths, run.log_q, run.unrated_rng),
+                          cfg.epochs)
 
 
 def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
@@ -255,29 +317,39 @@ def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
     model.train()
     if cfg.freeze_encoder:
         model.encoder.eval()
-    batches = run.schedule[epoch - 1]
+    plan = run.planner.take(epoch)
+    skip = np.zeros(plan.steps, dtype=bool)
+    if cfg.loss == "softmax":  # without a positive on any rank, a step has no target
+        skip = ~distributed.any_rank(dist, plan.has_target)
+    feed = Feed(plan, run.device, skip, run.tokens)
     total_steps = sum(len(b) for b in run.schedule)
-    losses, seqs, fed, t0 = [], 0, [], time.perf_counter()
-    for i, batch in enumerate(batches):
+    # The losses add up on the device; they are read (a sync) only every log_every steps
+    # and at the epoch's end. `shown` is the mean loss since the previous read.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    shown, read_sum, read_at = float("nan"), 0.0, 0
+    seqs, t0 = 0, time.perf_counter()
+    for i in range(plan.steps):
         for group, base in zip(run.optimizer.param_groups, run.base_lrs, strict=True):
             group["lr"] = base * lr_factor(step, total_steps, cfg.warmup)
-        loss, encoded = train_step(model, run.optimizer, run.tables, run.pairs["train"], batch,
-                                   run.device, cfg, run.towers, run.log_q, dist,
-                                   run.like_share, run.unrated_rng)
-        fed.append(batch)
+        loss, encoded = train_step(run.towers, run.optimizer, feed.inputs(i), cfg,
+                                   run.like_share)
+        loss_sum += loss
         seqs += encoded
         step += 1
-        losses.append(loss)
+        if i % cfg.log_every == 0 or i == plan.steps - 1:
+            total = float(loss_sum)
+            shown, read_sum, read_at = (total - read_sum) / (i + 1 - read_at), total, i + 1
         if on_step:
-            on_step(epoch, i + 1, len(batches), loss, seqs / max(time.perf_counter() - t0, 1e-9))
+            on_step(epoch, i + 1, plan.steps, shown, seqs / max(time.perf_counter() - t0, 1e-9))
     seconds = time.perf_counter() - t0
     # Every rank ran as many steps, so the mean of the ranks' mean losses is the mean over
     # all steps; throughputs add up.
     loss_sum, rate_sum = distributed.all_reduce_sum(
-        dist, [float(np.mean(losses)), seqs / max(seconds, 1e-9)])
+        dist, [read_sum / plan.steps if plan.steps else math.nan, seqs / max(seconds, 1e-9)])
     if dist.enabled:
         run.settings["distributed"]["epochs"].append(
-            {"epoch": epoch, **distributed.coverage(dist, fed, len(run.pairs["train"].labels))})
+            {"epoch": epoch, **distributed.coverage(dist, plan.batches,
+                                                     len(run.pairs["train"].labels))})
     return ({"train_loss": loss_sum / dist.world, "seqs_per_s": rate_sum,
              "epoch_seconds": seconds}, step)
 

@@ -1,10 +1,12 @@
-"""One optimisation step and the validation pass: a batch's distinct documents through the
-towers, the loss on their vectors, and the pairs' ROC-AUC after every epoch.
+"""One optimisation step and the validation pass: an epoch's plan on the device (Feed), a
+batch's distinct documents through the towers, the loss on their vectors, and the pairs'
+ROC-AUC after every epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +25,122 @@ from tagrec_cli.towers.losses import (
 from tagrec_cli.towers.model import TwoTower
 from tagrec_cli.towers.tokens import TokenTable
 from tagrec_cli.train import distributed
-from tagrec_cli.train.batches import Pairs, length_groups, softmax_positives
+from tagrec_cli.train.batches import Pairs
 from tagrec_cli.train.distributed import Dist
+from tagrec_cli.train.plan import EpochPlan
 
 
-def encode_grouped(model: TwoTower, table: TokenTable, rows: np.ndarray, device: torch.device,
-                   max_groups: int) -> torch.Tensor:
-    """(len(rows), H) pooled encodings with gradients, in length groups to cut padding."""
-    groups = length_groups(table.lengths[rows], max_groups)
-    parts = []
-    for group in groups:
-        ids, mask = table.batch(rows[group])
-        parts.append(model.encode(ids.to(device), mask.to(device)))
-    inverse = np.argsort(np.concatenate(groups))  # back to the order of rows
-    return torch.cat(parts)[torch.from_numpy(inverse).to(device)]
+@dataclass
+class DeviceTokens:
+    """One side's TokenTable on the device, for padding a step's documents there."""
+
+    tokens: torch.Tensor  # (T,) int32
+    offsets: torch.Tensor  # (N + 1,) int64
+    lengths: torch.Tensor  # (N,) int64
+    pad_id: int
+
+    @classmethod
+    def of(cls, table: TokenTable, device: torch.device) -> DeviceTokens:
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        return cls(put(table.tokens), put(table.offsets), put(table.lengths), table.pad_id)
+
+    def batch(self, rows: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) rows -> (input_ids, attention_mask), both (B, width) int64: TokenTable.batch
+        computed on the device (width: the longest of the rows, known from the plan)."""
+        cols = torch.arange(width, device=rows.device)
+        mask = cols[None, :] < self.lengths[rows][:, None]  # (B, width)
+        # Padding positions read some in-range token and are then replaced by pad_id.
+        pos = (self.offsets[rows][:, None] + cols[None, :]).clamp_max(
+            max(len(self.tokens) - 1, 0))
+        ids = torch.where(mask, self.tokens[pos].long(), self.pad_id)
+        return ids, mask.long()
+
+
+@dataclass
+class StepInputs:
+    """One step's inputs, already on the device (see plan.py for what each one is).
+
+    users (U,), movies (M,): the step's distinct table rows; user_inverse, movie_inverse,
+    labels (B,): per pair; pos_user, pos_col (P,), cand (C,), log_q (C,), other (P, C): the
+    softmax's; unrated (M,), unknown (U,): the cold-dropout masks; docs: per side the padded
+    length groups and the order back (fine-tuning only).
+    """
+
+    users: torch.Tensor
+    movies: torch.Tensor
+    user_inverse: torch.Tensor
+    movie_inverse: torch.Tensor
+    labels: torch.Tensor
+    pos_user: torch.Tensor
+    pos_col: torch.Tensor
+    cand: torch.Tensor
+    log_q: torch.Tensor | None
+    other: torch.Tensor
+    unrated: torch.Tensor | None
+    unknown: torch.Tensor | None
+    docs: dict[str, tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] | None
+    encoded: int  # documents the step encodes
+    has_target: bool  # the step has a softmax positive
+    skip: bool  # no rank has one (softmax loss): the step is run without gradients
+
+
+class Feed:
+    """An epoch's plan on the device: its flat arrays are copied once (pinned memory and
+    non_blocking on CUDA), then each step's inputs are slices of them, with no host work
+    and no device -> host read. skip: (steps,) bool, the steps run without gradients.
+    tokens: per side the device token table, to pad the documents of a fine-tuning step.
+    """
+
+    def __init__(self, plan: EpochPlan, device: torch.device, skip: np.ndarray,
+                 tokens: dict[str, DeviceTokens] | None = None):
+        def put(a: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            if device.type == "cuda":
+                t = t.pin_memory()
+            return t.to(device, non_blocking=True)
+
+        self.plan, self.device, self.skip, self.tokens = plan, device, skip, tokens
+        names = ["labels", "user_inverse", "movie_inverse", "users", "movies", "pos_user",
+                 "pos_col", "cand", "cand_log_q", "mask_pos", "mask_col", "unrated",
+                 "unknown"]
+        self.flat = {n: None if getattr(plan, n) is None else put(getattr(plan, n))
+                     for n in names}
+        self.groups = {side: (put(g.order), put(g.restore)) for side, g in plan.groups.items()}
+
+    def inputs(self, step: int) -> StepInputs:
+        plan, flat = self.plan, self.flat
+
+        def cut(name: str, off: np.ndarray) -> torch.Tensor | None:
+            t = flat[name]
+            return None if t is None else t[int(off[step]):int(off[step + 1])]
+
+        users, movies = cut("users", plan.user_off), cut("movies", plan.movie_off)
+        pos_user = cut("pos_user", plan.pos_off)
+        cand = cut("cand", plan.cand_off)
+        other = torch.zeros((len(pos_user), len(cand)), dtype=torch.bool, device=self.device)
+        other[cut("mask_pos", plan.mask_off), cut("mask_col", plan.mask_off)] = True
+        docs = None
+        if self.tokens is not None:
+            docs = {}
+            for side, rows, off in (("user", users, plan.user_off),
+                                    ("movie", movies, plan.movie_off)):
+                order, restore = (t[int(off[step]):int(off[step + 1])]
+                                  for t in self.groups[side])
+                g = plan.groups[side]
+                parts, lo = [], 0
+                for size, width in zip(g.sizes[step], g.widths[step], strict=True):
+                    parts.append(self.tokens[side].batch(rows[order[lo:lo + size]], width))
+                    lo += size
+                docs[side] = (parts, restore)
+        return StepInputs(users, movies, cut("user_inverse", plan.pair_off),
+                          cut("movie_inverse", plan.pair_off), cut("labels", plan.pair_off),
+                          pos_user, cut("pos_col", plan.pos_off), cand,
+                          cut("cand_log_q", plan.cand_off), other,
+                          cut("unrated", plan.movie_off), cut("unknown", plan.user_off), docs,
+                          plan.encoded(step), bool(plan.has_target[step]),
+                          bool(self.skip[step]))
 
 
 class BatchTowers(nn.Module):
@@ -50,122 +154,94 @@ class BatchTowers(nn.Module):
     side: per tower, the (N, F) side features of every table row (model with features);
     `unrated` the movies' features as if nobody had rated them (features.as_unrated), and
     `unknown` the users' as if they had no history (features.as_unknown_user).
+    pooled, side, unrated and unknown are copied to the device once, here.
     bce_bias: the hybrid loss's logistic bias, a parameter here so that DDP averages it too.
     """
 
-    def __init__(self, model: TwoTower, tables: dict[str, TokenTable], device: torch.device,
-                 max_groups: int, pooled: dict[str, torch.Tensor] | None = None,
+    def __init__(self, model: TwoTower, device: torch.device,
+                 pooled: dict[str, torch.Tensor] | None = None,
                  side: dict[str, torch.Tensor] | None = None,
                  unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None):
         super().__init__()
-        self.model = model
-        self.tables, self.device, self.max_groups = tables, device, max_groups
+
+        def put(tensors: dict[str, torch.Tensor | None] | None):
+            return None if tensors is None else {
+                k: None if v is None else v.to(device) for k, v in tensors.items()}
+
+        self.model, self.device = model, device
         # Plain dicts: not parameters, never broadcast by DDP.
-        self.pooled, self.side = pooled, side
-        self.hidden = {"movie": unrated, "user": unknown}  # (N, F) each, or None
+        self.pooled, self.side = put(pooled), put(side)
+        self.hidden = put({"movie": unrated, "user": unknown})  # (N, F) each, or None
         self.bce_bias = nn.Parameter(torch.zeros((), device=device))
 
-    def forward(self, user_rows: np.ndarray, movie_rows: np.ndarray,
-                unrated_movies: np.ndarray | None = None,
-                unknown_users: np.ndarray | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, users: torch.Tensor, movies: torch.Tensor,
+                unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None,
+                docs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Distinct user rows, distinct movie rows -> (U, dim), (M, dim) float32, bias.
 
-        unrated_movies: (M,) bool, movies to show with their never-rated side features;
-        unknown_users: (U,) bool, users to show with a no-history user's side features.
+        unrated: (M,) bool, movies to show with their never-rated side features;
+        unknown: (U,) bool, users to show with a no-history user's side features;
+        docs: StepInputs.docs, the padded documents to encode (encoder not frozen).
         """
         vecs = []
-        hide = {"user": unknown_users, "movie": unrated_movies}
-        for side, rows in (("user", user_rows), ("movie", movie_rows)):
+        hide = {"user": unknown, "movie": unrated}
+        for side, rows in (("user", users), ("movie", movies)):
             with autocast(self.device):
                 if self.pooled is not None:
-                    pooled = self.pooled[side][torch.from_numpy(rows)].to(self.device)
-                else:
-                    pooled = encode_grouped(self.model, self.tables[side], rows, self.device,
-                                            self.max_groups)
+                    pooled = self.pooled[side][rows]
+                else:  # length groups, encoded in turn, then back in rows order
+                    groups, restore = docs[side]
+                    pooled = torch.cat([self.model.encode(ids, mask)
+                                        for ids, mask in groups])[restore]
                 extra = None
                 if self.side is not None:
-                    extra = self.side[side][torch.from_numpy(rows)]
-                    mask = hide[side]
-                    if mask is not None and mask.any() and self.hidden[side] is not None:
-                        swap = torch.from_numpy(mask)
-                        extra = torch.where(swap[:, None],
-                                            self.hidden[side][torch.from_numpy(rows)], extra)
+                    extra = self.side[side][rows]
+                    if hide[side] is not None and self.hidden[side] is not None:
+                        extra = torch.where(hide[side][:, None], self.hidden[side][rows],
+                                            extra)
                 vecs.append(self.model.project(side, pooled, extra).float())
         return vecs[0], vecs[1], self.bce_bias * 1.0
 
 
-def train_step(model: TwoTower, optimizer: torch.optim.Optimizer,
-               tables: dict[str, TokenTable], pairs: Pairs, batch: np.ndarray,
-               device: torch.device, cfg: TrainConfig, towers: nn.Module,
-               log_q: np.ndarray | None = None, dist: Dist | None = None,
-               like_share: float = 0.5, rng: np.random.Generator | None = None,
-               ) -> tuple[float, int]:
-    """One optimisation step on pairs[batch]; returns (loss, documents encoded).
+def train_step(towers: nn.Module, optimizer: torch.optim.Optimizer, batch: StepInputs,
+               cfg: TrainConfig, like_share: float = 0.5) -> tuple[torch.Tensor, int]:
+    """One optimisation step; returns (the loss, detached and left on the device, documents
+    encoded). Nothing is read back from the device.
 
     Each distinct user and movie of the batch is encoded once, then gathered back per pair.
-    log_q: (n_movies,) log frequency of each movie among the pairs the softmax's candidates
-    come from, for the popularity correction (frequent movies are frequent negatives).
-    towers: the step's forward, BatchTowers over `model` (DDP-wrapped under torchrun, `dist`
-    then says which process this is). like_share: share of likes among the training pairs
-    (the logistic loss weighs both classes equally). rng: draws the movies shown as unrated
-    and the users shown without history.
+    towers: the step's forward, BatchTowers (DDP-wrapped under torchrun). like_share: share
+    of likes among the training pairs (the logistic loss weighs both classes equally).
     """
-    dist = dist or Dist(device)
-    user_unique, user_inverse = np.unique(pairs.user_rows[batch], return_inverse=True)
-    movie_unique, movie_inverse = np.unique(pairs.movie_rows[batch], return_inverse=True)
-    labels = pairs.labels[batch]
-    positive = np.flatnonzero(softmax_positives(cfg, labels, pairs.ratings[batch]))
     # A softmax batch without positives has no target, so the step is skipped. Under torchrun
-    # the ranks decide together: all skip, or all step (a rank without a target then adds a
-    # zero gradient to the average) - a rank that left out its backward would hang the rest.
-    skip = cfg.loss == "softmax" and not distributed.any_rank(dist, len(positive) > 0)
-    unrated = unknown = None
-    if rng is not None and cfg.cold_dropout > 0:
-        unrated = rng.random(len(movie_unique)) < cfg.cold_dropout
-        unknown = rng.random(len(user_unique)) < cfg.cold_dropout
-    # A skipped batch is still encoded (without gradients), as it always was, so the dropout
-    # random stream and so every later step stay what they were.
-    with torch.no_grad() if skip else contextlib.nullcontext():
-        user_vecs, movie_vecs, bias = towers(user_unique, movie_unique, unrated, unknown)
-    encoded = len(user_unique) + len(movie_unique)
-    if skip:
-        return 0.0, encoded
-    u_all = torch.from_numpy(user_inverse).to(device)
-    m_all = torch.from_numpy(movie_inverse).to(device)
+    # the ranks decide together (Feed's skip): all skip, or all step (a rank without a target
+    # then adds a zero gradient to the average) - a rank that left out its backward would
+    # hang the rest. A skipped batch is still encoded (without gradients), as it always was,
+    # so the dropout random stream and so every later step stay what they were.
+    with torch.no_grad() if batch.skip else contextlib.nullcontext():
+        user_vecs, movie_vecs, bias = towers(batch.users, batch.movies, batch.unrated,
+                                             batch.unknown, batch.docs)
+    if batch.skip:
+        return torch.zeros((), device=user_vecs.device), batch.encoded
+    u_all, m_all = batch.user_inverse, batch.movie_inverse
     loss = 0.0 * (user_vecs.sum() + movie_vecs.sum() + bias)  # joins the all-reduce if empty
-    if cfg.loss in ("softmax", "hybrid") and len(positive):
-        u, m = user_inverse[positive], movie_inverse[positive]
-        # Candidates: "softmax" ranks against every movie of the batch (dislikes are hard
-        # negatives); "hybrid" against the movies of the batch's positives only, the
-        # standard in-batch softmax (the logistic part already pushes dislikes down).
-        cand = np.arange(len(movie_unique)) if cfg.loss == "softmax" else np.unique(m)
-        col = np.full(len(movie_unique), -1)
-        col[cand] = np.arange(len(cand))
-        m = col[m]  # (P,) target column among the candidates
-        # other_positives[p, j]: candidate j is a positive of pair p's user in another pair
-        same_user = u[:, None] == u[None, :]  # (P, P)
-        other = np.zeros((len(positive), len(cand)), dtype=bool)
-        rows_, cols_ = np.nonzero(same_user)
-        other[rows_, m[cols_]] = True
-        other[np.arange(len(positive)), m] = False
-        loss = loss + in_batch_softmax_loss(
-            user_vecs[torch.from_numpy(u).to(device)],
-            movie_vecs[torch.from_numpy(cand).to(device)],
-            torch.from_numpy(m).to(device), torch.from_numpy(other).to(device),
-            cfg.temperature,
-            None if log_q is None else torch.from_numpy(log_q[movie_unique[cand]]).to(device))
+    if cfg.loss in ("softmax", "hybrid") and batch.has_target:
+        # Candidates (plan.py): "softmax" ranks against every movie of the batch (dislikes
+        # are hard negatives); "hybrid" against the movies of the batch's positives only,
+        # the standard in-batch softmax (the logistic part already pushes dislikes down).
+        loss = loss + in_batch_softmax_loss(user_vecs[batch.pos_user], movie_vecs[batch.cand],
+                                            batch.pos_col, batch.other, cfg.temperature,
+                                            batch.log_q)
     if cfg.loss == "hybrid":
         loss = loss + cfg.bce_weight * balanced_logistic_loss(
-            user_vecs[u_all], movie_vecs[m_all], torch.from_numpy(labels).to(device),
-            bias, cfg.bce_temperature, like_share)
+            user_vecs[u_all], movie_vecs[m_all], batch.labels, bias, cfg.bce_temperature,
+            like_share)
     elif cfg.loss == "cosine":
-        loss = cosine_embedding_loss(user_vecs[u_all], movie_vecs[m_all],
-                                     torch.from_numpy(labels).to(device), cfg.margin)
+        loss = cosine_embedding_loss(user_vecs[u_all], movie_vecs[m_all], batch.labels,
+                                     cfg.margin)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: gradients averaged over the ranks here
     optimizer.step()
-    return loss.item(), encoded
+    return loss.detach(), batch.encoded
 
 
 def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
