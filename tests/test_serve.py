@@ -12,6 +12,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import invoke
@@ -284,3 +285,22 @@ def test_a_request_running_across_a_swap_is_answered_from_the_new_tables(served,
     assert workspace.answer(answer) == 2
     assert calls[0] is not calls[1]  # answered again, on the newly opened generation
     assert workspace.current().store is calls[1]
+
+
+def test_the_query_tower_is_read_once_until_the_model_changes(served, tmp_path):
+    from tagrec_cli.towers.npbert import load_tower
+
+    model = tmp_path / "model"
+    shutil.copytree(served / "model", model)
+    tower = load_tower(model, "user")
+    assert load_tower(model, "user") is tower and load_tower(model, "movie") is not tower
+    weights = model / "model.safetensors"
+    shutil.copy(weights, tmp_path / "w")
+    os.replace(tmp_path / "w", weights)  # a retrained model lands by rename
+    again = load_tower(model, "user")
+    assert again is not tower
+    n_features = tower.w["head.weight"].shape[1] - tower.w["embeddings.word_embeddings.weight"
+                                                            ].shape[1]  # side features
+    features = np.zeros((1, n_features), np.float32)
+    assert (again.encode(["heist, noir"], features) == tower.encode(["heist, noir"], features)
+            ).all()
