@@ -140,7 +140,7 @@ class Workspace:
         store = ServeStore(self.workdir)
         try:
             store.warm(self.allow_stale)
-        except TagrecError as exc:
+        except (TagrecError, OSError) as exc:
             return Generation(before, error=str(exc))
         return Generation(before, store)
 
@@ -166,7 +166,7 @@ class Workspace:
                     outcome = fn(gen.store)
                 except ApiError as exc:
                     outcome = exc
-                except TagrecError as exc:  # a file that `embed` made cannot be read
+                except (TagrecError, OSError) as exc:  # a file `embed` made cannot be read
                     outcome = ApiError(503, str(exc))
             now = stamp(self.workdir)
             if now == gen.stamp or time.monotonic() > deadline:
@@ -322,11 +322,6 @@ def create_app(workdir: Path, allow_stale: bool = False):
                               separators=(",", ":"))
             return text.translate(HTML_SAFE).encode("utf-8")
 
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS thread per request: a server already runs a request per core, and BLAS's own
-    # threads then only fight each other (a tags query took 3.9 s instead of 0.27 s so).
-    threadpool_limits(1)
     ws = Workspace(workdir, allow_stale)
     html, csp = page()
     app = FastAPI(title="tagrec", version=__version__, default_response_class=Json,
@@ -349,6 +344,11 @@ def create_app(workdir: Path, allow_stale: bool = False):
         message = ("no such page: " + quoted(request.url.path) if exc.status_code == 404
                    else str(exc.detail))
         return error(exc.status_code, message, None)
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception):  # logged with its traceback by uvicorn
+        return error(500, f"internal error ({exc.__class__.__name__}); see the server's log",
+                     None)
 
     @app.get("/recommend")
     def recommend(user: int | None = Query(None, description="A known user id."),
@@ -409,6 +409,11 @@ STALE_VAR = "TAGREC_SERVE_ALLOW_STALE"
 
 def app_from_env():
     """The app factory uvicorn's workers call (they are new processes: no arguments)."""
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread per worker: the workers already use a core each, and BLAS's own threads
+    # only fight them (a tags query under load: 3.9 s with them, 0.27 s without).
+    threadpool_limits(1, user_api="blas")
     return create_app(Path(os.environ[WORKDIR_VAR]), os.environ.get(STALE_VAR) == "1")
 
 

@@ -174,6 +174,22 @@ def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, stat
     assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
 
 
+def test_post_is_not_offered_and_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
+    client = TestClient(create_app(served), raise_server_exceptions=False)
+    response = client.post("/recommend", json={"ratings": {"1": 5}})
+    assert response.status_code == 405
+    assert response.json() == {"error": "Method Not Allowed", "parameter": None}
+
+    def broken(*args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("tagrec_cli.serve.recommendation", broken)
+    response = client.get(f"/recommend?user={USER}")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (ValueError); see the server's log",
+                               "parameter": None}
+
+
 def test_a_workspace_without_tables_answers_503_and_serve_refuses_to_start(tmp_path):
     response = TestClient(create_app(tmp_path)).get(f"/recommend?user={USER}")
     assert response.status_code == 503
