@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ class ServeStore(Store):
 
     def __init__(self, workdir: Path):
         super().__init__(workdir)
+        self.opened_at = time.time()
         self._tables: dict[str, EmbeddingTable] = {}
         self._user_tags = lru_cache(maxsize=USER_TAGS_CACHE)(super().user_tags)
 
@@ -98,6 +99,15 @@ class ServeStore(Store):
         self.seen  # noqa: B018 - opened now: the file of this generation
         self.model_dir  # noqa: B018 - checked now
 
+    @cached_property
+    def hashes(self) -> dict[str, str]:
+        """Digests of the table files and the model weights, computed once (for /health)."""
+        folder = self.workdir / artifacts.EMBEDDINGS_DIR
+        tables = [folder / artifacts.TABLE_FILE["user"], folder / artifacts.TABLE_FILE["movie"],
+                  folder / artifacts.SEEN_FILE]
+        return {"tables": artifacts.file_digest(*tables),
+                "model_weights": artifacts.file_digest(self.model_dir / artifacts.MODEL_WEIGHTS)}
+
 
 def stamp(workdir: Path) -> tuple[int, int] | None:
     """(inode, mtime_ns) of the embeddings manifest; None while it is absent (mid-swap)."""
@@ -110,20 +120,9 @@ def stamp(workdir: Path) -> tuple[int, int] | None:
 
 @dataclass
 class Generation:
-    stamp: tuple[int, int] | None
+    stamp: tuple[int, int] | None  # of the manifest, read before the store was opened
     store: ServeStore | None = None
     error: str | None = None  # why this generation cannot answer (a 503)
-    loaded_at: float = field(default_factory=time.time)
-
-    @cached_property
-    def hashes(self) -> dict[str, str]:
-        """Digests of the table files and the model weights, computed once (for /health)."""
-        folder = self.store.workdir / artifacts.EMBEDDINGS_DIR
-        tables = [folder / artifacts.TABLE_FILE["user"], folder / artifacts.TABLE_FILE["movie"],
-                  folder / artifacts.SEEN_FILE]
-        return {"tables": artifacts.file_digest(*tables),
-                "model_weights": artifacts.file_digest(
-                    self.store.model_dir / artifacts.MODEL_WEIGHTS)}
 
 
 class Workspace:
@@ -250,25 +249,22 @@ def search(store: ServeStore, title: str, limit: int) -> dict:
             "did_you_mean": [] if matches else catalogue.close_titles(title)}
 
 
-def health(ws: Workspace) -> dict:
-    gen = ws.current()
-    if gen.error is not None:
-        raise ApiError(503, gen.error)
-    store = gen.store
+def health(store: ServeStore) -> dict:
+    """Which tables and model are being answered from."""
     m = store.manifest
     model = artifacts.read_model_config(store.model_dir)
     return {
-        "status": "ok", "tagrec_version": __version__, "workdir": str(ws.workdir.resolve()),
-        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(gen.loaded_at)),
+        "status": "ok", "tagrec_version": __version__, "workdir": str(store.workdir.resolve()),
+        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.opened_at)),
         "stale": store.stale(),
         "tables": {"format": m["format"], "format_version": m["format_version"],
-                   "hash": gen.hashes["tables"], "users": len(store.table("user").ids),
+                   "hash": store.hashes["tables"], "users": len(store.table("user").ids),
                    "movies": len(store.table("movie").ids), "dim": m.get("dim"),
                    "added_movies": m.get("added_movies", 0), "precision": m.get("precision"),
                    "ingest_key": m.get("ingest_key")},
         "model": {"dir": m["model_dir"], "format_version": model.get("format_version"),
                   "config_hash": m.get("model_config_hash"),
-                  "weights_hash": gen.hashes["model_weights"]},
+                  "weights_hash": store.hashes["model_weights"]},
     }
 
 
@@ -388,7 +384,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
     @app.get("/health")
     def health_endpoint():
         """Which tables and model are being served: hashes, counts, format versions."""
-        return Json(health(ws))
+        return Json(ws.answer(health))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

@@ -320,3 +320,27 @@ def test_the_query_tower_is_read_once_until_the_model_changes(served, tmp_path):
     features = np.zeros((1, n_features), np.float32)
     assert (again.encode(["heist, noir"], features) == tower.encode(["heist, noir"], features)
             ).all()
+
+
+def test_a_request_between_embeds_two_renames_waits_for_the_new_folder(served, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(served, ws)
+    workspace = create_app(ws).state.workspace
+    emb, aside = ws / "embeddings", ws / ".embeddings.old"
+    new = ws / ".embeddings.tmp"
+    shutil.copytree(emb, new)  # the next generation, as embed writes it beside the old one
+
+    def put_back():
+        os.replace(new, emb)
+
+    calls = []
+
+    def answer(store):
+        calls.append(store)
+        if len(calls) == 1:
+            os.replace(emb, aside)  # embed's first rename: for a moment there is no folder
+            threading.Timer(0.2, put_back).start()
+        return store.user_tags(USER + len(calls))  # read from disk: fails while it is gone
+
+    assert workspace.answer(answer) == calls[-1].user_tags(USER + len(calls))
+    assert len(calls) >= 3 and calls[-1] is not calls[0]  # retried until the new one came
