@@ -189,14 +189,14 @@ def check_k(k: int) -> None:
 def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, k: int,
                    include_seen: bool) -> dict:
     """recommend --user / --tags --json for one query."""
-    from tagrec_cli.recommend import build_queries, rank, results
+    from tagrec_cli.recommend import INT64, build_queries, rank, results
 
     try:
         queries = build_queries(store, [] if user is None else [user], tags, include_seen)
     except ArtifactError:
         raise
     except TagrecError as exc:  # the user is unknown, or the tags hold no tag
-        if user is not None and not (-(2**63) <= user < 2**63 and store.known("user", user)):
+        if user is not None and not (INT64[0] <= user <= INT64[1] and store.known("user", user)):
             raise ApiError(404, str(exc), "user") from None
         raise ApiError(400, str(exc), "tags") from None
     return results(store, rank(store, queries, k), "user" if user is not None else "query")[0]
