@@ -24,9 +24,11 @@ def serve(
 ) -> None:
     """Answer recommend, similar and title searches over HTTP; a page to explore them at /.
 
-    Endpoints: GET /recommend?user=42 or ?tags=pixar,animation, GET /similar?movie=1,
-    GET /movies?title=matrix, GET /health; OpenAPI docs at /docs. The tables are read once;
-    when `tagrec embed` replaces them, the next request uses the new ones.
+    GET /recommend?user=42 or ?tags=pixar,animation, /similar?movie=1, /movies?title=matrix.
+
+    GET /health: the tables and model served. OpenAPI docs at /docs.
+
+    The tables are read once; when `tagrec embed` replaces them, the next request uses them.
 
     Example: tagrec serve --port 8000   (then open http://127.0.0.1:8000/)
     """
