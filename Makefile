@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,19 @@ demo: install
 	$(BIN)/tagrec embed
 	$(BIN)/tagrec recommend --user 42
 
-test: install
+# The browser test (tests/test_serve_browser.py) drives Debian's chromium. As root with apt-get
+# (CI), it is installed when missing (about 100 s); elsewhere, or with NO_BROWSER=1, nothing is
+# installed and the test is skipped with the reason printed.
+browser:
+	@if [ -z "$(NO_BROWSER)" ] && ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] \
+	    && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the browser test (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null) \
+	  || echo "could not install chromium: the browser test will be skipped"; \
+	fi
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

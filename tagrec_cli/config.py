@@ -22,6 +22,8 @@ BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease")
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
 RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
 EMBED_BATCH_SIZE = 256  # documents per encoder batch in embed
+SERVE_HOST = "127.0.0.1"  # serve: reachable from this machine only unless told otherwise
+SERVE_PORT = 8000
 
 
 def _check(checks: dict[str, bool]) -> None:

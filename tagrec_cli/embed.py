@@ -280,8 +280,9 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
                       round(time.perf_counter() - start, 3))
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path | str, dst: Path | str) -> None:
     """dst as a hard link to src (a copy where links are not possible); folders recursively."""
+    src, dst = Path(src), Path(dst)  # copytree passes its copy_function strings
     if src.is_dir():
         shutil.copytree(src, dst, copy_function=link_or_copy)
         return

@@ -1,5 +1,6 @@
 """The package's shape: no import cycle, every import pointing down a layer, typer and rich
-only in cli/, torch only where the towers are trained or run.
+only in cli/, fastapi and uvicorn only in serve.py, torch only where the towers are trained
+or run.
 
 The graph is read with `ast` from the source, imports inside functions included (a lazy
 import is still a dependency), so it holds whatever is installed.
@@ -15,7 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "tagrec_cli"
 
 # Each module's layer; an import may point to its own layer or below, never up.
-#   1 pure helpers, 2 files and data, 3 towers, 4 training and commands, 5 the CLI
+#   1 pure helpers, 2 files and data, 3 towers, 4 training and commands, 5 the front ends
+#   (the CLI, and the HTTP server, which answers with the same commands)
 LAYERS = {
     "tagrec_cli": 0, "tagrec_cli.__main__": 6,
     "tagrec_cli.errors": 1, "tagrec_cli.config": 1, "tagrec_cli.features": 1,
@@ -25,7 +27,7 @@ LAYERS = {
     "tagrec_cli.towers": 3,
     "tagrec_cli.train": 4, "tagrec_cli.ingest": 4, "tagrec_cli.embed": 4,
     "tagrec_cli.recommend": 4, "tagrec_cli.evaluate": 4, "tagrec_cli.baselines": 4,
-    "tagrec_cli.cli": 5,
+    "tagrec_cli.cli": 5, "tagrec_cli.serve": 5,
 }
 COMMANDS = {"tagrec_cli.ingest", "tagrec_cli.embed", "tagrec_cli.recommend",
             "tagrec_cli.evaluate", "tagrec_cli.train"}
@@ -134,6 +136,12 @@ def test_commands_never_import_each_other():
 def test_cli_libraries_only_in_cli(library):
     outside = [m for m in modules() if not m.startswith("tagrec_cli.cli") and library in
                external(m)]
+    assert outside == []
+
+
+@pytest.mark.parametrize("library", ["fastapi", "starlette", "uvicorn"])
+def test_web_libraries_only_in_serve(library):
+    outside = [m for m in modules() if m != "tagrec_cli.serve" and library in external(m)]
     assert outside == []
 
 

@@ -109,8 +109,32 @@ class NumpyTower:
                          for i, doc in enumerate(documents)])
 
 
+_TOWERS: dict[tuple, NumpyTower | None] = {}  # (folder, side, files' stats) -> tower
+
+
 def load_tower(folder: Path, side: str) -> NumpyTower | None:
-    """The `side` tower of the model in `folder`, or None when its encoder is not plain BERT."""
+    """The `side` tower of the model in `folder`, or None when its encoder is not plain BERT.
+
+    Kept for the process while the model's files are unchanged (a server encodes many
+    queries; reading the weights and the tokenizer takes ~50 ms each time).
+    """
+    folder = Path(folder).resolve()
+    try:
+        stats = tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in (
+            (folder / name).stat() for name in (artifacts.MODEL_CONFIG, artifacts.MODEL_WEIGHTS,
+                                                artifacts.TOKENIZER_FILE)))
+    except OSError:
+        return read_tower(folder, side)  # its own message for what is missing
+    key = (folder, side, stats)
+    if key not in _TOWERS:
+        for old in [k for k in _TOWERS if k[:2] == key[:2]]:  # a retrained model replaces it
+            del _TOWERS[old]
+        _TOWERS[key] = read_tower(folder, side)
+    return _TOWERS[key]
+
+
+def read_tower(folder: Path, side: str) -> NumpyTower | None:
+    """load_tower without the cache."""
     from tokenizers import Tokenizer
 
     folder = Path(folder)

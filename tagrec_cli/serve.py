@@ -1,0 +1,424 @@
+"""`tagrec serve`: the query commands over HTTP (FastAPI), and a page to explore them.
+
+    GET /recommend?user=42&k=10[&include_seen=true]   = recommend --user 42 -k 10 --json
+    GET /recommend?tags=pixar,animation[&user=42]     = recommend --tags "pixar, animation" --json
+    GET /similar?movie=1&k=10  or  ?title=matrix      = similar --movie 1 --json
+    GET /movies?title=matrix[&limit=20]                title search: best match first
+    GET /health                                         hashes, counts and format versions
+    GET /                                               web/index.html (no external fetch)
+
+Answers are the dicts recommend.results() builds, so the JSON is the CLI's `--json`. An error
+is {"error": one line, "parameter": the query parameter or null}: 400 for a bad value, 404
+for an unknown user or movie, 503 while the workspace cannot answer (no tables, stale or
+damaged ones); never a traceback. fastapi is imported only here (and only by `tagrec serve`).
+
+Generations. `tagrec embed` replaces embeddings/ whole by rename, so the manifest file's
+(inode, mtime_ns) names one generation of tables. A request compares it (one stat) with the
+generation it holds and opens the new one, warmed, when it changed. A request that was
+running across the swap is answered again on the new generation (it only reads), so none is
+dropped and none mixes two generations.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagrec_cli import __version__, artifacts
+from tagrec_cli.config import SERVE_HOST, SERVE_PORT, TOP_K
+from tagrec_cli.errors import ArtifactError, TagrecError, quoted
+from tagrec_cli.store import Store
+from tagrec_cli.store.embeddings import EmbeddingTable
+
+MAX_K = 1000  # movies per answer at most: a bigger k is a 400, not a megabyte of JSON
+SEARCH_LIMIT = 20  # /movies: matches listed by default
+USER_TAGS_CACHE = 65536  # users whose document tags a worker keeps in memory
+SWAP_WAIT_S = 5.0  # how long a request waits for embeddings/ to reappear during a swap
+HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+PAGE = Path(__file__).resolve().parent / "web" / "index.html"
+
+
+class ApiError(Exception):
+    """An answer that is an error: HTTP status, one line, and the parameter it is about."""
+
+    def __init__(self, status: int, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.parameter = status, message, parameter
+
+
+class ServeStore(Store):
+    """A Store whose parts are read once and kept: one generation of the tables, pinned.
+
+    Store reads some parts again on every call (a table re-checks its file, a user's row
+    and tags are read from disk); a server asks for them thousands of times a second, and a
+    request must see one generation even while `embed` swaps the folder.
+    """
+
+    def __init__(self, workdir: Path):
+        super().__init__(workdir)
+        self.opened_at = time.time()
+        self._tables: dict[str, EmbeddingTable] = {}
+        self._user_tags = lru_cache(maxsize=USER_TAGS_CACHE)(super().user_tags)
+
+    def table(self, side: str) -> EmbeddingTable:
+        if side not in self._tables:
+            self._tables[side] = super().table(side)
+        return self._tables[side]
+
+    def rows(self, side: str, ids: np.ndarray) -> np.ndarray:
+        table = self.table(side)
+        rows = table.rows_of(np.asarray(ids, dtype=np.int64))
+        if (rows >= 0).all():
+            return table.vectors[rows]
+        return super().rows(side, ids)  # raises the one "unknown user ..." error
+
+    def user_tags(self, user: int) -> list[str]:
+        return list(self._user_tags(user))
+
+    def known(self, side: str, ident: int) -> bool:
+        return bool((self.table(side).rows_of(np.array([ident], dtype=np.int64)) >= 0).all())
+
+    def warm(self, allow_stale: bool) -> None:
+        """Read everything a query needs now, so no request pays for it (and the tables are
+        this generation's even if the folder is swapped later)."""
+        self.catalogue.tag_movie_counts()
+        self.check_fresh(allow_stale)
+        for side in ("movie", "user"):
+            self.table(side)
+        self.seen  # noqa: B018 - opened now: the file of this generation
+        self.model_dir  # noqa: B018 - checked now
+
+    @cached_property
+    def hashes(self) -> dict[str, str]:
+        """Digests of the table files and the model weights, computed once (for /health)."""
+        folder = self.workdir / artifacts.EMBEDDINGS_DIR
+        tables = [folder / artifacts.TABLE_FILE["user"], folder / artifacts.TABLE_FILE["movie"],
+                  folder / artifacts.SEEN_FILE]
+        return {"tables": artifacts.file_digest(*tables),
+                "model_weights": artifacts.file_digest(self.model_dir / artifacts.MODEL_WEIGHTS)}
+
+
+def stamp(workdir: Path) -> tuple[int, int] | None:
+    """(inode, mtime_ns) of the embeddings manifest; None while it is absent (mid-swap)."""
+    try:
+        st = (Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+@dataclass
+class Generation:
+    stamp: tuple[int, int] | None  # of the manifest, read before the store was opened
+    store: ServeStore | None = None
+    error: str | None = None  # why this generation cannot answer (a 503)
+
+
+class Workspace:
+    """The generation of the tables a server answers from, reopened when `embed` replaces it."""
+
+    def __init__(self, workdir: Path, allow_stale: bool = False):
+        self.workdir = Path(workdir)
+        self.allow_stale = allow_stale
+        self._lock = threading.Lock()
+        self._gen = self._open()
+
+    def _open(self) -> Generation:
+        before = stamp(self.workdir)
+        store = ServeStore(self.workdir)
+        try:
+            store.warm(self.allow_stale)
+        except (TagrecError, OSError) as exc:
+            return Generation(before, error=str(exc))
+        return Generation(before, store)
+
+    def current(self) -> Generation:
+        """The generation on disk now, opened on first use; the one held while mid-swap."""
+        now = stamp(self.workdir)
+        if now is None or now == self._gen.stamp:
+            return self._gen
+        with self._lock:  # one thread opens it; the others wait, then use it
+            if stamp(self.workdir) not in (None, self._gen.stamp):
+                self._gen = self._open()
+            return self._gen
+
+    def answer(self, fn: Callable[[ServeStore], Any]) -> Any:
+        """fn(store) on one generation: run again when the tables were swapped meanwhile."""
+        deadline = time.monotonic() + SWAP_WAIT_S
+        while True:
+            gen = self.current()
+            if gen.error is not None:
+                outcome: Any = ApiError(503, gen.error)
+            else:
+                try:
+                    outcome = fn(gen.store)
+                except ApiError as exc:
+                    outcome = exc
+                except (TagrecError, OSError) as exc:  # a file `embed` made cannot be read
+                    outcome = ApiError(503, str(exc))
+            now = stamp(self.workdir)
+            if now == gen.stamp or time.monotonic() > deadline:
+                if isinstance(outcome, ApiError):
+                    raise outcome
+                return outcome
+            if now is None:
+                time.sleep(0.01)  # between embed's two renames: the new folder is coming
+
+
+# ------------------------------------------------------------------ the answers
+
+
+def check_k(k: int) -> None:
+    if k < 1:
+        raise ApiError(400, f"k must be at least 1 (got {k})", "k")
+    if k > MAX_K:
+        raise ApiError(400, f"k must be at most {MAX_K} (got {k})", "k")
+
+
+def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, k: int,
+                   include_seen: bool) -> dict:
+    """recommend --user / --tags --json for one query."""
+    from tagrec_cli.recommend import INT64, build_queries, rank, results
+
+    try:
+        queries = build_queries(store, [] if user is None else [user], tags, include_seen)
+    except ArtifactError:
+        raise
+    except TagrecError as exc:  # the user is unknown, or the tags hold no tag
+        if user is not None and not (INT64[0] <= user <= INT64[1] and store.known("user", user)):
+            raise ApiError(404, str(exc), "user") from None
+        raise ApiError(400, str(exc), "tags") from None
+    return results(store, rank(store, queries, k), "user" if user is not None else "query")[0]
+
+
+def similar(store: ServeStore, movie: int | None, title: str | None, k: int) -> dict:
+    """similar --movie / --title --json."""
+    from tagrec_cli.recommend import results, similar_movies
+
+    catalogue = store.catalogue
+    if title is not None:
+        movie = pick(store, title)
+    try:
+        rec = similar_movies(store, movie, k)
+    except ArtifactError:
+        raise
+    except TagrecError as exc:  # the CLI's "unknown movie ..." line
+        raise ApiError(404, str(exc), "movie") from None
+    res = results(store, [rec], "query")[0]
+    res["query"] = {"movieId": movie, "title": catalogue.label(movie)}
+    return res
+
+
+def pick(store: ServeStore, title: str) -> int:
+    """The movie a title means (catalogue.pick), or a 4xx that says what was close."""
+    catalogue = store.catalogue
+    try:
+        movie, matches = catalogue.pick(title)
+    except TagrecError as exc:  # an empty title
+        raise ApiError(400, str(exc), "title") from None
+    if not matches:
+        close = catalogue.close_titles(title)
+        hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
+        raise ApiError(404, f"no movie title contains {quoted(title)}{hint}", "title")
+    return movie
+
+
+def search(store: ServeStore, title: str, limit: int) -> dict:
+    """Movies whose title contains `title`: the one `similar --title` picks first, then by id."""
+    if limit < 1:
+        raise ApiError(400, f"limit must be at least 1 (got {limit})", "limit")
+    catalogue = store.catalogue
+    try:
+        best, matches = catalogue.pick(title)
+    except TagrecError as exc:
+        raise ApiError(400, str(exc), "title") from None
+    ordered = ([best] + [m for m in matches if m != best]) if matches else []
+    return {"query": title, "count": len(matches),
+            "movies": catalogue.info(np.array(ordered[:limit], dtype=np.int64)),
+            "did_you_mean": [] if matches else catalogue.close_titles(title)}
+
+
+def health(store: ServeStore) -> dict:
+    """Which tables and model are being answered from."""
+    m = store.manifest
+    model = artifacts.read_model_config(store.model_dir)
+    return {
+        "status": "ok", "tagrec_version": __version__, "workdir": str(store.workdir.resolve()),
+        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.opened_at)),
+        "stale": store.stale(),
+        "tables": {"format": m["format"], "format_version": m["format_version"],
+                   "hash": store.hashes["tables"], "users": len(store.table("user").ids),
+                   "movies": len(store.table("movie").ids), "dim": m.get("dim"),
+                   "added_movies": m.get("added_movies", 0), "precision": m.get("precision"),
+                   "ingest_key": m.get("ingest_key")},
+        "model": {"dir": m["model_dir"], "format_version": model.get("format_version"),
+                  "config_hash": m.get("model_config_hash"),
+                  "weights_hash": store.hashes["model_weights"]},
+    }
+
+
+# ------------------------------------------------------------------ the app
+
+
+def page() -> tuple[str, str]:
+    """The page and its Content-Security-Policy: only its own inline script and style run,
+    and it may fetch from this server only (so text from the data can never become code)."""
+    html = PAGE.read_text(encoding="utf-8")
+
+    def digest(tag: str) -> str:
+        body = re.search(f"<{tag}>(.*?)</{tag}>", html, re.S).group(1)
+        return f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+
+    csp = (f"default-src 'none'; script-src {digest('script')}; style-src {digest('style')}; "
+           "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+           "frame-ancestors 'none'")
+    return html, csp
+
+
+def validation_message(err: dict) -> tuple[str, str | None]:
+    """One of FastAPI's validation errors as (one line, parameter name)."""
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body")]
+    name = loc[0] if loc else None
+    got = err.get("input")
+    shown = f" (got {quoted(str(got))})" if isinstance(got, str | int | float) else ""
+    reason = str(err.get("msg", "invalid value")).split("\n")[0]
+    return f"{name or 'request'}: {reason[:1].lower() + reason[1:]}{shown}", name
+
+
+def create_app(workdir: Path, allow_stale: bool = False):
+    """The FastAPI app over the workspace `workdir` (opened now, reopened when replaced)."""
+    import json
+
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException
+
+    class Json(JSONResponse):
+        """JSON with <, > and & written as \\u escapes: the values are the data exactly,
+        and no byte of a title can read as markup to whatever shows the raw answer."""
+
+        def __init__(self, content: Any, status_code: int = 200, **kw: Any):
+            super().__init__(content, status_code, headers={"X-Content-Type-Options":
+                                                            "nosniff"}, **kw)
+
+        def render(self, content: Any) -> bytes:
+            text = json.dumps(content, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":"))
+            return text.translate(HTML_SAFE).encode("utf-8")
+
+    ws = Workspace(workdir, allow_stale)
+    html, csp = page()
+    app = FastAPI(title="tagrec", version=__version__, default_response_class=Json,
+                  description="Movie recommendations from tags, users and titles.")
+    app.state.workspace = ws
+
+    def error(status: int, message: str, parameter: str | None):
+        return Json({"error": message, "parameter": parameter}, status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return error(exc.status, exc.message, exc.parameter)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError):
+        return error(400, *validation_message(exc.errors()[0]))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        message = ("no such page: " + quoted(request.url.path) if exc.status_code == 404
+                   else str(exc.detail))
+        return error(exc.status_code, message, None)
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception):  # logged with its traceback by uvicorn
+        return error(500, f"internal error ({exc.__class__.__name__}); see the server's log",
+                     None)
+
+    @app.get("/recommend")
+    def recommend(user: int | None = Query(None, description="A known user id."),
+                  tags: str | None = Query(None, description="Comma-separated tags; "
+                                           "with user, added to that user's document."),
+                  k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
+                  include_seen: bool = Query(False, description="Also movies the user rated.")):
+        """Top-k movies for a user or a taste given as tags, with reasons (`recommend --json`)."""
+        from tagrec_cli.documents import parse_tags
+
+        if user is None and tags is None:
+            raise ApiError(400, 'give user=ID, or tags="tag, tag" for a taste without ratings',
+                           "user")
+        check_k(k)
+        try:
+            tag_list = None if tags is None else parse_tags(tags)
+        except TagrecError as exc:
+            raise ApiError(400, str(exc), "tags") from None
+        return Json(ws.answer(lambda s: recommendation(s, user, tag_list, k, include_seen)))
+
+    @app.get("/similar")
+    def similar_endpoint(movie: int | None = Query(None, description="A movie id."),
+                         title: str | None = Query(None, description="Part of a title."),
+                         k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}.")):
+        """The movies nearest to one movie, with the tags they share (`similar --json`)."""
+        if (movie is None) == (title is None):
+            raise ApiError(400, "give movie=ID or title=TEXT", "movie")
+        check_k(k)
+        return Json(ws.answer(lambda s: similar(s, movie, title, k)))
+
+    @app.get("/movies")
+    def movies(title: str = Query(..., description="Part of a title (case-insensitive)."),
+               limit: int = Query(SEARCH_LIMIT, description="Matches to list.")):
+        """Movies whose title contains `title`, the best match first."""
+        return Json(ws.answer(lambda s: search(s, title, limit)))
+
+    @app.get("/health")
+    def health_endpoint():
+        """Which tables and model are being served: hashes, counts, format versions."""
+        return Json(ws.answer(health))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                           "X-Content-Type-Options": "nosniff"})
+
+    return app
+
+
+def check_workspace(workdir: Path, allow_stale: bool = False) -> None:
+    """TagrecError when the workspace cannot answer (so `tagrec serve` fails before binding)."""
+    ServeStore(workdir).warm(allow_stale)
+
+
+WORKDIR_VAR = "TAGREC_SERVE_WORKDIR"  # how uvicorn's worker processes learn the workspace
+STALE_VAR = "TAGREC_SERVE_ALLOW_STALE"
+
+
+def app_from_env():
+    """The app factory uvicorn's workers call (they are new processes: no arguments)."""
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread per worker: the workers already use a core each, and BLAS's own threads
+    # only fight them (a tags query under load: 3.9 s with them, 0.27 s without).
+    threadpool_limits(1, user_api="blas")
+    return create_app(Path(os.environ[WORKDIR_VAR]), os.environ.get(STALE_VAR) == "1")
+
+
+def run_server(workdir: Path, host: str = SERVE_HOST, port: int = SERVE_PORT,
+               workers: int = 1, allow_stale: bool = False, log_level: str = "info") -> None:
+    """Serve until interrupted: `workers` processes, each with the workspace in memory."""
+    import uvicorn
+
+    os.environ[WORKDIR_VAR] = str(Path(workdir).resolve())
+    os.environ[STALE_VAR] = "1" if allow_stale else "0"
+    uvicorn.run("tagrec_cli.serve:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level, access_log=False)

@@ -1,0 +1,346 @@
+"""tagrec serve: every endpoint through FastAPI's TestClient, against the CLI's --json.
+
+The workspace is conftest's trained sample workspace with two movies added whose title and
+tags look like HTML, so escaping is checked on real answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from helpers import invoke
+
+from tagrec_cli import artifacts
+from tagrec_cli.embed import add_movies
+from tagrec_cli.serve import create_app
+
+SCRIPT_TITLE = "<script>alert(1)</script> (1999)"
+IMG_TITLE = "<img src=x onerror=alert(2)> & co (2000)"
+BOLD_TAG = "<b>bold</b>"
+HTML_MOVIES = (  # the same document but for the title: each is the other's nearest movie
+    "movieId,title,genres,tags\n"
+    f'900001,"{SCRIPT_TITLE}",Animation|Children,{BOLD_TAG}|pixar|animation\n'
+    f'900002,"{IMG_TITLE}",Animation|Children,{BOLD_TAG}|pixar|animation\n'
+)
+USER = 42
+
+
+@pytest.fixture(scope="module")
+def served(embedded_sample_refit_300pairs_dim16: Path, tmp_path_factory) -> Path:
+    """A copy of the trained sample workspace with the two HTML-looking movies added."""
+    ws = tmp_path_factory.mktemp("served") / "ws"
+    shutil.copytree(embedded_sample_refit_300pairs_dim16, ws)
+    csv = ws.parent / "html_movies.csv"
+    csv.write_text(HTML_MOVIES, encoding="utf-8")
+    add_movies(ws, csv, device="cpu")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def client(served: Path) -> TestClient:
+    return TestClient(create_app(served))
+
+
+def cli_json(workdir: Path, *args: str) -> dict:
+    result = invoke([*args, "--json"], workdir)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def cli_error(workdir: Path, *args: str) -> str:
+    result = invoke(list(args), workdir)
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("Error: ") and "\n" not in line, line
+    return line.removeprefix("Error: ")
+
+
+# ---------------------------------------------------------------- answers = the CLI's --json
+
+
+@pytest.mark.parametrize("query, args", [
+    (f"/recommend?user={USER}", ["recommend", "--user", str(USER)]),
+    (f"/recommend?user={USER}&k=25", ["recommend", "--user", str(USER), "-k", "25"]),
+    (f"/recommend?user={USER}&include_seen=true",
+     ["recommend", "--user", str(USER), "--include-seen"]),
+    ("/recommend?tags=pixar,animation", ["recommend", "--tags", "pixar, animation"]),
+    ('/recommend?tags="rock, paper", heist&k=5',
+     ["recommend", "--tags", '"rock, paper", heist', "-k", "5"]),
+    (f"/recommend?user={USER}&tags=heist", ["recommend", "--user", str(USER), "--tags", "heist"]),
+    ("/similar?movie=1", ["similar", "--movie", "1"]),
+    ("/similar?movie=900001&k=3", ["similar", "--movie", "900001", "-k", "3"]),
+    ("/similar?title=<script>", ["similar", "--title", "<script>"]),
+])
+def test_answers_equal_the_cli_json(client, served, query, args):
+    response = client.get(query)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == cli_json(served, *args)
+
+
+def test_a_user_answer_has_reasons_and_leaves_out_what_the_user_rated(client, served):
+    from tagrec_cli.store import Store
+
+    body = client.get(f"/recommend?user={USER}&k=20").json()
+    assert body["user"] == USER and len(body["recommendations"]) == 20
+    seen = set(Store(served).seen.of(USER)[0].tolist())
+    assert seen and not seen & {r["movieId"] for r in body["recommendations"]}
+    assert any(r["because"]["like"] for r in body["recommendations"])
+    assert [r["rank"] for r in body["recommendations"]] == list(range(1, 21))
+
+
+def test_movie_search_lists_the_best_match_first(client, served):
+    from tagrec_cli.store import Store
+
+    catalogue = Store(served).catalogue
+    best, matches = catalogue.pick("the")
+    body = client.get("/movies?title=the&limit=5").json()
+    assert body["count"] == len(matches) > 5
+    assert [m["movieId"] for m in body["movies"]][0] == best and len(body["movies"]) == 5
+    assert set(m["movieId"] for m in body["movies"]) <= set(matches)
+    none = client.get("/movies?title=zzzqqqxx").json()
+    assert none["count"] == 0 and none["movies"] == []
+
+
+def test_health_names_the_tables_and_the_model(client, served):
+    body = client.get("/health").json()
+    manifest = json.loads((served / "embeddings" / "manifest.json").read_text())
+    emb = served / "embeddings"
+    assert body["status"] == "ok" and body["stale"] is None
+    assert body["tables"]["hash"] == artifacts.file_digest(
+        emb / "users.safetensors", emb / "movies.safetensors", emb / "seen.safetensors")
+    assert body["tables"]["movies"] == manifest["movies"] and body["tables"]["movies"] > 2
+    assert body["tables"]["users"] == manifest["users"]
+    assert body["tables"]["format_version"] == artifacts.EMBEDDINGS_FORMAT
+    assert body["tables"]["added_movies"] == 2
+    assert body["model"]["config_hash"] == manifest["model_config_hash"]
+    assert body["model"]["weights_hash"] == artifacts.file_digest(
+        served / "model" / "model.safetensors")
+    assert body["model"]["format_version"] == artifacts.MODEL_FORMAT
+
+
+# ---------------------------------------------------------------- bad parameters
+
+
+@pytest.mark.parametrize("query, status, parameter, message", [
+    ("/recommend", 400, "user", 'give user=ID, or tags="tag, tag" for a taste without ratings'),
+    ("/recommend?user=abc", 400, "user", "user: input should be a valid integer, unable to "
+     "parse string as an integer (got 'abc')"),
+    (f"/recommend?user={USER}&k=0", 400, "k", "k must be at least 1 (got 0)"),
+    (f"/recommend?user={USER}&k=-3", 400, "k", "k must be at least 1 (got -3)"),
+    (f"/recommend?user={USER}&k=1001", 400, "k", "k must be at most 1000 (got 1001)"),
+    (f"/recommend?user={USER}&k=ten", 400, "k", "k: input should be a valid integer, unable "
+     "to parse string as an integer (got 'ten')"),
+    (f"/recommend?user={USER}&include_seen=maybe", 400, "include_seen",
+     "include_seen: input should be a valid boolean, unable to interpret input (got 'maybe')"),
+    ("/similar", 400, "movie", "give movie=ID or title=TEXT"),
+    ("/similar?movie=1&title=toy", 400, "movie", "give movie=ID or title=TEXT"),
+    ("/similar?movie=1&k=0", 400, "k", "k must be at least 1 (got 0)"),
+    ("/movies", 400, "title", "title: field required"),
+    ("/movies?title=toy&limit=0", 400, "limit", "limit must be at least 1 (got 0)"),
+    ("/nowhere", 404, None, "no such page: '/nowhere'"),
+])
+def test_a_bad_parameter_is_a_4xx_naming_it(client, query, status, parameter, message):
+    response = client.get(query)
+    assert response.status_code == status
+    assert response.json() == {"error": message, "parameter": parameter}
+
+
+@pytest.mark.parametrize("query, status, parameter, args", [
+    ("/recommend?user=999999", 404, "user", ["recommend", "--user", "999999"]),
+    ("/recommend?user=99999999999999999999999", 404, "user",
+     ["recommend", "--user", "99999999999999999999999"]),
+    ("/recommend?user=999999&tags=heist", 404, "user",
+     ["recommend", "--user", "999999", "--tags", "heist"]),
+    ("/recommend?tags=,,,", 400, "tags", ["recommend", "--tags", ",,,"]),
+    ("/recommend?tags=", 400, "tags", ["recommend", "--tags", ""]),
+    ("/similar?movie=999999", 404, "movie", ["similar", "--movie", "999999"]),
+    ("/similar?title=zzzqqqxx", 404, "title", ["similar", "--title", "zzzqqqxx"]),
+    ("/similar?title=toy stroy", 404, "title", ["similar", "--title", "toy stroy"]),
+    ("/similar?title=%20", 400, "title", ["similar", "--title", " "]),
+    ("/movies?title=", 400, "title", ["similar", "--title", ""]),
+])
+def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, status, parameter,
+                                                     args):
+    response = client.get(query)
+    assert response.status_code == status
+    assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
+
+
+def test_post_is_not_offered_and_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
+    client = TestClient(create_app(served), raise_server_exceptions=False)
+    response = client.post("/recommend", json={"ratings": {"1": 5}})
+    assert response.status_code == 405
+    assert response.json() == {"error": "Method Not Allowed", "parameter": None}
+
+    def broken(*args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("tagrec_cli.serve.recommendation", broken)
+    response = client.get(f"/recommend?user={USER}")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (ValueError); see the server's log",
+                               "parameter": None}
+
+
+def test_a_workspace_without_tables_answers_503_and_serve_refuses_to_start(tmp_path):
+    response = TestClient(create_app(tmp_path)).get(f"/recommend?user={USER}")
+    assert response.status_code == 503
+    assert response.json()["error"] == (f"no embeddings output in {tmp_path / 'embeddings'} — "
+                                        "run `tagrec embed` first")
+    assert cli_error(tmp_path, "serve") == response.json()["error"]
+
+
+def test_serve_help():
+    result = invoke(["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--workers", "--allow-stale", "127.0.0.1"):
+        assert option in result.output
+
+
+# ---------------------------------------------------------------- text from the data
+
+
+def test_html_looking_titles_and_tags_come_back_escaped(client):
+    response = client.get("/similar?movie=900001&k=3")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    raw = response.text
+    assert "<" not in raw and ">" not in raw and "&" not in raw
+    assert "\\u003cscript\\u003e" in raw
+    body = response.json()  # and the values are the data exactly
+    assert body["query"] == {"movieId": 900001, "title": SCRIPT_TITLE}
+    first = body["recommendations"][0]
+    assert (first["movieId"], first["title"]) == (900002, IMG_TITLE)
+    assert BOLD_TAG in first["because"]["tags"]
+    found = client.get("/movies?title=<script>").json()
+    assert [m["title"] for m in found["movies"]] == [SCRIPT_TITLE]
+
+
+def test_the_page_fetches_nothing_from_outside_and_runs_only_its_own_script(client):
+    import base64
+    import hashlib
+    import re
+
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "text/html")
+    html = response.text
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "innerHTML" not in html and "insertAdjacentHTML" not in html
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    script = re.search("<script>(.*?)</script>", html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp
+
+
+def test_openapi_docs_list_the_endpoints(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/similar", "/movies", "/health"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+# ---------------------------------------------------------------- new tables while serving
+
+
+def test_new_tables_are_picked_up_without_dropping_requests(served, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(served, ws)
+    client = TestClient(create_app(ws))
+    before = client.get(f"/recommend?user={USER}").json()
+    old_hash = client.get("/health").json()["tables"]["hash"]
+    csv = tmp_path / "new.csv"
+    csv.write_text("movieId,title,genres,tags\n900003,Brand New Film (2030),Drama,heist\n",
+                   encoding="utf-8")
+
+    answers, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            r = client.get(f"/recommend?user={USER}")
+            (answers if r.status_code == 200 else failures).append(r.json())
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        add_movies(ws, csv, device="cpu")  # embeddings/ replaced by rename
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    after = client.get(f"/recommend?user={USER}").json()
+    assert failures == [] and len(answers) > 3
+    assert all(a in (before, after) for a in answers)  # each from one generation of tables
+    assert client.get("/movies?title=brand new").json()["movies"][0]["movieId"] == 900003
+    health = client.get("/health").json()
+    assert health["tables"]["hash"] != old_hash and health["tables"]["added_movies"] == 3
+
+
+def test_a_request_running_across_a_swap_is_answered_from_the_new_tables(served, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(served, ws)
+    workspace = create_app(ws).state.workspace
+    manifest = ws / "embeddings" / "manifest.json"
+    calls = []
+
+    def answer(store):
+        calls.append(store)
+        if len(calls) == 1:  # embed finishes while this request runs: a new manifest inode
+            shutil.copy(manifest, manifest.with_name("new.json"))
+            os.replace(manifest.with_name("new.json"), manifest)
+        return len(calls)
+
+    assert workspace.answer(answer) == 2
+    assert calls[0] is not calls[1]  # answered again, on the newly opened generation
+    assert workspace.current().store is calls[1]
+
+
+def test_the_query_tower_is_read_once_until_the_model_changes(served, tmp_path):
+    from tagrec_cli.towers.npbert import load_tower
+
+    model = tmp_path / "model"
+    shutil.copytree(served / "model", model)
+    tower = load_tower(model, "user")
+    assert load_tower(model, "user") is tower and load_tower(model, "movie") is not tower
+    weights = model / "model.safetensors"
+    shutil.copy(weights, tmp_path / "w")
+    os.replace(tmp_path / "w", weights)  # a retrained model lands by rename
+    again = load_tower(model, "user")
+    assert again is not tower
+    n_features = tower.w["head.weight"].shape[1] - tower.w["embeddings.word_embeddings.weight"
+                                                            ].shape[1]  # side features
+    features = np.zeros((1, n_features), np.float32)
+    assert (again.encode(["heist, noir"], features) == tower.encode(["heist, noir"], features)
+            ).all()
+
+
+def test_a_request_between_embeds_two_renames_waits_for_the_new_folder(served, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(served, ws)
+    workspace = create_app(ws).state.workspace
+    emb, aside = ws / "embeddings", ws / ".embeddings.old"
+    new = ws / ".embeddings.tmp"
+    shutil.copytree(emb, new)  # the next generation, as embed writes it beside the old one
+
+    def put_back():
+        os.replace(new, emb)
+
+    calls = []
+
+    def answer(store):
+        calls.append(store)
+        if len(calls) == 1:
+            os.replace(emb, aside)  # embed's first rename: for a moment there is no folder
+            threading.Timer(0.2, put_back).start()
+        return store.user_tags(USER + len(calls))  # read from disk: fails while it is gone
+
+    assert workspace.answer(answer) == calls[-1].user_tags(USER + len(calls))
+    assert len(calls) >= 3 and calls[-1] is not calls[0]  # retried until the new one came
