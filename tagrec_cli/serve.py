@@ -92,7 +92,8 @@ class ServeStore(Store):
     def warm(self, allow_stale: bool) -> None:
         """Read everything a query needs now, so no request pays for it (and the tables are
         this generation's even if the folder is swapped later)."""
-        self.catalogue.tag_movie_counts()
+        self.catalogue.movies_per_term  # noqa: B018 - counted now, once
+        self.users  # noqa: B018 - opened now: the file of this generation
         self.check_fresh(allow_stale)
         for side in ("movie", "user"):
             self.table(side)
