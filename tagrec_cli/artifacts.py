@@ -170,15 +170,20 @@ def _create_with_pid(path: Path) -> None:
     its PID already in it (written beside it, then hard-linked), so another process never
     reads an empty lock and takes it for a dead one's."""
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: exclusive create, then write
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{os.getpid()}\n")
+        tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a full disk fails here
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create, then write
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(f"{os.getpid()}\n")
+            except BaseException:
+                path.unlink(missing_ok=True)  # no empty lock left behind
+                raise
     finally:
         tmp.unlink(missing_ok=True)
 

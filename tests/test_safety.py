@@ -334,13 +334,26 @@ def test_repeated_movie_ids_warn_and_count_once(sample_dir: Path, tmp_path: Path
                 == (tmp_path / "b" / "ingest" / f"{table}.parquet").read_bytes())
 
 
-@pytest.mark.parametrize("command", ["train", "embed"])
+def writing(ws: Path) -> bool:
+    """Whether an artifact's temporary copy (not the lock's) is in the workspace or its cache."""
+    return any(".tmp-" in p.name and not p.name.startswith(f".{artifacts.LOCK_FILE}")
+               for folder in (ws, ws / "cache") if folder.is_dir() for p in folder.iterdir())
+
+
+def leftovers(ws: Path) -> list[str]:
+    return [str(p.relative_to(ws)) for p in (*ws.glob(".*"), *(ws / "cache").glob(".*"))
+            if ".tmp-" in p.name or ".old-" in p.name or p.name == artifacts.LOCK_FILE]
+
+
+@pytest.mark.parametrize("command", ["ingest", "train", "embed"])
 def test_a_killed_command_leaves_nothing_a_rerun_cannot_fix(ws: Path, tiny_bert: Path,
-                                                            command: str):
+                                                            evil_data: Path, command: str):
     import signal
     import time
 
-    args = {"train": ["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "3",
+    args = {"ingest": ["ingest", "--data", str(evil_data), "--holdout-fraction", "0",
+                       "--pairs-per-class", "300"],
+            "train": ["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "3",
                       "--dim", "16"],
             "embed": ["embed", "--device", "cpu", "--batch-size", "8"]}[command]
     cmd = [sys.executable, "-m", "tagrec_cli", *args, "--workdir", str(ws)]
@@ -350,18 +363,59 @@ def test_a_killed_command_leaves_nothing_a_rerun_cannot_fix(ws: Path, tiny_bert:
     before = invoke(query, ws).stdout
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(ws.glob(".*.tmp-*")) \
-            and not list((ws / "cache").glob(".*.tmp-*")):
-        time.sleep(0.05)  # kill it while it writes, or as close to that as we can see
+    while time.monotonic() < deadline and proc.poll() is None and not writing(ws):
+        time.sleep(0.005)  # kill it while it writes, or as close to that as we can see
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it was killed, not already finished
     # what it was replacing is intact: recommend still answers as before
     assert invoke(query, ws).stdout == before
     r = invoke(args, ws)
     assert r.exit_code == 0, r.output
-    leftovers = [p for p in (*ws.glob(".*"), *(ws / "cache").glob(".*"))
-                 if ".tmp-" in p.name or ".old-" in p.name or p.name == artifacts.LOCK_FILE]
-    assert leftovers == []
+    assert leftovers(ws) == []
+
+
+def without_cache(folder: Path) -> dict[str, bytes]:
+    return {k: v for k, v in snapshot(folder).items() if not k.startswith("cache")}
+
+
+@pytest.mark.parametrize("when", ["train while encoding", "embed while writing"])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_the_workspace_as_it_was(
+        ws: Path, tiny_bert: Path, when: str):
+    import signal
+    import threading
+    import time
+
+    from tagrec_cli.cli.app import INTERRUPTED
+
+    args = {"train while encoding": ["train", "--model", str(tiny_bert), "--device", "cpu",
+                                     "--epochs", "1", "--dim", "16"],
+            "embed while writing": ["embed", "--device", "cpu", "--batch-size", "8"]}[when]
+    for cached in (ws / "cache").glob("pooled-*"):
+        cached.unlink()  # both commands must encode every document: the pass Ctrl-C stops
+    before = without_cache(ws)
+    cmd = [sys.executable, "-m", "tagrec_cli", *args, "--workdir", str(ws)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            any("encoding documents" in line for line in lines) if when.startswith("train")
+            else writing(ws)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    stderr = "".join(lines)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == f"Error: {INTERRUPTED}", stderr
+    assert leftovers(ws) == []
+    assert without_cache(ws) == before  # the cache may keep what was finished, nothing else
+    r = invoke(args, ws)
+    assert r.exit_code == 0, r.output
 
 
 # ---------------------------------------------------------------- the workspace's history

@@ -90,14 +90,27 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+INTERRUPTED = "interrupted — nothing half-written was left; run the command again to finish"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C stopped
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line on stderr, exit status 130 (the writers have already cleaned up)."""
+    err.print(f"[bold red]Error:[/] {INTERRUPTED}", highlight=False, soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_STATUS)
+
+
 def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a command whose TagrecErrors become a one-line message and exit status 1."""
+    """Register a command whose TagrecErrors become a one-line message and exit status 1,
+    and whose Ctrl-C is one line and exit status 130 (click would print only a blank line)."""
 
     def register(fn: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(fn)
         def wrapper(*args: object, **kwargs: object) -> None:
             try:
                 fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                interrupted()
             except TagrecError as exc:
                 fail(str(exc))
             except Exception as exc:  # the environment's faults; anything else is a bug
@@ -132,7 +145,7 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside a command (while parsing): the same line
+        err.print(f"Error: {INTERRUPTED}", highlight=False)
+        sys.exit(INTERRUPTED_STATUS)
 

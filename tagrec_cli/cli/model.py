@@ -147,8 +147,10 @@ def train(
             raise typer.Exit(1 if result.model_dir is None else 130)
         return
     out.print(_metrics_table(result.epochs, result.best_epoch))
-    if result.model_dir is None:
-        fail("interrupted before the first epoch finished; no model was saved")
+    if result.model_dir is None:  # Ctrl-C in epoch 1: a status of 130 like any Ctrl-C
+        err.print("[bold red]Error:[/] interrupted before the first epoch finished; no model "
+                  "was saved", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     best = next(m for m in result.epochs if m["epoch"] == result.best_epoch)
     out.print(f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f}) saved to "
               f"{result.model_dir} in {result.seconds:.1f} s", highlight=False)

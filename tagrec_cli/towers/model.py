@@ -22,6 +22,7 @@ from torch import nn
 from tagrec_cli import artifacts
 from tagrec_cli.config import DEFAULT_MODEL, DEVICES, ModelConfig
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
+from tagrec_cli.towers import hub
 
 
 def _quiet_transformers() -> None:
@@ -47,17 +48,50 @@ def resolve_model_source(name: str) -> str:
 
 
 def load_pretrained(name: str) -> tuple[nn.Module, Any]:
-    """Load (encoder, tokenizer) from a HF id or local folder, with a one-line error on failure."""
+    """Load (encoder, tokenizer) from a local folder or a HF id, with a one-line error on failure.
+
+    A HF id is read from the local HF cache first (works offline); only when it is not there
+    is the hub asked, and only after a quick check that it can be reached at all.
+    """
+    source = resolve_model_source(name)
+    if not Path(source).is_dir() and not hub.plausible_hub_id(name):  # before any import
+        if os.path.sep in name or name.startswith((".", "~")):
+            raise TagrecError(f"model folder {name} does not exist")
+        raise TagrecError(f"--model {quoted(name)} is neither a model folder nor a Hugging Face "
+                          "id (name or owner/name)")
     _quiet_transformers()
+    if Path(source).is_dir():
+        return _checked(name, source)
+    try:
+        return _checked(name, source, local_files_only=True)
+    except _NotCached:
+        pass
+    fix = "pass a local model folder with --model"
+    if hub.offline_by_choice():
+        raise TagrecError(f"cannot load model {quoted(name)}: it is not in the Hugging Face cache "
+                          f"and HF_HUB_OFFLINE is set ({fix}, or unset HF_HUB_OFFLINE)")
+    if not hub.reachable(hub.endpoint()):
+        raise TagrecError(f"cannot load model {quoted(name)}: it is not in the Hugging Face cache "
+                          f"and {hub.endpoint()} cannot be reached ({fix}, or connect to the "
+                          "internet)")
+    return _checked(name, source)
+
+
+class _NotCached(Exception):
+    """A local_files_only load found the model missing from the HF cache."""
+
+
+def _checked(name: str, source: str, **kw: Any) -> tuple[nn.Module, Any]:
+    """(encoder, tokenizer) from `source`; a failure is a one-line TagrecError (or _NotCached
+    for a local_files_only load that found nothing to load)."""
     from transformers import AutoModel, AutoTokenizer
 
-    source = resolve_model_source(name)
-    if os.path.sep in name and not Path(source).is_dir():
-        raise TagrecError(f"model folder {name} does not exist")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+        encoder = AutoModel.from_pretrained(source, use_safetensors=True, **kw)
     except (OSError, ValueError) as exc:
+        if kw.get("local_files_only") and isinstance(exc, OSError):
+            raise _NotCached from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TagrecError(f"cannot load model {quoted(name)}: {first} (offline? pass a local "
                           "folder with --model)") from None
