@@ -8,6 +8,7 @@ and which of polars, torch and scipy each command imported (none, on the query p
 
     python benchmarks/recommend.py --workdir WS --runs 7
     python benchmarks/recommend.py --workdir WS --user 42 --movie 2 --tags "pixar, animation"
+    python benchmarks/recommend.py --workdir WS25 --skip-tags   # after random_tables.py WS25
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ PROBE = ("import sys, runpy; sys.argv = ['tagrec'] + sys.argv[1:]\n"
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     ws = ["--workdir", str(args.workdir), "-k", str(args.k)]
-    return {f"recommend --user {args.user}": ["recommend", "--user", str(args.user), *ws],
-            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
-            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
+    out = {f"recommend --user {args.user}": ["recommend", "--user", str(args.user), *ws],
+           f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
+           f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
+    if args.skip_tags:  # random tables (random_tables.py): no model to encode a query with
+        out.pop(f'recommend --tags "{args.tags}"')
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tags", default="pixar, animation")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--skip-tags", action="store_true", help="no --tags query (no model)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/recommend.json"))
     args = ap.parse_args(argv)
 
