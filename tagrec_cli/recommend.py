@@ -30,6 +30,17 @@ REASON_TAGS = 3  # shared tags shown per recommendation
 INT64 = (-(2**63), 2**63 - 1)
 
 
+def one_blas_thread():
+    """numpy's BLAS on one thread (until the returned limits are restored, or for good if
+    they are not). A query's products are small (one row against the movie table, a short
+    document through the tower), so BLAS's own threads cost more than they give, and on a
+    busy machine far more: `recommend --tags` took 2.9 s with OpenBLAS's threads and 0.6 s
+    with one (2 loaded cores, whole process)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def nearest(queries: np.ndarray, items: np.ndarray, k: int,
             exclude: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Best k item rows per query by dot product, excluded rows left out.

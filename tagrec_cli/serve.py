@@ -72,8 +72,9 @@ class ServeStore(Store):
         self._user_tags = lru_cache(maxsize=USER_TAGS_CACHE)(super().user_tags)
 
     def table(self, side: str) -> EmbeddingTable:
-        if side not in self._tables:
-            self._tables[side] = super().table(side)
+        if side not in self._tables:  # a copy: a mapping would not outlive a file's rewrite
+            table = super().table(side)
+            self._tables[side] = EmbeddingTable(table.ids, np.array(table.vectors))
         return self._tables[side]
 
     def rows(self, side: str, ids: np.ndarray) -> np.ndarray:
@@ -406,11 +407,11 @@ STALE_VAR = "TAGREC_SERVE_ALLOW_STALE"
 
 def app_from_env():
     """The app factory uvicorn's workers call (they are new processes: no arguments)."""
-    from threadpoolctl import threadpool_limits
+    from tagrec_cli.recommend import one_blas_thread
 
     # One BLAS thread per worker: the workers already use a core each, and BLAS's own threads
     # only fight them (a tags query under load: 3.9 s with them, 0.27 s without).
-    threadpool_limits(1, user_api="blas")
+    one_blas_thread()
     return create_app(Path(os.environ[WORKDIR_VAR]), os.environ.get(STALE_VAR) == "1")
 
 

@@ -492,15 +492,17 @@ def test_embed_bf16_on_cpu_is_close_to_fp32(ws):
     assert manifest["precision"] == "bf16"
 
 
-@pytest.mark.parametrize("name", ["users.safetensors", "seen.safetensors", "catalogue.safetensors",
-                                  "user_tags.safetensors"])
+@pytest.mark.parametrize("name", ["users.safetensors", "movies.safetensors", "seen.safetensors",
+                                  "catalogue.safetensors", "user_tags.safetensors"])
 def test_damaged_lookup_files_are_one_line_errors(ws, name):
     path = ws / "embeddings" / name
-    path.write_bytes(path.read_bytes()[:60])
-    r = invoke(["recommend", "--user", "7"], ws)
-    assert r.exit_code == 1 and "Traceback" not in r.output
-    assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    whole = path.read_bytes()
+    for cut in (whole[:60], whole[:-100]):  # in the header; in the data
+        path.write_bytes(cut)
+        r = invoke(["recommend", "--user", "7"], ws)
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_numpy_erf_is_within_float32_precision():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -69,7 +70,22 @@ def _results(store, recs: list, k: int, key: str) -> list[dict]:
     return rows
 
 
+def one_blas_thread(fn: Callable[..., None]) -> Callable[..., None]:
+    """Run the command with numpy's BLAS on one thread (recommend.one_blas_thread), restored
+    afterwards (tests run commands in-process)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        from tagrec_cli.recommend import one_blas_thread as limits
+
+        with limits():
+            fn(*args, **kwargs)
+
+    return wrapper
+
+
 @command()
+@one_blas_thread
 def recommend(
     user: Annotated[list[int] | None, typer.Option(
         "--user", "-u", help="User id (repeatable).")] = None,
@@ -136,6 +152,7 @@ def recommend(
 
 
 @command()
+@one_blas_thread
 def similar(
     movie: Annotated[int | None, typer.Option("--movie", "-m", help="Movie id.")] = None,
     title: Annotated[str | None, typer.Option(

@@ -7,7 +7,8 @@ too. Both are plain arrays, so a query loads them in milliseconds without polars
 
     catalogue.safetensors  ids (N,); title.*, genres.* (strings); year, n_ratings (+ .valid);
                            terms.* (documents/terms.py MovieTerms: every movie's tags and
-                           genres as ids into a sorted vocabulary)
+                           genres as ids into a sorted vocabulary, and how many movies
+                           carry each term)
     user_tags.safetensors  users (U,) sorted; tags.indptr (U+1,), tags.ids into terms.*;
                            feature.<column> (U,) float64 (NaN: none) for features.RAW_COLUMNS
 
@@ -18,6 +19,7 @@ A string column NAME is NAME.text (the strings' UTF-8, concatenated, uint8), NAM
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +36,8 @@ from tagrec_cli.store.embeddings import damaged, write_seen
 from tagrec_cli.topk import rows_of
 
 CATALOGUE_COLUMNS = ("movieId", "title", "year", "genres", "tags", "tag_counts", "n_ratings")
+# MovieTerms.movies_per_term, counted by embed: with genres in the documents, and without
+COUNTED = {True: "terms.movies_per_term", False: "terms.movies_per_tag"}
 
 
 # ---------------------------------------------------------------- string columns
@@ -49,12 +53,28 @@ def pack_strings(name: str, values: list[str | None]) -> dict[str, np.ndarray]:
             f"{name}.valid": np.array([v is not None for v in values], np.uint8)}
 
 
-def unpack_strings(arrays: dict[str, np.ndarray], name: str) -> list[str | None]:
-    text = arrays[f"{name}.text"].tobytes().decode("utf-8")
-    bounds = arrays[f"{name}.offsets"].tolist()
-    valid = arrays[f"{name}.valid"].tolist()
-    return [text[a:b] if ok else None
-            for a, b, ok in zip(bounds[:-1], bounds[1:], valid, strict=True)]
+class Strings(Sequence):
+    """A string column, each string cut from the decoded text when it is asked for (a query
+    reads a few titles of 62,000; making them all Python strings would cost more)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], name: str):
+        self.text = arrays[f"{name}.text"].tobytes().decode("utf-8")
+        self.offsets = arrays[f"{name}.offsets"]
+        self.valid = arrays[f"{name}.valid"]
+        if len(self.offsets) != len(self.valid) + 1:
+            raise ValueError(f"{name}: offsets and values differ in length")
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def __getitem__(self, i: int) -> str | None:  # type: ignore[override] - no slices
+        if not self.valid[i]:
+            return None
+        return self.text[int(self.offsets[i]):int(self.offsets[i + 1])]
+
+
+def unpack_strings(arrays: dict[str, np.ndarray], name: str) -> Strings:
+    return Strings(arrays, name)
 
 
 def _optional(arrays: dict[str, np.ndarray], name: str) -> list[int | None]:
@@ -83,12 +103,14 @@ class Catalogue:
     """The movies of the movie table: (N,) arrays and lists in the catalogue file's order."""
 
     ids: np.ndarray  # (N,) int64
-    titles: list[str | None]
+    titles: Sequence[str | None]
     years: list[int | None]
-    genres: list[str | None]  # as movies.csv gives them ("Adventure|Animation")
+    genres: Sequence[str | None]  # as movies.csv gives them ("Adventure|Animation")
     terms: MovieTerms  # each movie's tags (most applied first, with counts) and genres
     n_ratings: list[int | None]  # history ratings per movie (None: added later, none yet)
     with_genres: bool = False  # ingest put genres in the documents
+    counted: dict[bool, np.ndarray] | None = None  # movies_per_term, as embed counted it
+    # (with genres / without); None: count when asked
 
     @classmethod
     def load(cls, workdir: Path, with_genres: bool) -> Catalogue:
@@ -104,7 +126,8 @@ class Catalogue:
                                  for a in MovieTerms.ARRAYS))
             out = cls(arrays["ids"].astype(np.int64), unpack_strings(arrays, "title"),
                       _optional(arrays, "year"), unpack_strings(arrays, "genres"), terms,
-                      _optional(arrays, "n_ratings"), with_genres)
+                      _optional(arrays, "n_ratings"), with_genres,
+                      {g: arrays[COUNTED[g]].astype(np.int64) for g in (True, False)})
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise damaged(path, exc) from None
         n = len(out.ids)
@@ -127,6 +150,8 @@ class Catalogue:
     @cached_property
     def movies_per_term(self) -> np.ndarray:
         """(V,) how many movies' documents carry each term of self.terms (low = distinctive)."""
+        if self.counted is not None:
+            return self.counted[self.with_genres]
         return self.terms.movies_per_term(self.with_genres)
 
     def term_counts(self, terms: set[str]) -> dict[str, int]:
@@ -219,7 +244,9 @@ def write_catalogue(path: Path, columns: dict[str, list]) -> None:
               **_with_valid("year", columns["year"]),
               **_with_valid("n_ratings", columns.get("n_ratings") or [None] * n),
               **pack_strings("terms", terms.terms),
-              **{f"terms.{a}": getattr(terms, a) for a in MovieTerms.ARRAYS}}
+              **{f"terms.{a}": getattr(terms, a) for a in MovieTerms.ARRAYS},
+              # counted once here, not per query (a np.unique over every term of every movie)
+              **{COUNTED[g]: terms.movies_per_term(g) for g in (True, False)}}
     save_file(arrays, str(path), metadata={"format": "tagrec-catalogue"})
 
 
