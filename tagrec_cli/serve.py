@@ -298,11 +298,36 @@ def validation_message(err: dict) -> tuple[str, str | None]:
     return f"{name or 'request'}: {reason[:1].lower() + reason[1:]}{shown}", name
 
 
+def new_user(store: ServeStore, body: Any, k: int) -> dict:
+    """recommend --ratings --json, from a JSON body {"ratings": [{"movieId": 1, "rating": 4.5,
+    "timestamp": 964982703}, ...]} (timestamp optional), checked by the CSV file's rules."""
+    from tagrec_cli.datasets.user_ratings import user_ratings
+    from tagrec_cli.recommend import rank, ratings_query, results
+
+    items = body.get("ratings") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+        raise ApiError(400, 'the body must be {"ratings": [{"movieId": ID, "rating": R}, ...]}',
+                       "ratings")
+    rows = [(f"ratings[{i}]", f"ratings[{i}]",
+             {c: "" if x.get(c) is None else str(x[c]) for c in ("movieId", "rating",
+                                                              "timestamp")})
+            for i, x in enumerate(items)]
+    try:
+        query, unknown = ratings_query(store, user_ratings(rows, "ratings holds no ratings"))
+    except ArtifactError:
+        raise
+    except TagrecError as exc:
+        raise ApiError(400, str(exc), "ratings") from None
+    out = results(store, rank(store, [query], k), "query")[0]
+    out["unknown_movies"] = unknown  # rated movies the catalogue lacks, left out
+    return out
+
+
 def create_app(workdir: Path, allow_stale: bool = False):
     """The FastAPI app over the workspace `workdir` (opened now, reopened when replaced)."""
     import json
 
-    from fastapi import FastAPI, Query, Request
+    from fastapi import Body, FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException
@@ -366,6 +391,15 @@ def create_app(workdir: Path, allow_stale: bool = False):
         except TagrecError as exc:
             raise ApiError(400, str(exc), "tags") from None
         return Json(ws.answer(lambda s: recommendation(s, user, tag_list, k, include_seen)))
+
+    @app.post("/recommend")
+    def recommend_new_user(body: Any = Body(..., examples=[{"ratings": [
+                               {"movieId": 1, "rating": 4.5}, {"movieId": 2, "rating": 2}]}]),
+                           k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}.")):
+        """Top-k movies for a new user given by their ratings, without retraining
+        (`recommend --ratings FILE --json`, plus the rated movies the catalogue lacks)."""
+        check_k(k)
+        return Json(ws.answer(lambda s: new_user(s, body, k)))
 
     @app.get("/similar")
     def similar_endpoint(movie: int | None = Query(None, description="A movie id."),

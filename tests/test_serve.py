@@ -174,11 +174,40 @@ def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, stat
     assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
 
 
-def test_post_is_not_offered_and_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
+def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_path):
+    import polars as pl
+
+    mine = (pl.read_parquet(served / "ingest" / "ratings.parquet")
+            .filter(pl.col("userId") == 3).select("movieId", "rating", "timestamp"))
+    mine.write_csv(tmp_path / "mine.csv")
+    expected = cli_json(served, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-k", "7")
+    response = client.post("/recommend?k=7", json={"ratings": mine.to_dicts()})
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert got.pop("unknown_movies") == [] and got == expected
+    response = client.post("/recommend", json={"ratings": [{"movieId": 99999999,
+                                                            "rating": 4}, *mine.to_dicts()]})
+    assert response.status_code == 200 and response.json()["unknown_movies"] == [99999999]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"ratings": {"1": 5}}, 'the body must be {"ratings": [{"movieId": ID, "rating": R}, ...]}'),
+    ([1, 2], 'the body must be {"ratings": [{"movieId": ID, "rating": R}, ...]}'),
+    ({"ratings": []}, "ratings holds no ratings"),
+    ({"ratings": [{"movieId": 1, "rating": 9}]}, "ratings[0]: rating 9 is outside 0.5–5.0"),
+    ({"ratings": [{"movieId": "x", "rating": 4}]}, "ratings[0]: movieId 'x' is not an integer"),
+    ({"ratings": [{"movieId": 1, "rating": 4}, {"movieId": 1, "rating": 3}]},
+     "ratings[1]: movie 1 was already rated on ratings[0]"),
+    ({"ratings": [{"rating": 4}]}, "ratings[0]: movieId '' is not an integer"),
+])
+def test_post_recommend_rejects_a_bad_body_with_one_line(client, body, message):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": message, "parameter": "ratings"}
+
+
+def test_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
     client = TestClient(create_app(served), raise_server_exceptions=False)
-    response = client.post("/recommend", json={"ratings": {"1": 5}})
-    assert response.status_code == 405
-    assert response.json() == {"error": "Method Not Allowed", "parameter": None}
 
     def broken(*args):
         raise ValueError("a bug")

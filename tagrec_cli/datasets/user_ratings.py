@@ -46,47 +46,54 @@ def read_user_ratings(path: Path) -> UserRatings:
         raise DataError(f"{path} lacks the column {missing[0]} (expected a header "
                         "movieId,rating[,timestamp], e.g. from MovieLens' ratings.csv)")
     at = {c: header.index(c) for c in (*REQUIRED, "timestamp", "userId") if c in header}
-    movies, ratings, stamps, users = [], [], [], set()
-    first_line: dict[int, int] = {}
     try:
-        for line, row in enumerate(rows, start=2):
-            if not any(cell.strip() for cell in row):
-                continue  # a blank line
-            cell = {c: (row[i].strip() if i < len(row) else "") for c, i in at.items()}
-            movie = _number(int, cell["movieId"], path, line, "movieId")
-            rating = _number(float, cell["rating"], path, line, "rating")
-            if not MIN_RATING <= rating <= MAX_RATING:
-                raise DataError(f"{path}, line {line}: rating {cell['rating']} is outside "
-                                f"{MIN_RATING}–{MAX_RATING}")
-            if movie in first_line:
-                raise DataError(f"{path}, line {line}: movie {movie} was already rated on "
-                                f"line {first_line[movie]}")
-            first_line[movie] = line
-            stamp = cell.get("timestamp", "")
-            stamps.append(float(_number(int, stamp, path, line, "timestamp")) if stamp
-                          else math.nan)
-            movies.append(movie)
-            ratings.append(rating)
-            users.add(cell.get("userId", ""))
+        cells = [(f"{path}, line {line}", f"line {line}",
+                  {c: (row[i].strip() if i < len(row) else "") for c, i in at.items()})
+                 for line, row in enumerate(rows, start=2)
+                 if any(cell.strip() for cell in row)]  # blank lines skipped
     except csv.Error as exc:
         raise DataError(f"{path}: {exc}") from None
-    if not movies:
-        raise DataError(f"{path} holds no ratings")
+    users = {cell.get("userId", "") for _, _, cell in cells}
     if len(users) > 1:
         raise DataError(f"{path} holds the ratings of {len(users)} users (userId column): "
                         "give one person's ratings")
+    return user_ratings(cells, f"{path} holds no ratings")
+
+
+def user_ratings(rows: list[tuple[str, str, dict[str, str]]], empty: str) -> UserRatings:
+    """UserRatings from (where, name, {movieId, rating[, timestamp]} as text) rows, checked:
+    each problem a DataError that begins with its row's `where` ("FILE, line 3"; `name`,
+    "line 3", for a later row that repeats its movie); `empty`: the message for none.
+    The one rule for a new user's ratings, for a CSV file and for `tagrec serve`'s JSON."""
+    movies, ratings, stamps = [], [], []
+    first: dict[int, str] = {}
+    for where, name, cell in rows:
+        movie = _number(int, cell.get("movieId", ""), where, "movieId")
+        rating = _number(float, cell.get("rating", ""), where, "rating")
+        if not MIN_RATING <= rating <= MAX_RATING:
+            raise DataError(f"{where}: rating {cell['rating']} is outside "
+                            f"{MIN_RATING}–{MAX_RATING}")
+        if movie in first:
+            raise DataError(f"{where}: movie {movie} was already rated on {first[movie]}")
+        first[movie] = name
+        stamp = cell.get("timestamp", "")
+        stamps.append(float(_number(int, stamp, where, "timestamp")) if stamp else math.nan)
+        movies.append(movie)
+        ratings.append(rating)
+    if not movies:
+        raise DataError(empty)
     return UserRatings(np.array(movies, np.int64), np.array(ratings, np.float64),
                        np.array(stamps, np.float64))
 
 
-def _number(kind: type, text: str, path: Path, line: int, column: str):
+def _number(kind: type, text: str, where: str, column: str):
     try:
         value = kind(text)
     except ValueError:
-        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is not "
+        raise DataError(f"{where}: {column} {quoted(text)} is not "
                         f"{'an integer' if kind is int else 'a number'}") from None
     if kind is float and not math.isfinite(value):
-        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is not a number")
+        raise DataError(f"{where}: {column} {quoted(text)} is not a number")
     if kind is int and not -(2**63) <= value < 2**63:
-        raise DataError(f"{path}, line {line}: {column} {quoted(text)} is out of range")
+        raise DataError(f"{where}: {column} {quoted(text)} is out of range")
     return value
