@@ -126,3 +126,15 @@ def table_features(side: str, df: Any, stats: dict[str, float]) -> np.ndarray:
                               df["n_dislikes"].to_numpy(), df["year"].to_numpy(), stats)
     return user_features(df["n_ratings"].to_numpy(), df["mean_rating"].to_numpy(),
                          df["n_dislikes"].to_numpy(), df["last_timestamp"].to_numpy(), stats)
+
+
+def rated_user_features(ratings: np.ndarray, timestamps: np.ndarray, like_threshold: float,
+                        stats: dict[str, float]) -> np.ndarray:
+    """(4,) side features of a user known only by these ratings, as ingest computes them.
+
+    Example: ratings [5, 2], like_threshold 2.5 -> user_features(2, 3.5, 1, max(timestamps))
+    """
+    r = np.asarray(ratings, dtype=np.float64)
+    last = float(np.max(timestamps)) if len(timestamps) else np.nan
+    return user_features(np.array([len(r)]), np.array([r.mean() if len(r) else np.nan]),
+                         np.array([(r < like_threshold).sum()]), np.array([last]), stats)[0]
