@@ -6,6 +6,8 @@ Layout of a workspace (``--workdir``, default ``./tagrec-workspace``)::
     model/       config.json, model.safetensors, tokenizer files, metrics.jsonl
     embeddings/  manifest.json, users.safetensors, movies.safetensors
     cache/       tokenized documents, keyed by tokenizer
+    evaluate/    `tagrec evaluate`'s own split: valid/ and test/, each a workspace of its
+                 own (ingest/, model/, embeddings/, cache/), and report.json
 
 Each folder is written under a temporary name and renamed into place when complete, so a
 failed or interrupted command never leaves a half-written artifact behind.
@@ -34,11 +36,14 @@ INGEST_DIR = "ingest"
 MODEL_DIR = "model"
 EMBEDDINGS_DIR = "embeddings"
 CACHE_DIR = "cache"
+EVALUATE_DIR = "evaluate"  # never read by recommend: evaluate's sub-workspaces
+EVALUATE_STAGE = {"valid": "valid", "test": "test"}  # evaluate/<stage>/: a whole workspace
+EVALUATE_REPORT = "report.json"  # evaluate/: both stages' reports and the grids
 MANIFEST = "manifest.json"
 
 # ingest/: one parquet table per kind of row (see ingest.py for their columns)
 INGEST_TABLE = {"movie": "movies.parquet", "user": "users.parquet"}  # documents + stats
-RATINGS_FILE = "ratings.parquet"  # userId, movieId, rating, timestamp, holdout
+RATINGS_FILE = "ratings.parquet"  # userId, movieId, rating, timestamp, holdout, part
 PAIRS_FILE = "pairs.parquet"  # userId, movieId, rating, label, split
 # model/: the tokenizer's own files beside these
 MODEL_CONFIG = "config.json"  # the model's manifest: our config with the encoder's inside

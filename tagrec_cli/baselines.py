@@ -11,6 +11,11 @@ the others return None. Fitting reads only history (non-held-out) data.
     tfidf    cosine of TF-IDF movie documents to the mean of the user's liked movies
     als      implicit's CPU AlternatingLeastSquares on the binary history matrix
     ease     EASE (Steck 2019): B = I - P / diag(P), P = (X^T X + lambda I)^-1, binary history
+    itemknn  item-item cosine on the binary history, each movie's `neighbours` nearest kept
+
+Scorers that can place a user they were not fitted on from that user's movies alone (EASE,
+ItemKNN, popular) answer ``fold_in(x) -> (B, N)`` for a (B, N) binary matrix of them; the
+others return None (evaluate's new-users slice).
 
 A baseline that cannot run here (package missing, catalogue too large) raises
 BaselineUnavailable with the reason, so the report can say "skipped: <reason>".
@@ -39,6 +44,9 @@ class Scorer:
         raise NotImplementedError
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def fold_in(self, x: sp.csr_matrix) -> np.ndarray | None:
         return None
 
 
@@ -89,6 +97,9 @@ class PopularScorer(Scorer):
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
         return self.popularity[item_rows]
+
+    def fold_in(self, x: sp.csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.popularity, (x.shape[0], self.n_items)).copy()
 
 
 class BiasScorer(Scorer):
@@ -209,3 +220,51 @@ class EaseScorer(Scorer):
         out = np.zeros((len(user_rows), self.n_items))
         out[:, self.active] = self.x[user_rows] @ self.b
         return out
+
+    def fold_in(self, x: sp.csr_matrix) -> np.ndarray:
+        out = np.zeros((x.shape[0], self.n_items))
+        out[:, self.active] = sp.csr_matrix((x != 0).astype(np.float64))[:, self.active] @ self.b
+        return out
+
+
+class ItemKnnScorer(Scorer):
+    """Score = sum of the cosine similarities of a movie to the user's history movies, each
+    movie keeping only its `neighbours` most similar others (binary history, no shrinkage).
+
+    The (N, N) similarities are computed a block of movies at a time, so memory stays at
+    block x N dense plus the kept neighbours.
+    """
+
+    def __init__(self, history: sp.csr_matrix, neighbours: int = 100, block: int = 1024
+                 ) -> None:
+        binary = sp.csr_matrix((history != 0).astype(np.float32))
+        n_items = binary.shape[1]
+        self.n_items = n_items
+        norms = np.sqrt(np.asarray(binary.multiply(binary).sum(axis=0)).ravel())
+        scaled = sp.csr_matrix(binary @ sp.diags(1.0 / np.maximum(norms, 1e-12)))
+        xt = sp.csr_matrix(scaled.T)
+        keep = min(neighbours, max(n_items - 1, 1))
+        rows, cols, vals = [], [], []
+        for lo in range(0, n_items, block):
+            sims = (xt[lo:lo + block] @ scaled).toarray()  # (b, N) cosine
+            sims[np.arange(len(sims)), np.arange(lo, lo + len(sims))] = 0.0  # not itself
+            top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep] if keep < n_items else \
+                np.tile(np.arange(n_items), (len(sims), 1))
+            v = np.take_along_axis(sims, top, axis=1)
+            r = np.repeat(np.arange(lo, lo + len(sims)), top.shape[1])
+            ok = v.ravel() > 0
+            rows.append(r[ok])
+            cols.append(top.ravel()[ok])
+            vals.append(v.ravel()[ok])
+        # sim[i, j]: j among i's neighbours; a user's score for j sums over history movies i.
+        self.sim = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                          np.concatenate(cols))),
+                                 shape=(n_items, n_items))
+        self.x = binary
+
+    def scores(self, user_rows: np.ndarray) -> np.ndarray:
+        return np.asarray((self.x[user_rows] @ self.sim).toarray(), dtype=np.float64)
+
+    def fold_in(self, x: sp.csr_matrix) -> np.ndarray:
+        binary = sp.csr_matrix((x != 0).astype(np.float32))
+        return np.asarray((binary @ self.sim).toarray(), dtype=np.float64)

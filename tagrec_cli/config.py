@@ -17,10 +17,26 @@ DEVICES = ("auto", "cpu", "cuda")  # auto = CUDA when available
 POOLINGS = ("mean", "cls")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto = bf16 on CUDA, fp32 on CPU
 LOSSES = ("hybrid", "cosine", "softmax")
-BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease")
+BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease", "itemknn")
+# Each baseline's hyper-parameters, tried on evaluate's validation split; the best by
+# NDCG@k there is the one scored on test (protocol.py). A baseline not named has none.
+BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
+    "bias": {"reg": (2.0, 10.0, 25.0)},
+    "als": {"factors": (32, 64, 128), "regularization": (0.01, 0.1)},
+    "ease": {"lam": (100.0, 250.0, 500.0, 1000.0, 2000.0)},
+    "itemknn": {"neighbours": (20, 50, 100, 200)},
+}
 
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
 RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
+# evaluate's protocol (protocol.py): per user, by time, the latest TEST_FRACTION of the
+# ratings are test and the VALID_FRACTION before them validation; settings and epochs are
+# chosen on validation, test is scored once.
+TEST_FRACTION = 0.1
+VALID_FRACTION = 0.1
+NEW_USER_SHARE = 0.1  # users (seeded) left out of training entirely: the new-users slice
+NEW_USER_KNOWN = 5  # a new user is known by their first this many ratings...
+NEW_USER_SCORED = 20  # ...and scored on their next this many
 EMBED_BATCH_SIZE = 256  # documents per encoder batch in embed
 SERVE_HOST = "127.0.0.1"  # serve: reachable from this machine only unless told otherwise
 SERVE_PORT = 8000
@@ -39,7 +55,11 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    holdout_fraction: float = 0.2  # latest share of each user's ratings held out for validation
+    # 0 (the default) refits on everything: the model `recommend` serves sees every rating.
+    # `tagrec evaluate` sets these three in its own sub-workspaces (protocol.py).
+    holdout_fraction: float = 0.0  # per user, the share before the test share: validation
+    test_fraction: float = 0.0  # per user, the latest share: test, in no document/feature/pair
+    new_users: float = 0.0  # seeded share of users left out entirely (evaluate's new users)
     max_tags: int = 128  # cap on tags per document
     top_user_tags: int = 50  # tags taken from the movies a user liked
     liked_rating: float = 2.5  # a history rating >= this makes a movie "liked" for user documents
@@ -59,6 +79,9 @@ class IngestConfig:
     def __post_init__(self) -> None:
         _check({
             "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
+            "test_fraction must be >= 0 and holdout_fraction + test_fraction < 1":
+                self.test_fraction >= 0 and self.holdout_fraction + self.test_fraction < 1,
+            "new_users must be in [0, 1)": 0 <= self.new_users < 1,
             "max_tags must be >= 1": self.max_tags >= 1,
             "top_user_tags must be >= 0": self.top_user_tags >= 0,
             "user_genres must be >= 0": self.user_genres >= 0,

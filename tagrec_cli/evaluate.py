@@ -1,11 +1,13 @@
-"""`tagrec evaluate`: top-k ranking quality of tagrec and baselines on the workspace's split.
+"""Scoring one fitted workspace: top-k ranking quality of tagrec and baselines on its split.
 
-Protocol (the split `tagrec ingest` made, nothing re-drawn):
+`tagrec evaluate` runs this on the sub-workspaces its protocol fits (protocol.py): first on
+the validation part, to choose epochs and the baselines' settings (tune_baselines), then
+once on the test part. Protocol of one scoring (`target` = "valid" or "test"):
 
-* Test set: each user's held-out ratings (``holdout`` = True). Relevant movies are the held-out
-  ones rated >= ``relevant_rating``. Users with no relevant movie are skipped and counted.
+* Relevant movies are the user's target-part ratings >= ``relevant_rating``. Users with no
+  relevant movie are skipped and counted.
 * Every method ranks the WHOLE catalogue (every movie in ingest/movies.parquet) for each user,
-  minus the user's history movies (``holdout`` = False), and keeps the top k. Ties go to the
+  minus the user's history movies (part "history"), and keeps the top k. Ties go to the
   movie listed first in movies.parquet, so every ranking is deterministic.
 * Per user: Recall@k = hits / #relevant (not min(k, #relevant)); NDCG@k with binary gains and
   ideal DCG over min(k, #relevant) hits; HitRate@k = any hit; MRR@k = 1 / rank of the first
@@ -17,8 +19,13 @@ Protocol (the split `tagrec ingest` made, nothing re-drawn):
   the bottom quartile (<= the 25th percentile over all users); ``cold_movies`` = relevant
   movies restricted to those with no history rating at all, still ranked among all movies,
   over the users who have any.
-* Pairs: ROC-AUC on the 'valid' like/dislike pairs for methods that can score a pair (tagrec's
-  cosine, also with sign accuracy; popular; bias; random), the seed's training measure.
+* Pairs: ROC-AUC on the target part's ratings as like/dislike pairs (rating >=
+  like_threshold) for methods that can score a pair (tagrec's cosine, also with sign
+  accuracy; popular; bias; random).
+* New users (part "new", left out of everything the methods were fitted on): each is known
+  by their first NEW_USER_KNOWN ratings and scored on the next NEW_USER_SCORED; tagrec
+  encodes the document ingest would write from the known ratings, popular, EASE and
+  ItemKNN fold them in.
 
 Missing embeddings: tagrec is the point of the report, so without `tagrec embed` output
 run_evaluate raises ArtifactError naming `tagrec embed`; pass ``include_tagrec=False``
@@ -33,11 +40,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, features
 from tagrec_cli import baselines as bl
-from tagrec_cli.config import BASELINES, RELEVANT_RATING, TOP_K
+from tagrec_cli.config import (
+    BASELINE_GRIDS,
+    BASELINES,
+    NEW_USER_KNOWN,
+    NEW_USER_SCORED,
+    RELEVANT_RATING,
+    TOP_K,
+    IngestConfig,
+)
+from tagrec_cli.documents import SEPARATOR, frames
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
     catalogue_coverage,
@@ -65,63 +82,73 @@ SLICES = {
 @dataclass
 class EvalData:
     movie_ids: np.ndarray  # (N,) catalogue, movies.parquet order
-    user_ids: np.ndarray  # (U,) every user with a rating, sorted
+    user_ids: np.ndarray  # (U,) every user with a history rating, sorted
     history: sp.csr_matrix  # (U, N) history ratings (values = rating)
-    relevant: list[set[int]]  # per user: movie rows held out with rating >= relevant_rating
+    relevant: list[set[int]]  # per user: movie rows of the target part rated >= relevant
     documents: list[str]  # movie documents, catalogue order
-    pair_users: np.ndarray  # 'valid' pairs as (user row, movie row, label)
+    pair_users: np.ndarray  # the target part's ratings as (user row, movie row, label)
     pair_movies: np.ndarray
     pair_labels: np.ndarray
     liked_rating: float
     manifest: dict
+    target: str = "valid"  # the part scored: "valid" or "test"
+    new_users: pl.DataFrame | None = None  # part "new": userId, movieId, rating, timestamp
 
     @property
     def popularity(self) -> np.ndarray:
         return np.asarray((self.history != 0).sum(axis=0)).ravel()
 
 
-def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING) -> EvalData:
-    """Read ingest/{ratings,movies,pairs}.parquet into matrices indexed by catalogue rows."""
-    import polars as pl
+def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
+                   target: str | None = None) -> EvalData:
+    """Read ingest/{ratings,movies}.parquet into matrices indexed by catalogue rows.
 
+    target: the part scored ("valid" or "test"); None = "test" if the workspace has test
+    ratings, else "valid". A workspace from before the three-way split (no `part` column)
+    has its held-out ratings as "valid".
+    """
     manifest = ingested.ingest_manifest(workdir)
     movies = ingested.documents(workdir, "movie")
-    ratings = ingested.read_table(workdir, artifacts.RATINGS_FILE,
-                                  ["userId", "movieId", "rating", "holdout"])
-    pairs = ingested.read_table(workdir, artifacts.PAIRS_FILE,
-                                ["userId", "movieId", "label", "split"])
+    ratings = ingested.read_table(workdir, artifacts.RATINGS_FILE)
+    if "part" not in ratings.columns:
+        ratings = ratings.with_columns(part=pl.when(pl.col("holdout")).then(pl.lit("valid"))
+                                       .otherwise(pl.lit("history")))
+    parts = set(ratings["part"].unique().to_list())
+    target = target or ("test" if "test" in parts else "valid")
+    if target not in ("valid", "test"):
+        raise TagrecError(f"the evaluated part must be valid or test, not {quoted(target)}")
     movie_ids = movies["movieId"].to_numpy().astype(np.int64)
+    known = ratings.filter(pl.col("movieId").is_in(movie_ids))
+    hist = known.filter(pl.col("part") == "history")
+    user_ids = np.unique(hist["userId"].to_numpy().astype(np.int64))
 
-    def movie_rows(ids: np.ndarray) -> np.ndarray:
-        return rows_of(movie_ids, ids)
+    def rows(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return (rows_of(user_ids, df["userId"].to_numpy().astype(np.int64)),
+                rows_of(movie_ids, df["movieId"].to_numpy().astype(np.int64)))
 
-    r_users = ratings["userId"].to_numpy().astype(np.int64)
-    r_movies = movie_rows(ratings["movieId"].to_numpy().astype(np.int64))
-    keep = r_movies >= 0
-    r_users, r_movies = r_users[keep], r_movies[keep]
-    r_values = ratings["rating"].to_numpy().astype(np.float64)[keep]
-    r_holdout = ratings["holdout"].to_numpy().astype(bool)[keep]
-    user_ids = np.unique(r_users)
-    u_rows = np.searchsorted(user_ids, r_users)
-    shape = (len(user_ids), len(movie_ids))
-    h = ~r_holdout
-    history = sp.csr_matrix((r_values[h], (u_rows[h], r_movies[h])), shape=shape)
+    h_users, h_movies = rows(hist)
+    history = sp.csr_matrix((hist["rating"].to_numpy().astype(np.float64),
+                             (h_users, h_movies)), shape=(len(user_ids), len(movie_ids)))
     history.sum_duplicates()
+    scored = known.filter(pl.col("part") == target)
+    s_users, s_movies = rows(scored)
+    ok = s_users >= 0  # a user whose every rating is held out has no history to rank from
+    s_users, s_movies = s_users[ok], s_movies[ok]
+    s_values = scored["rating"].to_numpy().astype(np.float64)[ok]
     relevant: list[set[int]] = [set() for _ in user_ids]
-    for u, m in zip(u_rows[r_holdout & (r_values >= relevant_rating)],
-                    r_movies[r_holdout & (r_values >= relevant_rating)], strict=True):
+    for u, m in zip(s_users[s_values >= relevant_rating], s_movies[s_values >= relevant_rating],
+                    strict=True):
         relevant[u].add(int(m))
-
-    valid = pairs.filter(pl.col("split") == "valid")
-    p_users = rows_of(user_ids, valid["userId"].to_numpy().astype(np.int64))
-    p_movies = movie_rows(valid["movieId"].to_numpy().astype(np.int64))
-    ok = (p_users >= 0) & (p_movies >= 0)
-    liked = manifest.get("settings", {}).get("liked_rating", 2.5)
+    settings = manifest.get("settings", {})
+    like = float(settings.get("like_threshold", 2.5))
+    new = known.filter(pl.col("part") == "new").select("userId", "movieId", "rating",
+                                                         "timestamp")
     return EvalData(movie_ids=movie_ids, user_ids=user_ids, history=history, relevant=relevant,
                     documents=[d or "" for d in movies["document"].to_list()],
-                    pair_users=p_users[ok], pair_movies=p_movies[ok],
-                    pair_labels=valid["label"].to_numpy()[ok].astype(np.int64),
-                    liked_rating=float(liked), manifest=manifest)
+                    pair_users=s_users, pair_movies=s_movies,
+                    pair_labels=np.where(s_values >= like, 1, -1).astype(np.int64),
+                    liked_rating=float(settings.get("liked_rating", 2.5)), manifest=manifest,
+                    target=target, new_users=new if new.height else None)
 
 
 def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | None]:
@@ -141,27 +168,47 @@ def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | No
     return scorer, manifest.get("model_config_hash")
 
 
-def make_baseline(name: str, data: EvalData) -> bl.Scorer:
+DEFAULT_PARAMS: dict[str, dict] = {  # used where no tuning chose otherwise
+    "bias": {"reg": 10.0}, "als": {"factors": 64, "regularization": 0.05},
+    "ease": {"lam": 500.0}, "itemknn": {"neighbours": 100},
+}
+
+
+def make_baseline(name: str, data: EvalData, params: dict | None = None) -> bl.Scorer:
     """Fit one baseline on the history; BaselineUnavailable says why one cannot run."""
+    p = {**DEFAULT_PARAMS.get(name, {}), **(params or {})}
     n_users, n_items = data.history.shape
     if name == "random":
         return bl.RandomScorer(n_users, n_items, seed=0)
     if name == "popular":
         return bl.PopularScorer(data.history)
     if name == "bias":
-        return bl.BiasScorer(data.history)
+        return bl.BiasScorer(data.history, reg_user=p["reg"], reg_item=p["reg"])
     if name == "tfidf":
         liked = data.history.copy()
         liked.data = (liked.data >= data.liked_rating).astype(np.float64)
         liked.eliminate_zeros()
         return bl.TfidfScorer(data.documents, liked)
     if name == "als":
-        return bl.fit_als(data.history, factors=64, iterations=15, regularization=0.05,
-                                 seed=0)
+        return bl.fit_als(data.history, factors=int(p["factors"]), iterations=15,
+                          regularization=float(p["regularization"]), seed=0)
     if name == "ease":
-        return bl.EaseScorer(data.history, lam=500.0)
+        return bl.EaseScorer(data.history, lam=float(p["lam"]))
+    if name == "itemknn":
+        return bl.ItemKnnScorer(data.history, neighbours=int(p["neighbours"]))
     raise TagrecError(f"unknown baseline {quoted(name)} "
                       f"(choose from {', '.join(DEFAULT_BASELINES)})")
+
+
+def grid(name: str) -> list[dict]:
+    """Every combination of a baseline's BASELINE_GRIDS values ([{}] for none).
+
+    Example: {"a": (1, 2), "b": (3,)} -> [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+    """
+    combos: list[dict] = [{}]
+    for key, values in BASELINE_GRIDS.get(name, {}).items():
+        combos = [{**c, key: v} for c in combos for v in values]
+    return combos
 
 
 # ---------------------------------------------------------------- the report
@@ -172,6 +219,7 @@ class MethodResult:
     slices: dict[str, dict[str, float]]  # slice -> metric -> value
     pairs: dict[str, float] | None  # {"auc", maybe "sign_accuracy"}; None = cannot score pairs
     seconds: float
+    params: dict = field(default_factory=dict)  # the hyper-parameters it was fitted with
 
 
 @dataclass
@@ -188,12 +236,16 @@ class EvalReport:
     low_history_max: float  # history ratings of the bottom quartile's users are <= this
     catalogue_size: int
     cold_relevant_movies: int
-    valid_pairs: int
+    valid_pairs: int  # the target part's like/dislike pairs
     liked_rating: float
     data_hash: str | None
     model_config_hash: str | None
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
+    target: str = "valid"
+    # The new-users slice: method -> {ndcg, recall, hit_rate, mrr, users}; users known by
+    # their first NEW_USER_KNOWN ratings (empty without new users in the workspace).
+    new_users: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -219,22 +271,150 @@ def slice_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int, n_items
             "users": m["users"]}
 
 
-def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAULT_BASELINES,
-                 relevant_rating: float = RELEVANT_RATING, include_tagrec: bool = True,
-                 block_size: int = 256,
-                 progress: Callable[[str], None] | None = None) -> EvalReport:
-    """Evaluate tagrec (unless include_tagrec is False) and the named baselines."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
+def check_names(baselines: Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(b.strip().lower() for b in baselines if b.strip()))
     unknown = [b for b in names if b not in DEFAULT_BASELINES]
     if unknown:
         raise TagrecError(f"unknown baseline {quoted(unknown[0])} "
                           f"(choose from {', '.join(DEFAULT_BASELINES)})")
+    return names
+
+
+@dataclass
+class Tuning:
+    """Each baseline's grid on the validation part, and the setting chosen (best NDCG@k)."""
+
+    k: int
+    tried: dict[str, list[dict]]  # name -> [{"params": {...}, "ndcg": x}] in grid order
+    chosen: dict[str, dict]  # name -> params
+    skipped: dict[str, str]
+
+
+def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
+                   relevant_rating: float = RELEVANT_RATING, block_size: int = 256,
+                   progress: Callable[[str], None] | None = None) -> Tuning:
+    """Fit every grid setting of each named baseline on history and score NDCG@k on the
+    validation part; the first best is chosen (ties: the earlier setting)."""
+    say = progress or (lambda _msg: None)
+    data = load_eval_data(workdir, relevant_rating, "valid")
+    evaluated = np.flatnonzero([bool(r) for r in data.relevant])
+    relevant = [data.relevant[u] for u in evaluated]
+    tried: dict[str, list[dict]] = {}
+    chosen: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    for name in check_names(baselines):
+        if name not in BASELINE_GRIDS:
+            continue
+        rows = []
+        for params in grid(name):
+            say(f"tuning {name} {params}")
+            try:
+                scorer = make_baseline(name, data, params)
+            except bl.BaselineUnavailable as exc:
+                skipped[name] = str(exc)
+                break
+            top = evaluate_scorer(scorer, data, evaluated, k, block_size)
+            rows.append({"params": params, "ndcg": ranking_metrics(top, relevant, k)["ndcg"]})
+        if rows:
+            tried[name] = rows
+            chosen[name] = max(rows, key=lambda r: (r["ndcg"], -rows.index(r)))["params"]
+    return Tuning(k, tried, chosen, skipped)
+
+
+# A function from (documents, side features or None) to (n, dim) user vectors: the trained
+# user tower, which evaluate cannot import (torch lives in towers/, train/ and embed).
+EncodeUsers = Callable[[list[str], np.ndarray | None], np.ndarray]
+
+
+def new_user_parts(new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each new user's first NEW_USER_KNOWN ratings by (timestamp, movieId), and the next
+    NEW_USER_SCORED: (known, scored), both userId, movieId, rating, timestamp."""
+    ranked = (new.sort(["userId", "timestamp", "movieId"])
+              .with_columns(rank=pl.int_range(pl.len()).over("userId")))
+    known = ranked.filter(pl.col("rank") < NEW_USER_KNOWN).drop("rank")
+    scored = ranked.filter((pl.col("rank") >= NEW_USER_KNOWN)
+                           & (pl.col("rank") < NEW_USER_KNOWN + NEW_USER_SCORED)).drop("rank")
+    return known, scored
+
+
+def new_user_documents(workdir: Path, data: EvalData, known: pl.DataFrame, users: np.ndarray,
+                       ) -> tuple[list[str], np.ndarray | None]:
+    """The documents and side features ingest would give each of `users` from their known
+    ratings alone (frames.rated_user_document, features.rated_user_features)."""
+    cfg = IngestConfig.from_settings(data.manifest.get("settings", {}))
+    movies = ingested.read_table(workdir, artifacts.INGEST_TABLE["movie"],
+                                 ["movieId", "genres", "tags", "tag_counts"])
+    movie_tags = (movies.select("movieId", "tags", "tag_counts").explode(["tags", "tag_counts"])
+                  .drop_nulls().select("movieId", tag="tags",
+                                       applications=pl.col("tag_counts").cast(pl.Int64)))
+    genres = movies.select("movieId", "genres")
+    stats = data.manifest.get("feature_stats") if cfg.side_features else None
+    docs, feats = [], []
+    for user in users:
+        mine = known.filter(pl.col("userId") == int(user))
+        docs.append(SEPARATOR.join(
+            frames.rated_user_document(mine, movie_tags, genres, cfg)))
+        if stats:
+            feats.append(features.rated_user_features(
+                mine["rating"].to_numpy(), mine["timestamp"].to_numpy(), cfg.like_threshold,
+                stats))
+    return docs, (np.stack(feats).astype(np.float32) if feats else None)
+
+
+def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer], k: int,
+                    relevant_rating: float, tagrec_items: np.ndarray | None,
+                    encode_users: EncodeUsers | None) -> dict[str, dict[str, float]]:
+    """Ranking metrics per method on the new users (module docstring): tagrec from the
+    known ratings' document, the fitted scorers that can fold a user in."""
+    known, scored = new_user_parts(data.new_users)
+    users = np.unique(known["userId"].to_numpy())
+    n, n_items = len(users), len(data.movie_ids)
+    urow = {int(u): i for i, u in enumerate(users)}
+
+    def matrix(df: pl.DataFrame) -> sp.csr_matrix:
+        r = np.array([urow[int(u)] for u in df["userId"].to_list()], dtype=np.int64)
+        m = rows_of(data.movie_ids, df["movieId"].to_numpy().astype(np.int64))
+        return sp.csr_matrix((np.ones(len(r)), (r, m)), shape=(n, n_items))
+
+    x = matrix(known)
+    relevant: list[set[int]] = [set() for _ in users]
+    liked = scored.filter(pl.col("rating") >= relevant_rating)
+    for u, m in zip(liked["userId"].to_list(),
+                    rows_of(data.movie_ids, liked["movieId"].to_numpy().astype(np.int64)),
+                    strict=True):
+        relevant[urow[int(u)]].add(int(m))
+    scores: dict[str, np.ndarray] = {}
+    if tagrec_items is not None and encode_users is not None:
+        docs, feats = new_user_documents(workdir, data, known, users)
+        scores["tagrec"] = encode_users(docs, feats) @ tagrec_items.T
+    for name, scorer in fitted.items():
+        folded = scorer.fold_in(x)
+        if folded is not None:
+            scores[name] = folded
+    out = {}
+    for name, s in scores.items():
+        m = ranking_metrics(top_k(s, k, x)[0], relevant, k)
+        out[name] = {key: m[key] for key in ("ndcg", "recall", "hit_rate", "mrr", "users")}
+    return out
+
+
+def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAULT_BASELINES,
+                 relevant_rating: float = RELEVANT_RATING, include_tagrec: bool = True,
+                 block_size: int = 256,
+                 progress: Callable[[str], None] | None = None, target: str | None = None,
+                 params: dict[str, dict] | None = None,
+                 encode_users: EncodeUsers | None = None) -> EvalReport:
+    """Evaluate tagrec (unless include_tagrec is False) and the named baselines on one part
+    of the workspace's split, each baseline with `params[name]` (else DEFAULT_PARAMS);
+    the new-users slice too when the workspace has new users."""
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    names = check_names(baselines)
+    params = params or {}
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     say("reading the workspace")
-    data = load_eval_data(workdir, relevant_rating)
+    data = load_eval_data(workdir, relevant_rating, target)
     n_items = len(data.movie_ids)
     tagrec, config_hash = (tagrec_scorer(workdir, data) if include_tagrec else (None, None))
 
@@ -255,10 +435,11 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
 
     methods: dict[str, MethodResult] = {}
     skipped: dict[str, str] = {}
+    fitted: dict[str, bl.Scorer] = {}
     todo: list[tuple[str, Callable[[], bl.Scorer]]] = []
     if tagrec is not None:
         todo.append(("tagrec", lambda: tagrec))
-    todo += [(b, lambda b=b: make_baseline(b, data)) for b in names]
+    todo += [(b, lambda b=b: make_baseline(b, data, params.get(b))) for b in names]
     for name, make in todo:
         say(f"fitting and ranking: {name}")
         t0 = time.perf_counter()
@@ -276,7 +457,16 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
             pairs = {"auc": roc_auc(pair_scores, data.pair_labels)}
             if name == "tagrec":
                 pairs["sign_accuracy"] = sign_accuracy(pair_scores, data.pair_labels)
-        methods[name] = MethodResult(slices, pairs, round(time.perf_counter() - t0, 3))
+        used = {} if name == "tagrec" else {**DEFAULT_PARAMS.get(name, {}),
+                                            **params.get(name, {})}
+        methods[name] = MethodResult(slices, pairs, round(time.perf_counter() - t0, 3), used)
+        if name != "tagrec":
+            fitted[name] = scorer
+    new_users = {}
+    if data.new_users is not None:
+        say("the new-users slice")
+        new_users = new_users_slice(workdir, data, fitted, k, relevant_rating,
+                                    tagrec.items if tagrec is not None else None, encode_users)
 
     return EvalReport(
         k=k, relevant_rating=relevant_rating, baselines=names, methods=methods,
@@ -287,10 +477,9 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
         catalogue_size=n_items, cold_relevant_movies=len(cold_relevant),
         valid_pairs=len(data.pair_labels), liked_rating=data.liked_rating,
         data_hash=data.manifest.get("data_hash"), model_config_hash=config_hash,
-        seconds=round(time.perf_counter() - start, 3),
+        seconds=round(time.perf_counter() - start, 3), target=data.target,
+        new_users=new_users,
         settings={"k": k, "relevant_rating": relevant_rating, "baselines": names,
                   "include_tagrec": include_tagrec, "liked_rating": data.liked_rating,
-                  "als": {"factors": 64, "iterations": 15, "regularization": 0.05,
-                          "random_state": 0},
-                  "ease": {"lambda": 500.0, "max_items": bl.EASE_MAX_ITEMS},
-                  "bias": {"reg_user": 10.0, "reg_item": 10.0, "iterations": 10}})
+                  "target": data.target, "als_iterations": 15,
+                  "ease_max_items": bl.EASE_MAX_ITEMS, "bias_iterations": 10})

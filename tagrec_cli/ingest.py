@@ -1,11 +1,15 @@
 """`tagrec ingest`: MovieLens CSVs -> temporal split, tag documents and like/dislike pairs.
 
 Order matters: the split comes first and every document is built from history only, so a
-held-out (validation) rating can never influence a document.
+held-out (validation or test) rating can never influence a document.
 
-    ratings --split per user by time--> history | holdout
+    ratings --split per user by time--> history | valid | test  (+ "new": users left out)
     history ratings + history tags  --> movie documents, user documents, training pairs
-    holdout ratings                 --> validation pairs
+    valid ratings                   --> validation pairs
+    test ratings, new users         --> nothing but ratings.parquet (evaluate scores them)
+
+The default (every share 0) is the refit that `recommend` serves: every rating is history.
+`tagrec evaluate` ingests its own sub-workspaces with the shares set (protocol.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from tagrec_cli import artifacts, features
-from tagrec_cli.config import IngestConfig
+from tagrec_cli.config import NEW_USER_KNOWN, NEW_USER_SCORED, IngestConfig
 from tagrec_cli.datasets.movielens import read_movielens
 from tagrec_cli.documents import SEPARATOR, frames
 from tagrec_cli.errors import DataError
@@ -34,7 +38,7 @@ class IngestSummary:
     movies: int
     ratings: int
     history_ratings: int
-    holdout_ratings: int
+    holdout_ratings: int  # validation
     tag_applications: int
     distinct_tags: int
     user_documents: int
@@ -44,6 +48,8 @@ class IngestSummary:
     pairs: dict[str, dict[str, int]]  # split -> {"like": n, "dislike": n}
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    test_ratings: int = 0
+    new_users: int = 0  # left out of everything but ratings.parquet
 
 
 # ---------------------------------------------------------------- pure steps on DataFrames
@@ -79,17 +85,48 @@ def clean_ratings(ratings: pl.DataFrame, movies: pl.DataFrame) -> tuple[pl.DataF
     return deduped, warnings
 
 
-def split_by_time(ratings: pl.DataFrame, holdout_fraction: float) -> pl.DataFrame:
-    """Add `holdout`: per user, the latest floor(n * fraction) ratings by (timestamp, movieId).
+PARTS = ("history", "valid", "test", "new")  # ratings.parquet's `part`
 
-    Example: a user with 10 ratings and fraction 0.2 -> the 2 latest are held out.
+
+def draw_new_users(ratings: pl.DataFrame, share: float, seed: int, min_ratings: int,
+                   ) -> list[int]:
+    """A seeded `share` of all users, drawn among those with >= min_ratings ratings (sorted).
+
+    Example: 100 users, share 0.1, 40 of them with enough ratings -> 10 of those 40.
+    """
+    if share == 0:
+        return []
+    counts = ratings.group_by("userId").len().sort("userId")
+    eligible = counts.filter(pl.col("len") >= min_ratings)["userId"].to_numpy()
+    n = min(int(round(share * counts.height)), len(eligible))
+    drawn = np.random.default_rng([seed, 7]).choice(eligible, size=n, replace=False)
+    return sorted(int(u) for u in drawn)
+
+
+def split_by_time(ratings: pl.DataFrame, holdout_fraction: float, test_fraction: float = 0.0,
+                  new_users: list[int] | None = None) -> pl.DataFrame:
+    """Add `part` and `holdout` (part != "history"): per user by (timestamp, movieId), the
+    latest floor(n * test_fraction) ratings are "test", the floor(n * holdout_fraction)
+    before them "valid", the rest "history"; every rating of `new_users` is "new".
+
+    Example: a user with 10 ratings, fractions 0.1 and 0.1 -> 8 history, 1 valid, 1 test.
     """
     n = pl.len().over("userId")
     rank = pl.int_range(pl.len()).over("userId")
-    # The epsilon keeps floor exact where n * fraction is whole (100 * 0.29 is 28.999...).
-    n_holdout = (n.cast(pl.Float64) * holdout_fraction + 1e-9).floor().cast(pl.Int64)
+
+    def floor(fraction: float) -> pl.Expr:
+        # The epsilon keeps floor exact where n * fraction is whole (100 * 0.29 is 28.999...).
+        return (n.cast(pl.Float64) * fraction + 1e-9).floor().cast(pl.Int64)
+
+    n_test = floor(test_fraction)
+    part = (pl.when(rank >= n - n_test).then(pl.lit("test"))
+            .when(rank >= n - n_test - floor(holdout_fraction)).then(pl.lit("valid"))
+            .otherwise(pl.lit("history")))
+    if new_users:
+        part = pl.when(pl.col("userId").is_in(new_users)).then(pl.lit("new")).otherwise(part)
     return (ratings.sort(["userId", "timestamp", "movieId"])
-            .with_columns(holdout=rank >= n - n_holdout))
+            .with_columns(part=part)
+            .with_columns(holdout=pl.col("part") != "history"))
 
 
 def user_cutoffs(split: pl.DataFrame) -> pl.DataFrame:
@@ -97,6 +134,7 @@ def user_cutoffs(split: pl.DataFrame) -> pl.DataFrame:
 
     Every rated user has one, including users with nothing held out (floor(n * fraction) == 0),
     so that removing a held-out rating without changing the history never changes a document.
+    New users have none (no history): history_tags drops their tags.
     """
     return (split.filter(~pl.col("holdout")).group_by("userId")
             .agg(cutoff=pl.col("timestamp").max()))
@@ -104,14 +142,17 @@ def user_cutoffs(split: pl.DataFrame) -> pl.DataFrame:
 
 def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame, split: pl.DataFrame,
                  ) -> pl.DataFrame:
-    """Tags applied no later than their user's cut-off (users without ratings: all tags).
+    """Tags applied no later than their user's cut-off (users without ratings: all tags;
+    new users, left out of training: none).
 
     A held-out rating can share the cut-off second (ties go by movieId), so a tag on a
     held-out movie at or after that rating's time is dropped too.
     """
     held = (split.filter(pl.col("holdout"))
             .select("userId", "movieId", held_at=pl.col("timestamp")))
-    return (tags.join(cutoffs, on="userId", how="left")
+    new = split.filter(pl.col("part") == "new").select("userId").unique()
+    return (tags.join(new, on="userId", how="anti")
+            .join(cutoffs, on="userId", how="left")
             .filter(pl.col("timestamp") <= pl.col("cutoff").fill_null(NO_CUTOFF))
             .join(held, on=["userId", "movieId"], how="left")
             .filter(pl.col("held_at").is_null() | (pl.col("timestamp") < pl.col("held_at")))
@@ -159,15 +200,17 @@ def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
 
 
 def draw_pairs(split: pl.DataFrame, cfg: IngestConfig) -> tuple[pl.DataFrame, list[str]]:
-    """Class-balanced, seeded like (+1) / dislike (-1) pairs: train from history, valid held out.
+    """Class-balanced, seeded like (+1) / dislike (-1) pairs: train from history, valid from
+    the validation part; test ratings and new users make no pair.
 
     Per class, `pairs_per_class` pairs in all, `train_share` of them for training. With no
     holdout every pair is for training. Fewer available than asked: take all and warn.
     """
-    labelled = split.with_columns(
+    labelled = split.filter(pl.col("part").is_in(["history", "valid"])).with_columns(
         label=pl.when(pl.col("rating") >= cfg.like_threshold).then(1).otherwise(-1)
         .cast(pl.Int8),
-        split=pl.when(pl.col("holdout")).then(pl.lit("valid")).otherwise(pl.lit("train")))
+        split=pl.when(pl.col("part") == "valid").then(pl.lit("valid"))
+        .otherwise(pl.lit("train")))
     if cfg.holdout_fraction == 0:
         want = {"train": cfg.pairs_per_class, "valid": 0}
     else:
@@ -210,11 +253,13 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
     if ratings.height == 0:
         raise DataError(f"no rating in {data_dir / 'ratings.csv'} is of a movie in movies.csv")
     say("splitting ratings by time")
-    split = split_by_time(ratings, cfg.holdout_fraction)
+    new_users = draw_new_users(ratings, cfg.new_users, cfg.seed,
+                               NEW_USER_KNOWN + NEW_USER_SCORED)
+    split = split_by_time(ratings, cfg.holdout_fraction, cfg.test_fraction, new_users)
     history = split.filter(~pl.col("holdout"))
     tags = frames.clean_tag_column(raw_tags.join(movies.select("movieId"), on="movieId",
                                                     how="semi"))
-    if cfg.holdout_fraction > 0:  # refit mode (0) uses every tag: nothing is held out
+    if cfg.holdout_fraction or cfg.test_fraction or new_users:  # the refit uses every tag
         tags = history_tags(tags, user_cutoffs(split), split)
     say("building movie documents")
     movie_docs = movie_documents(movies, history, tags, cfg)
@@ -231,7 +276,9 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
                    for s in ("train", "valid")}
     summary = IngestSummary(
         out_dir=out, users=user_docs.height, movies=movie_docs.height, ratings=split.height,
-        history_ratings=history.height, holdout_ratings=split.height - history.height,
+        history_ratings=history.height,
+        holdout_ratings=int((split["part"] == "valid").sum()),
+        test_ratings=int((split["part"] == "test").sum()), new_users=len(new_users),
         tag_applications=tags.height, distinct_tags=tags["tag"].n_unique(),
         user_documents=user_docs.height, movie_documents=movie_docs.height,
         empty_user_documents=int((user_docs["document"] == "").sum()),
@@ -241,8 +288,8 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
     with artifacts.atomic_dir(out) as tmp:
         movie_docs.write_parquet(tmp / artifacts.INGEST_TABLE["movie"])
         user_docs.write_parquet(tmp / artifacts.INGEST_TABLE["user"])
-        split.select("userId", "movieId", "rating", "timestamp", "holdout").write_parquet(
-            tmp / artifacts.RATINGS_FILE)
+        split.select("userId", "movieId", "rating", "timestamp", "holdout", "part"
+                     ).write_parquet(tmp / artifacts.RATINGS_FILE)
         pairs.write_parquet(tmp / artifacts.PAIRS_FILE)
         summary.seconds = round(time.perf_counter() - start, 3)
         stats = {k: v for k, v in asdict(summary).items() if k not in ("out_dir", "warnings")}

@@ -22,6 +22,7 @@ from tagrec_cli import documents
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
+from tagrec_cli.features import rated_user_raw
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 from tagrec_cli.towers.query import encode_user_documents
@@ -149,12 +150,7 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
     liked = np.zeros(len(catalogue.ids), bool)
     liked[rows[known][stars >= cfg.liked_rating]] = True
     document = user_document([], liked, catalogue.terms, cfg)
-    # features.RAW_COLUMNS["user"], as ingest computes them from a user's history
-    raw = {"n_ratings": np.array([len(stars)], np.float64),
-           "mean_rating": np.array([stars.mean()]),
-           "n_dislikes": np.array([float((stars < cfg.like_threshold).sum())]),
-           "last_timestamp": np.array([np.nanmax(stamps) if np.isfinite(stamps).any()
-                                       else np.nan])}
+    raw = rated_user_raw(stars, stamps, cfg.like_threshold)  # as ingest computes them
     vector = encode_user_documents(store, [documents.document_text(document)], [None], raw)[0]
     seen_rows = store.table("movie").rows_of(rated)
     return Query(None, document, vector, seen_rows[seen_rows >= 0], (rated, stars),

@@ -187,24 +187,25 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ingested_small_600pairs(tmp_path_factory, small_data: Path) -> Path:
-    """small_data ingested with pairs_per_class=600 (960 training, 240 validation pairs)."""
+    """small_data ingested with pairs_per_class=600 and the latest 20% held out (960
+    training, 240 validation pairs)."""
     from tagrec_cli.config import IngestConfig
     from tagrec_cli.ingest import run_ingest
 
     work = tmp_path_factory.mktemp("ingested_small_600pairs")
-    run_ingest(small_data, work, IngestConfig(pairs_per_class=600))
+    run_ingest(small_data, work, IngestConfig(pairs_per_class=600, holdout_fraction=0.2))
     return work
 
 
 @pytest.fixture(scope="session")
 def ingested_sample_300pairs(tmp_path_factory, sample_dir: Path) -> Path:
-    """The bundled sample data ingested with pairs_per_class=300: 480 training and 120
-    validation pairs."""
+    """The bundled sample data ingested with pairs_per_class=300 and the latest 20% held
+    out: 480 training and 120 validation pairs."""
     from tagrec_cli.config import IngestConfig
     from tagrec_cli.ingest import run_ingest
 
     work = tmp_path_factory.mktemp("ingested_sample_300pairs")
-    run_ingest(sample_dir, work, IngestConfig(pairs_per_class=300))
+    run_ingest(sample_dir, work, IngestConfig(pairs_per_class=300, holdout_fraction=0.2))
     return work
 
 
@@ -231,19 +232,40 @@ def embedded_sample_refit_300pairs_dim16(tmp_path_factory, sample_dir: Path,
 
 @pytest.fixture(scope="session")
 def embedded_small_300pairs_dim16(tmp_path_factory, small_data: Path, tiny_bert: Path) -> Path:
-    """small_data: ingest with pairs_per_class=300 (default holdout); train tiny_bert with
-    dim=16 for one epoch on the CPU; embed on the CPU."""
+    """small_data: ingest with pairs_per_class=300, the latest 20% held out; train tiny_bert
+    with dim=16 for one epoch on the CPU; embed on the CPU."""
     from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
     from tagrec_cli.embed import run_embed
     from tagrec_cli.ingest import run_ingest
     from tagrec_cli.train import run_train
 
     work = tmp_path_factory.mktemp("embedded_small_300pairs_dim16")
-    run_ingest(small_data, work, IngestConfig(pairs_per_class=300))
+    run_ingest(small_data, work, IngestConfig(pairs_per_class=300, holdout_fraction=0.2))
     run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
               TrainConfig(epochs=1, device="cpu"))
     run_embed(work, device="cpu")
     return work
+
+
+@pytest.fixture(scope="session")
+def evaluated_small_refit_dim16(tmp_path_factory, small_data: Path, tiny_bert: Path,
+                                ) -> tuple[Path, object, dict[str, float]]:
+    """small_data: the default ingest (the refit), tiny_bert trained with dim=16 for 3 epochs
+    on the CPU, embedded; then `tagrec evaluate`'s protocol run on it. Returns (workspace,
+    the ProtocolReport, {path: mtime} of every served file before the protocol ran)."""
+    from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
+    from tagrec_cli.embed import run_embed
+    from tagrec_cli.ingest import run_ingest
+    from tagrec_cli.protocol import run_protocol
+    from tagrec_cli.train import run_train
+
+    work = tmp_path_factory.mktemp("evaluated_small_refit_dim16")
+    run_ingest(small_data, work, IngestConfig())
+    run_train(work, ModelConfig(base_model=str(tiny_bert), dim=16),
+              TrainConfig(epochs=3, device="cpu"))
+    run_embed(work, device="cpu")
+    served = {str(p): p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    return work, run_protocol(work), served
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "tagrec_cli"
 
 # Each module's layer; an import may point to its own layer or below, never up.
-#   1 pure helpers, 2 files and data, 3 towers, 4 training and commands, 5 the front ends
-#   (the CLI, and the HTTP server, which answers with the same commands)
+#   1 pure helpers, 2 files and data, 3 towers, 4 training and commands, 5 the protocol
+#   that runs commands in a row (evaluate's own split), 6 the front ends (the CLI, and
+#   the HTTP server, which answers with the same commands)
 LAYERS = {
-    "tagrec_cli": 0, "tagrec_cli.__main__": 6,
+    "tagrec_cli": 0, "tagrec_cli.__main__": 7,
     "tagrec_cli.errors": 1, "tagrec_cli.config": 1, "tagrec_cli.features": 1,
     "tagrec_cli.topk": 1, "tagrec_cli.metrics": 1, "tagrec_cli.toptags": 1,
     "tagrec_cli.documents": 1,
@@ -27,7 +28,8 @@ LAYERS = {
     "tagrec_cli.towers": 3,
     "tagrec_cli.train": 4, "tagrec_cli.ingest": 4, "tagrec_cli.embed": 4,
     "tagrec_cli.recommend": 4, "tagrec_cli.evaluate": 4, "tagrec_cli.baselines": 4,
-    "tagrec_cli.cli": 5, "tagrec_cli.serve": 5,
+    "tagrec_cli.protocol": 5,
+    "tagrec_cli.cli": 6, "tagrec_cli.serve": 6,
 }
 COMMANDS = {"tagrec_cli.ingest", "tagrec_cli.embed", "tagrec_cli.recommend",
             "tagrec_cli.evaluate", "tagrec_cli.train"}

@@ -128,3 +128,53 @@ def test_numpy_and_polars_tags_query_documents_agree(movies, query, max_tags, to
                        with_genres=with_genres)
     assert tags_query_document(query, terms, cfg) == polars_tags_query_document(query, terms,
                                                                                 cfg)
+
+
+def test_rated_user_document_and_features_are_ingests(small_data, tmp_path):
+    """A user known only by ratings gets, from documents.rated_user_document and
+    features.rated_user_features, exactly what ingest wrote for every user who applied no
+    tag of their own (the new-users slice and `recommend --ratings` rely on it)."""
+    import json
+
+    import numpy as np
+
+    from tagrec_cli import features
+
+    cfg = IngestConfig()
+    run_ingest(small_data, tmp_path, cfg)
+    folder = tmp_path / "ingest"
+    users = pl.read_parquet(folder / "users.parquet")
+    movies = pl.read_parquet(folder / "movies.parquet")
+    ratings = pl.read_parquet(folder / "ratings.parquet")
+    stats = json.loads((folder / "manifest.json").read_text())["feature_stats"]
+    taggers = set(pl.read_csv(small_data / "tags.csv")["userId"].to_list())
+    movie_tags = (movies.select("movieId", "tags", "tag_counts").explode(["tags", "tag_counts"])
+                  .drop_nulls().select("movieId", tag="tags", applications="tag_counts"))
+    checked = 0
+    for row in users.filter(~pl.col("userId").is_in(list(taggers))).head(15).iter_rows(
+            named=True):
+        mine = ratings.filter(pl.col("userId") == row["userId"])
+        assert frames.rated_user_document(mine, movie_tags, movies.select("movieId", "genres"),
+                                     cfg) == row["tags"]
+        expected = features.table_features("user", pl.DataFrame([row]), stats)[0]
+        got = features.rated_user_features(mine["rating"].to_numpy(),
+                                           mine["timestamp"].to_numpy(), cfg.like_threshold,
+                                           stats)
+        assert np.allclose(got, expected, atol=1e-6)
+        checked += 1
+    assert checked == 15
+
+
+def test_rated_user_document_by_hand():
+    from tagrec_cli.config import IngestConfig
+
+    # A (pixar 3, funny 1; Animation) rated 5, B (gritty 2; Drama) rated 1: only A is liked;
+    # its tags by applications: pixar then funny; the liked genre comes first.
+    ratings = pl.DataFrame({"movieId": [1, 2], "rating": [5.0, 1.0], "timestamp": [1, 2]})
+    tags = pl.DataFrame({"movieId": [1, 1, 2], "tag": ["pixar", "funny", "gritty"],
+                         "applications": [3, 1, 2]})
+    movies = pl.DataFrame({"movieId": [1, 2], "genres": ["Animation", "Drama"]})
+    assert frames.rated_user_document(ratings, tags, movies, IngestConfig()) == [
+        "animation", "pixar", "funny"]
+    assert frames.rated_user_document(ratings.filter(pl.col("rating") < 2), tags, movies,
+                                 IngestConfig()) == []

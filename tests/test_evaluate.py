@@ -50,13 +50,44 @@ def top1(scorer: bl.Scorer, history: sp.csr_matrix) -> list[int]:
 
 @pytest.mark.parametrize("make", [
     lambda h: bl.EaseScorer(h, lam=1.0),
+    lambda h: bl.ItemKnnScorer(h, neighbours=4),
     lambda h: bl.fit_als(h, factors=4, iterations=15, regularization=0.05, seed=0),
     lambda h: bl.TfidfScorer(["space robot laser"] * 5 + ["wedding romance love"] * 5,
                              sp.csr_matrix(h >= 2.5)),
-], ids=["ease", "als", "tfidf"])
+], ids=["ease", "itemknn", "als", "tfidf"])
 def test_baselines_recover_the_missing_item_of_the_users_group(make):
     history = block_history()
     assert top1(make(history), history) == [obvious_item(u) for u in range(N_USERS)]
+
+
+@pytest.mark.parametrize("make", [lambda h: bl.EaseScorer(h, lam=1.0),
+                                  lambda h: bl.ItemKnnScorer(h, neighbours=3),
+                                  bl.PopularScorer], ids=["ease", "itemknn", "popular"])
+def test_fold_in_of_a_history_row_scores_as_that_user(make):
+    # A user folded in from their own history row gets the scores the fitted user gets.
+    history = block_history()
+    scorer = make(history)
+    rows = np.array([0, 7])
+    assert np.allclose(scorer.fold_in(history[rows]), scorer.scores(rows))
+
+
+def test_itemknn_keeps_only_the_nearest_neighbours():
+    # Items 0-4 co-occur in group A only: each item's 2 kept neighbours are in its group.
+    knn = bl.ItemKnnScorer(block_history(), neighbours=2)
+    assert np.diff(knn.sim.indptr).max() <= 2
+    rows, cols = knn.sim.nonzero()
+    assert ((rows < 5) == (cols < 5)).all() and (rows != cols).all()
+
+
+def test_grid_lists_every_combination():
+    from tagrec_cli.config import BASELINE_GRIDS
+    from tagrec_cli.evaluate import grid
+
+    als = grid("als")
+    assert len(als) == len(BASELINE_GRIDS["als"]["factors"]) * len(
+        BASELINE_GRIDS["als"]["regularization"])
+    assert {"factors": 64, "regularization": 0.1} in als
+    assert grid("popular") == [{}]
 
 
 def test_popular_and_bias_rank_by_history():
@@ -116,17 +147,108 @@ def test_run_evaluate_reports_every_method(embedded: Path):
     assert again.methods["random"].slices == report.methods["random"].slices
 
 
-def test_cli_evaluate_writes_json(embedded: Path, tmp_path: Path):
+# ---------------------------------------------------------------- the protocol
+
+
+def test_protocol_never_touches_the_served_workspace(evaluated_small_refit_dim16):
+    work, report, served = evaluated_small_refit_dim16
+    now = {str(p): p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()
+           and not p.is_relative_to(work / "evaluate")}
+    assert now == served
+    for stage in ("valid", "test"):
+        assert (work / "evaluate" / stage / "embeddings" / "movies.safetensors").is_file()
+    assert (work / "evaluate" / "report.json").is_file()
+
+
+def test_protocol_chooses_on_validation_and_reports_test_once(evaluated_small_refit_dim16):
+    import polars as pl
+
+    from tagrec_cli.evaluate import grid
+
+    work, report, _ = evaluated_small_refit_dim16
+    assert report.valid.target == "valid" and report.test.target == "test"
+    assert list(report.test.methods) == ["tagrec", *BASELINES]
+    # The epoch: the valid stage's best by validation AUC; the test stage trains that many.
+    valid_cfg = json.loads((work / "evaluate/valid/model/config.json").read_text())
+    test_cfg = json.loads((work / "evaluate/test/model/config.json").read_text())
+    aucs = [e["auc"] for e in valid_cfg["history"] if e["epoch"] >= 1]
+    assert report.best_epoch == 1 + int(np.argmax(aucs)) == valid_cfg["best_epoch"]
+    assert test_cfg["training"]["epochs"] == report.best_epoch
+    assert test_cfg["data"]["valid_pairs"] == 0  # nothing of test can pick an epoch
+    # Baselines: every grid setting tried on validation, the best chosen and used on test.
+    for name, rows in report.tuning.tried.items():
+        assert [r["params"] for r in rows] == grid(name)
+        best = max(r["ndcg"] for r in rows)
+        assert [r["ndcg"] for r in rows if r["params"] == report.tuning.chosen[name]] == [best]
+        assert report.test.methods[name].params == report.tuning.chosen[name]
+    # The same test ratings in both stages; the test stage's history is valid + history.
+    stage = {s: pl.read_parquet(work / f"evaluate/{s}/ingest/ratings.parquet")
+             for s in ("valid", "test")}
+    key = ["userId", "movieId"]
+    assert stage["valid"].filter(pl.col("part") == "test").select(key).sort(key).equals(
+        stage["test"].filter(pl.col("part") == "test").select(key).sort(key))
+    assert set(stage["test"]["part"].unique()) == {"history", "test", "new"}
+    assert report.test.users_evaluated > 0 and report.valid.users_evaluated > 0
+
+
+def test_new_users_slice(evaluated_small_refit_dim16):
+    import polars as pl
+
+    from tagrec_cli.config import NEW_USER_KNOWN, NEW_USER_SCORED, NEW_USER_SHARE
+
+    work, report, _ = evaluated_small_refit_dim16
+    assert set(report.test.new_users) == {"tagrec", "popular", "ease", "itemknn"}
+    ratings = pl.read_parquet(work / "evaluate/test/ingest/ratings.parquet")
+    new = set(ratings.filter(pl.col("part") == "new")["userId"].to_list())
+    all_users = ratings["userId"].n_unique()
+    assert len(new) == round(NEW_USER_SHARE * all_users)
+    counts = ratings.filter(pl.col("part") == "new").group_by("userId").len()
+    assert counts["len"].min() >= NEW_USER_KNOWN + NEW_USER_SCORED
+    for stage in ("valid", "test"):  # left out of training entirely
+        users = pl.read_parquet(work / f"evaluate/{stage}/ingest/users.parquet")
+        pairs = pl.read_parquet(work / f"evaluate/{stage}/ingest/pairs.parquet")
+        assert not new & set(users["userId"].to_list())
+        assert not new & set(pairs["userId"].to_list())
+    for m in report.test.new_users.values():
+        assert 0 < m["users"] <= len(new) and 0.0 <= m["ndcg"] <= 1.0
+    # Popular ranks the same for everyone, so on new users it is the test stage's popular.
+    assert report.test.new_users["popular"]["ndcg"] >= 0.0
+
+
+def test_protocol_reuses_unchanged_stages(evaluated_small_refit_dim16, copy_workspace):
+    from tagrec_cli.protocol import run_protocol
+
+    work = copy_workspace(evaluated_small_refit_dim16[0])
+    weights = [work / f"evaluate/{s}/{d}" for s in ("valid", "test")
+               for d in ("model/model.safetensors", "embeddings/users.safetensors")]
+    before = [p.stat().st_mtime_ns for p in weights]
+    again = run_protocol(work, baselines=("popular",))
+    assert [p.stat().st_mtime_ns for p in weights] == before
+    first = evaluated_small_refit_dim16[1]
+    assert again.test.methods["tagrec"].slices["all"] == first.test.methods["tagrec"].slices["all"]
+
+
+def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, copy_workspace,
+                                                   tmp_path):
+    work = copy_workspace(evaluated_small_refit_dim16[0])
     path = tmp_path / "eval.json"
-    result = invoke(["evaluate", "--json", str(path)], embedded)
+    result = invoke(["evaluate", "--json", str(path), "--baselines", "popular,ease"], work)
     assert result.exit_code == 0, result.output
-    assert "NDCG@10" in result.output and "ease" in result.output
+    assert "ease on validation, NDCG@10: lam=100" in result.output
+    assert "test (reported once)" in result.output and "new users" in result.output
     data = json.loads(path.read_text())
-    assert set(data["methods"]) == {"tagrec", *BASELINES}
-    assert data["settings"]["k"] == 10 and data["settings"]["relevant_rating"] == 4.0
-    assert data["data_hash"] and data["model_config_hash"]
-    all_ndcg = {name: m["slices"]["all"]["ndcg"] for name, m in data["methods"].items()}
-    assert all_ndcg["popular"] > all_ndcg["random"]
+    assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease"}
+    assert data["test"]["settings"]["k"] == 10 and data["best_epoch"] >= 1
+    assert data["test"]["data_hash"] and data["test"]["model_config_hash"]
+
+
+def test_evaluate_without_a_model_names_tagrec_train(tmp_path, small_data):
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.ingest import run_ingest
+
+    run_ingest(small_data, tmp_path, IngestConfig(pairs_per_class=100))
+    result = invoke(["evaluate", "-w", str(tmp_path)])
+    assert result.exit_code == 1 and "tagrec train" in result.output
 
 
 def test_missing_embeddings_name_tagrec_embed_unless_baselines_only(tmp_path, small_data):

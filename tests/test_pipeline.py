@@ -131,7 +131,7 @@ def load_model_encoder_weights(folder: Path) -> dict[str, np.ndarray]:
 
 def test_training_beats_untrained_heads_on_sample_data(tmp_path, sample_dir, tiny_bert):
     """The bundled sample data carries learnable taste structure; training must find it."""
-    run_ingest(sample_dir, tmp_path, IngestConfig(pairs_per_class=1500))
+    run_ingest(sample_dir, tmp_path, IngestConfig(pairs_per_class=1500, holdout_fraction=0.2))
     result = run_train(tmp_path, tiny(tiny_bert, dim=64),
                        TrainConfig(epochs=3, device="cpu", batch_size=32, lr=1e-3))
     untrained = result.epochs[0]["auc"]

@@ -161,7 +161,7 @@ def ingest(
 ) -> None:
     """Build tag documents and like/dislike pairs from MovieLens CSV files.
 
-    Example: tagrec ingest --data ml-latest-small --holdout-fraction 0.2
+    Example: tagrec ingest --data ml-latest-small
     """
     from tagrec_cli.ingest import run_ingest
 

@@ -30,29 +30,65 @@ def evaluate(
         help="A held-out rating >= this makes the movie relevant.")
     ] = RELEVANT_RATING,
     baselines_only: Annotated[bool, typer.Option(
-        "--baselines-only", help="Skip tagrec (no `tagrec embed` output needed).")] = False,
+        "--baselines-only", help="Skip tagrec (no `tagrec train` output needed).")] = False,
+    validation_only: Annotated[bool, typer.Option(
+        "--validation-only", help="Stop after the validation part (for choosing settings; "
+        "test is not scored).")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="Device for evaluate's own training runs (default: the model's).")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", dir_okay=False, help="Also write the numbers and settings to this file.")
     ] = None,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
-    """Rank the whole catalogue per user and score it against the held-out ratings.
+    """Fit the workspace's settings on a temporal split of its data and score them.
+
+    Per user, the latest 10% of ratings are test and the 10% before them validation; 10% of
+    users are left out as new users. Everything runs in WORKDIR/evaluate/ (the served model
+    and tables are never touched): epochs and the baselines' settings are chosen on
+    validation, then every method is scored once on test.
 
     Example: tagrec evaluate -k 10 --baselines popular,als,ease --json eval.json
     """
-    from rich import box
-
     from tagrec_cli import artifacts
-    from tagrec_cli.evaluate import SLICES, run_evaluate
+    from tagrec_cli.protocol import run_protocol
 
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     with err.status("evaluating") as status:
-        report = run_evaluate(workdir, k=k, baselines=names, relevant_rating=relevant_rating,
+        report = run_protocol(workdir, k=k, baselines=names, relevant_rating=relevant_rating,
                               include_tagrec=not baselines_only,
+                              validation_only=validation_only, device=device,
                               progress=lambda msg: status.update(f"evaluate: {msg}"))
+    tuning = report.tuning
+    for name, rows in tuning.tried.items():
+        tried = "; ".join(f"{_params(r['params'])} {_fmt(r['ndcg'])}" for r in rows)
+        out.print(shown(f"{name} on validation, NDCG@{k}: {tried} -> chose "
+                        f"{_params(tuning.chosen[name])}"), highlight=False, soft_wrap=True)
+    if report.best_epoch is not None:
+        out.print(f"tagrec: best epoch {report.best_epoch} by validation ROC-AUC",
+                  highlight=False)
+    print_report(report.valid, k, relevant_rating, "validation")
+    if report.test is not None:
+        print_report(report.test, k, relevant_rating, "test (reported once)")
+    out.print(shown(f"sub-workspaces and report.json in {report.folder}; "
+                    f"{report.seconds:.1f} s"), highlight=False, soft_wrap=True)
+    if json_path is not None:
+        artifacts.write_json(json_path, report.to_dict())
+        out.print(f"wrote {json_path}", highlight=False)
 
-    def fmt(value: float | None, spec: str = ".4f") -> str:
-        return "-" if value is None or value != value else format(value, spec)
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def _params(params: dict) -> str:
+    return ",".join(f"{key}={value:g}" for key, value in params.items()) or "-"
+
+
+def print_report(report, k: int, relevant_rating: float, part: str) -> None:
+    from rich import box
+
+    from tagrec_cli.evaluate import SLICES
 
     columns = [("ndcg", f"NDCG@{k}"), ("recall", f"Recall@{k}"), ("hit_rate", f"Hit@{k}"),
                ("mrr", f"MRR@{k}"), ("coverage", f"Cover@{k}"),
@@ -65,7 +101,7 @@ def evaluate(
         values = [v for v in values if v is not None and v == v]
         return max(values) if values else None
 
-    table = Table(title=f"all users ({report.users_evaluated:,} with a held-out rating >= "
+    table = Table(title=f"{part}: all users ({report.users_evaluated:,} with a rating >= "
                         f"{relevant_rating:g}); best in bold, Pop.pct not ranked",
                   box=box.SIMPLE_HEAD)
     table.add_column("method")
@@ -75,7 +111,7 @@ def evaluate(
     for name, r in rows.items():
         cells = []
         for key, _ in columns:
-            text = fmt(r.get(key), ".1f" if key == "popularity_percentile" else ".4f")
+            text = _fmt(r.get(key), ".1f" if key == "popularity_percentile" else ".4f")
             cells.append(f"[bold]{text}[/]" if r.get(key) is not None
                          and r.get(key) == top.get(key) else text)
         table.add_row(name, *cells)
@@ -83,9 +119,9 @@ def evaluate(
         table.add_row(name, *["-"] * len(columns), style="dim")
     out.print(table)
 
-    slice_table = Table(title=f"slices: low history = <= {report.low_history_max:g} history "
-                              f"ratings; cold movies = {report.cold_relevant_movies:,} "
-                              "relevant, never rated in history",
+    slice_table = Table(title=f"{part} slices: low history = <= {report.low_history_max:g} "
+                              f"history ratings; cold movies = "
+                              f"{report.cold_relevant_movies:,} relevant, never rated in history",
                         box=box.SIMPLE_HEAD, pad_edge=False)
     slice_table.add_column("method")
     for s in SLICES:
@@ -100,21 +136,31 @@ def evaluate(
         for s in SLICES:
             for key in ("ndcg", "recall"):
                 value = m.slices[s][key]
-                text = fmt(value)
+                text = _fmt(value)
                 cells.append(f"[bold]{text}[/]" if value == slice_best[(s, key)] else text)
         slice_table.add_row(name, *cells)
     out.print(slice_table)
+    if report.new_users:
+        users = next(iter(report.new_users.values()))["users"]
+        new = Table(title=f"{part}: new users ({users:,}, left out of training; known by "
+                          "their first 5 ratings, scored on the next 20)",
+                    box=box.SIMPLE_HEAD)
+        new.add_column("method")
+        for _, title in columns[:4]:
+            new.add_column(title, justify="right")
+        new_best = {key: best(key, report.new_users) for key, _ in columns[:4]}
+        for name, m in report.new_users.items():
+            new.add_row(name, *[f"[bold]{_fmt(m[key])}[/]" if m[key] == new_best[key]
+                                else _fmt(m[key]) for key, _ in columns[:4]])
+        out.print(new)
 
     if "tagrec" in report.methods and report.methods["tagrec"].pairs:
         pairs = report.methods["tagrec"].pairs
-        out.print(f"tagrec on {report.valid_pairs:,} valid pairs: ROC-AUC "
-                  f"{fmt(pairs['auc'])}, sign accuracy {fmt(pairs.get('sign_accuracy'))}",
+        out.print(f"tagrec on {report.valid_pairs:,} {part} pairs: ROC-AUC "
+                  f"{_fmt(pairs['auc'])}, sign accuracy {_fmt(pairs.get('sign_accuracy'))}",
                   highlight=False)
     for name, reason in report.skipped.items():
         err.print(f"[yellow]{name} skipped:[/] {shown(reason)}", highlight=False)
     out.print(f"{report.users_evaluated:,} users evaluated, {report.users_skipped:,} skipped "
-              f"(no held-out rating >= {relevant_rating:g}); catalogue "
+              f"(no {part} rating >= {relevant_rating:g}); catalogue "
               f"{report.catalogue_size:,} movies; {report.seconds:.1f} s", highlight=False)
-    if json_path is not None:
-        artifacts.write_json(json_path, report.to_dict())
-        out.print(f"wrote {json_path}", highlight=False)

@@ -165,3 +165,23 @@ def user_document_tags(liked: pl.DataFrame, own: pl.DataFrame, carries: pl.DataF
             .sort(["userId", "part", "pos"])
             .unique(["userId", "tag"], keep="first", maintain_order=True)
             .group_by("userId", maintain_order=True).agg(tags=pl.col("tag").head(cfg.max_tags)))
+
+def rated_user_document(ratings: pl.DataFrame, movie_tags: pl.DataFrame, movies: pl.DataFrame,
+                        cfg: IngestConfig) -> list[str]:
+    """The user document ingest would write for someone known only by these ratings (a new
+    user: no tags of their own): their liked genres, then the tags most frequent over the
+    movies they rated >= cfg.liked_rating.
+
+    ratings: (movieId, rating[, timestamp]) one user's ratings; movie_tags: (movieId, tag,
+    applications) every movie's tags, as for tags_query_document; movies: (movieId, genres).
+    Example: movie A (pixar, funny; Animation) rated 5, movie B (gritty; Drama) rated 1
+             -> [animation, funny, pixar] with 5 user genres (ties: tag order, here by name)
+    """
+    liked = (ratings.filter(pl.col("rating") >= cfg.liked_rating)
+             .select(pl.lit(0, pl.Int64).alias("userId"), pl.col("movieId").cast(pl.Int64))
+             .unique().sort("movieId"))
+    own = pl.DataFrame(schema={"userId": pl.Int64, "tag": pl.String, "pos": pl.Int64})
+    order = (movie_tags.group_by("tag").agg(applications=pl.col("applications").sum())
+             .sort(["applications", "tag"], descending=[True, False]))
+    doc = user_document_tags(liked, own, movie_tags.select("movieId", "tag"), order, movies, cfg)
+    return list(doc["tags"][0]) if doc.height else []
