@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from tagrec_cli.cli.app import (
     DEFAULT_WORKDIR,
@@ -175,6 +174,8 @@ def ingest(
     with err.status("ingesting") as status:
         summary = run_ingest(data_dir, workdir, cfg,
                              progress=lambda msg: status.update(f"ingest: {msg}"))
+    from rich.table import Table  # here: a query command should not import it
+
     table = Table(title="ingest summary", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("count", justify="right")

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tagrec_cli.cli.app import (
     DEFAULT_WORKDIR,
@@ -28,7 +27,9 @@ from tagrec_cli.config import EMBED_BATCH_SIZE, ModelConfig, TrainConfig
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # every model and training default
 
 
-def _metrics_table(epochs: list[dict], best: int | None) -> Table:
+def _metrics_table(epochs: list[dict], best: int | None):
+    from rich.table import Table  # here: a query command should not import it
+
     table = Table(title="validation pairs per epoch (epoch 0 = untrained heads)")
     for name in ("epoch", "train loss", "valid loss", "ROC-AUC", "sign acc.", "seq/s"):
         table.add_column(name, justify="right")

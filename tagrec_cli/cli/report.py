@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from tagrec_cli.cli.app import (
     DEFAULT_WORKDIR,
@@ -87,6 +86,7 @@ def _params(params: dict) -> str:
 
 def print_report(report, k: int, relevant_rating: float, part: str) -> None:
     from rich import box
+    from rich.table import Table  # here: a query command should not import it
 
     from tagrec_cli.evaluate import SLICES
 
