@@ -93,7 +93,8 @@ def scenario_paths(workdir: Path, n: int, seed: int) -> dict[str, list[str]]:
     store = Store(workdir)
     rng = random.Random(seed)
     users = store.table("user").ids.tolist()
-    counts = Counter(t for tags in store.catalogue.movie_tags for t in tags)
+    catalogue = store.catalogue
+    counts = Counter(t for r in range(len(catalogue.ids)) for t in catalogue.terms.tags(r))
     common = [t for t, _ in counts.most_common(200) if "," not in t and '"' not in t]
     return {
         "known users": [f"/recommend?user={rng.choice(users)}" for _ in range(n)],
