@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -80,20 +81,29 @@ class MovieTerms:
         i = bisect.bisect_left(self.terms, term)
         return i if i < len(self.terms) and self.terms[i] == term else -1
 
-    def _entries(self, with_genres: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(movie row, term id) of every term of every document, a term once per movie."""
-        rows = np.repeat(np.arange(len(self)), np.diff(self.tag_indptr))
-        ids = self.tag_ids
-        if with_genres:
-            rows = np.concatenate([rows, np.repeat(np.arange(len(self)),
-                                                   np.diff(self.genre_indptr))])
-            ids = np.concatenate([ids, self.genre_ids])
-        pairs = np.unique(rows * len(self.terms) + ids)
-        return pairs // max(len(self.terms), 1), pairs % max(len(self.terms), 1)
+    @cached_property
+    def tag_rows(self) -> np.ndarray:
+        """(nnz,) the movie row of each entry of tag_ids."""
+        return np.repeat(np.arange(len(self)), np.diff(self.tag_indptr))
+
+    @cached_property
+    def genre_rows(self) -> np.ndarray:
+        """(nnz_g,) the movie row of each entry of genre_ids."""
+        return np.repeat(np.arange(len(self)), np.diff(self.genre_indptr))
+
+    def distinct_terms(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The term ids of (movie row, term id) entries, each pair once: a term counts once
+        per movie."""
+        width = max(len(self.terms), 1)
+        return np.unique(rows * width + ids) % width
 
     def movies_per_term(self, with_genres: bool) -> np.ndarray:
         """(V,) how many movies' documents carry each term (low = distinctive)."""
-        return np.bincount(self._entries(with_genres)[1], minlength=len(self.terms))
+        rows, ids = self.tag_rows, self.tag_ids
+        if with_genres:
+            rows = np.concatenate([rows, self.genre_rows])
+            ids = np.concatenate([ids, self.genre_ids])
+        return np.bincount(self.distinct_terms(rows, ids), minlength=len(self.terms))
 
 
 def _top(ids: np.ndarray, n: int, *tie_breaks: np.ndarray) -> list[int]:
@@ -116,20 +126,17 @@ def user_document(own: list[str], liked: np.ndarray, movies: MovieTerms,
     Ties among the liked movies' tags go to the tag with more applications over the whole
     catalogue, then alphabetically; among genres, alphabetically; as in ingest.
     """
-    tag_rows = np.repeat(np.arange(len(movies)), np.diff(movies.tag_indptr))
-    genre_rows = np.repeat(np.arange(len(movies)), np.diff(movies.genre_indptr))
     parts: list[list[str]] = []
     if cfg.with_genres and cfg.user_genres:
-        parts.append([movies.terms[i] for i in _top(movies.genre_ids[liked[genre_rows]],
-                                                     cfg.user_genres)])
+        parts.append([movies.terms[i] for i in _top(
+            movies.genre_ids[liked[movies.genre_rows]], cfg.user_genres)])
     parts.append(clean_tags(own))
     # Each liked movie counts once per tag; the tie-break order is most applications first.
     applications = np.bincount(movies.tag_ids, weights=movies.tag_counts,
                                minlength=len(movies.terms))
-    pairs = np.unique(tag_rows[liked[tag_rows]] * len(movies.terms)
-                      + movies.tag_ids[liked[tag_rows]])
-    parts.append([movies.terms[i] for i in _top(pairs % max(len(movies.terms), 1),
-                                                 cfg.top_user_tags, -applications)])
+    on_liked = liked[movies.tag_rows]
+    per_movie = movies.distinct_terms(movies.tag_rows[on_liked], movies.tag_ids[on_liked])
+    parts.append([movies.terms[i] for i in _top(per_movie, cfg.top_user_tags, -applications)])
     return clean_tags([t for part in parts for t in part])[:cfg.max_tags]
 
 
@@ -144,9 +151,7 @@ def tags_query_document(tags: list[str], movies: MovieTerms, cfg: IngestConfig) 
     wanted = clean_tags(tags)
     ids = [i for i in (movies.term_id(t) for t in wanted) if i >= 0]
     liked = np.zeros(len(movies), bool)
-    liked[np.repeat(np.arange(len(movies)), np.diff(movies.tag_indptr))[
-        np.isin(movies.tag_ids, ids)]] = True
+    liked[movies.tag_rows[np.isin(movies.tag_ids, ids)]] = True
     if cfg.with_genres:
-        liked[np.repeat(np.arange(len(movies)), np.diff(movies.genre_indptr))[
-            np.isin(movies.genre_ids, ids)]] = True
+        liked[movies.genre_rows[np.isin(movies.genre_ids, ids)]] = True
     return user_document(wanted, liked, movies, cfg)
