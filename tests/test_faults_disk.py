@@ -19,6 +19,7 @@ from helpers import invoke
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.6, 0.9)  # of the disk the command's new files take with room
 TMPFS_MB = 96
+PAGE = 4096  # tmpfs allocates in pages
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +142,11 @@ def test_a_full_disk_at_any_write_is_one_line_and_changes_nothing(
             assert fingerprint(ws) == before, where
         print(f"{command}: new files take {needed:,} bytes ({written:,} written); failed "
               f"after writing {reached}")
-        # the failures landed at different writes: later ones further into the command
+        # the failures landed at different writes: later ones further into the command.
+        # Two fractions can end inside the same large write, a few bytes apart either way
+        # (seen in CI: 321,583 then 321,575), so the order is checked to within a page.
         assert len(reached) >= 3, reached
-        assert reached == sorted(reached) and reached[-1] > reached[0], reached
+        assert all(b >= a - PAGE for a, b in zip(reached, reached[1:])), reached
+        assert reached[-1] > reached[0] + PAGE, reached
     finally:
         shutil.rmtree(ws, ignore_errors=True)
