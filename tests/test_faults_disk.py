@@ -9,6 +9,7 @@ Needs root (to mount a tmpfs); skipped, with the reason, elsewhere."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -146,7 +147,7 @@ def test_a_full_disk_at_any_write_is_one_line_and_changes_nothing(
         # Two fractions can end inside the same large write, a few bytes apart either way
         # (seen in CI: 321,583 then 321,575), so the order is checked to within a page.
         assert len(reached) >= 3, reached
-        assert all(b >= a - PAGE for a, b in zip(reached, reached[1:])), reached
+        assert all(b >= a - PAGE for a, b in itertools.pairwise(reached)), reached
         assert reached[-1] > reached[0] + PAGE, reached
     finally:
         shutil.rmtree(ws, ignore_errors=True)
