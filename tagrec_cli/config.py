@@ -21,10 +21,10 @@ BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease", "itemknn")
 # Each baseline's hyper-parameters, tried on evaluate's validation split; the best by
 # NDCG@k there is the one scored on test (protocol.py). A baseline not named has none.
 BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
-    "bias": {"reg": (2.0, 10.0, 25.0)},
-    "als": {"factors": (32, 64, 128), "regularization": (0.01, 0.1)},
-    "ease": {"lam": (100.0, 250.0, 500.0, 1000.0, 2000.0)},
-    "itemknn": {"neighbours": (20, 50, 100, 200)},
+    "bias": {"reg": (10.0, 25.0, 50.0, 100.0)},
+    "als": {"factors": (16, 32, 64, 128), "regularization": (0.01, 0.1)},
+    "ease": {"lam": (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)},
+    "itemknn": {"neighbours": (5, 10, 20, 50, 100)},
 }
 
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
@@ -109,6 +109,12 @@ class ModelConfig:
     # Side features (features.py): None = documents only; else the global stats the
     # features are computed with, saved here so embed and recommend compute them alike.
     features: dict[str, float] | None = None
+    # Collaborative signal (towers/collab.py): a learned vector per movie added to the movie
+    # tower's output, and to the user tower's the pool of the vectors of the movies the user
+    # liked, so both stay computable for a movie or user never trained on (no vector: text
+    # only). id_rows: rows of that table, set by train from the ingest (0 = none yet).
+    collaborative: bool = True  # on ml-latest-small and the sample data (QUALITY.md)
+    id_rows: int = 0
 
     def n_features(self, side: str) -> int:
         return 0 if self.features is None else len(FEATURE_NAMES[side])

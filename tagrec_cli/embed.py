@@ -32,6 +32,7 @@ from tagrec_cli.store.catalogue import (
 )
 from tagrec_cli.store.embeddings import read_table_file, write_table
 from tagrec_cli.topk import rows_of
+from tagrec_cli.towers import collab
 from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_documents, encode_rows, uses_bf16
 from tagrec_cli.towers.model import TwoTower, load_model, resolve_device
@@ -104,6 +105,11 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
             else:
                 vecs = encode_rows(model, table, rows, dev, batch_size, side, callback,
                                    precision, extra)
+            liked = None
+            if model.cfg.collaborative and side == "user":
+                liked = collab.workspace_liked(workdir, table.ids, model.id_movies.cpu().numpy(),
+                                               ingest["settings"].get("like_threshold", 2.5))
+            vecs = collab.with_collab(model, side, table.ids, vecs, liked)
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             write_table(tmp, side, table.ids, vecs, meta["model_dir"], model.cfg.dim)
         write_lookups(workdir, tmp)

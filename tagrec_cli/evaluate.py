@@ -321,9 +321,10 @@ def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
     return Tuning(k, tried, chosen, skipped)
 
 
-# A function from (documents, side features or None) to (n, dim) user vectors: the trained
-# user tower, which evaluate cannot import (torch lives in towers/, train/ and embed).
-EncodeUsers = Callable[[list[str], np.ndarray | None], np.ndarray]
+# A function from (documents, side features or None, user ids, their known ratings) to
+# (n, dim) unit user vectors: the trained user tower, which evaluate cannot import (torch
+# lives in towers/, train/ and embed).
+EncodeUsers = Callable[[list[str], np.ndarray | None, np.ndarray, pl.DataFrame], np.ndarray]
 
 
 def new_user_parts(new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -386,7 +387,7 @@ def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer],
     scores: dict[str, np.ndarray] = {}
     if tagrec_items is not None and encode_users is not None:
         docs, feats = new_user_documents(workdir, data, known, users)
-        scores["tagrec"] = encode_users(docs, feats) @ tagrec_items.T
+        scores["tagrec"] = encode_users(docs, feats, users, known) @ tagrec_items.T
     for name, scorer in fitted.items():
         folded = scorer.fold_in(x)
         if folded is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from tagrec_cli import artifacts
 from tagrec_cli.config import (
@@ -42,7 +43,14 @@ from tagrec_cli.config import (
     TrainConfig,
 )
 from tagrec_cli.errors import ArtifactError, DataError
-from tagrec_cli.evaluate import EvalReport, Tuning, check_names, run_evaluate, tune_baselines
+from tagrec_cli.evaluate import (
+    EncodeUsers,
+    EvalReport,
+    Tuning,
+    check_names,
+    run_evaluate,
+    tune_baselines,
+)
 from tagrec_cli.store import Store, ingested
 
 Say = Callable[[str], None]
@@ -81,7 +89,8 @@ def workspace_settings(workdir: Path, include_tagrec: bool,
     if not include_tagrec:
         return data_dir, cfg, None, None
     config = artifacts.read_model_config(Path(workdir) / artifacts.MODEL_DIR)
-    model = ModelConfig(**{**config["model"], "features": None})  # train sets them per stage
+    # train sets the features' constants and the movie table's size per stage
+    model = ModelConfig(**{**config["model"], "features": None, "id_rows": 0})
     known = TrainConfig.__dataclass_fields__
     training = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in known})
     return data_dir, cfg, model, training
@@ -114,7 +123,8 @@ def stage_model(folder: Path, model: ModelConfig, training: TrainConfig, say: Sa
         config = artifacts.read_model_config(folder / artifacts.MODEL_DIR)
     same = (config is not None and config.get("data", {}).get("ingest_key") == ingest_key
             and config.get("training") == asdict(training)
-            and {**config["model"], "features": None} == asdict(model))
+            and {**config["model"], "features": None, "id_rows": 0}
+            == asdict(replace(model, features=None, id_rows=0)))
     if not same:
         say(f"{folder.name}: train ({training.epochs} epochs)")
         result = run_train(folder, model, training)
@@ -131,17 +141,19 @@ def stage_model(folder: Path, model: ModelConfig, training: TrainConfig, say: Sa
     return int(config["best_epoch"])
 
 
-def user_encoder(folder: Path, device: str) -> Callable[[list[str], np.ndarray | None],
-                                                        np.ndarray]:
-    """The stage's trained user tower as a function of (documents, side features)."""
+def user_encoder(folder: Path, device: str, like_threshold: float) -> EncodeUsers:
+    """The stage's trained user tower as a function of (documents, side features, user ids,
+    their known ratings): evaluate.EncodeUsers."""
 
-    def encode(docs: list[str], feats: np.ndarray | None) -> np.ndarray:
-        from tagrec_cli.towers.encode import encode_documents
+    def encode(docs: list[str], feats: np.ndarray | None, users: np.ndarray,
+               ratings: pl.DataFrame) -> np.ndarray:
+        from tagrec_cli.towers.collab import encode_rated_users
         from tagrec_cli.towers.model import load_model, resolve_device
 
         dev = resolve_device(device)
         model, tokenizer, _ = load_model(folder / artifacts.MODEL_DIR, dev)
-        return encode_documents(model, tokenizer, docs, dev, "user", features=feats)
+        return encode_rated_users(model, tokenizer, docs, feats, ratings, users,
+                                  like_threshold, dev)
 
     return encode
 
@@ -178,7 +190,7 @@ def run_protocol(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = BASEL
         encode = None
         if model is not None and training is not None and best_epoch is not None:
             stage_model(test_dir, model, replace(training, epochs=best_epoch), say)
-            encode = user_encoder(test_dir, training.device)
+            encode = user_encoder(test_dir, training.device, served.like_threshold)
         say("test: scoring")
         test = run_evaluate(test_dir, k, names, relevant_rating, include_tagrec,
                             target="test", params=tuning.chosen, encode_users=encode)

@@ -115,8 +115,9 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     doc_tags = [store.user_tags(int(u)) for u in ids] if len(ids) else [[]]
     if tags and len(ids):  # a user's own document, with the tags put first
         doc_tags = [documents.query_tags(tags, base, max_tags) for base in doc_tags]
+        liked = [store.liked(int(u)) for u in ids]  # a collaborative model pools them
         vectors = encode_user_documents(store, [documents.document_text(t) for t in doc_tags],
-                                        [int(u) for u in ids])
+                                        [int(u) for u in ids], liked=liked)
     elif tags:  # tags alone: the document of someone who liked the movies carrying them
         document = tags_document(store, tags)
         vectors = encode_user_documents(store, [documents.document_text(document)], [None])
@@ -151,7 +152,8 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
     liked[rows[known][stars >= cfg.liked_rating]] = True
     document = user_document([], liked, catalogue.terms, cfg)
     raw = rated_user_raw(stars, stamps, cfg.like_threshold)  # as ingest computes them
-    vector = encode_user_documents(store, [documents.document_text(document)], [None], raw)[0]
+    vector = encode_user_documents(store, [documents.document_text(document)], [None], raw,
+                                   [rated[stars >= cfg.like_threshold]])[0]
     seen_rows = store.table("movie").rows_of(rated)
     return Query(None, document, vector, seen_rows[seen_rows >= 0], (rated, stars),
                  "ratings"), unknown

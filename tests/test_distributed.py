@@ -84,8 +84,11 @@ def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     # The recorded validation metrics (each rank encoded half the documents with its own
     # copy of the model) equal a one-process evaluation of the saved weights: the gathered
     # vectors are put back in place and the ranks' weights stayed in sync.
+    from tagrec_cli.towers import collab
+
+    liked = collab.workspace_liked(ws, tables["user"].ids, tables["movie"].ids, 2.5)
     again = evaluate_pairs(model, tables, pairs["valid"], torch.device("cpu"), 0.0, 256,
-                           side=side_features(ws, model.cfg, tables))
+                           side=side_features(ws, model.cfg, tables), liked=liked)
     assert again["auc"] == pytest.approx(config["metrics"]["auc"], abs=1e-6)
     assert again["loss"] == pytest.approx(config["metrics"]["loss"], abs=1e-6)
 

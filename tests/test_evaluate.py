@@ -234,7 +234,7 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
     path = tmp_path / "eval.json"
     result = invoke(["evaluate", "--json", str(path), "--baselines", "popular,ease"], work)
     assert result.exit_code == 0, result.output
-    assert "ease on validation, NDCG@10: lam=100" in result.output
+    assert "ease on validation, NDCG@10: lam=25" in result.output
     assert "test (reported once)" in result.output and "new users" in result.output
     data = json.loads(path.read_text())
     assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease"}

@@ -71,7 +71,11 @@ def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
     # The saved weights are exactly the trained ones: validation AUC recomputed from the
     # loaded model matches the best epoch's.
     pairs = load_pairs(ws, tables)["valid"]
-    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 256, side=side)
+    from tagrec_cli.towers import collab
+
+    liked = collab.workspace_liked(ws, tables["user"].ids, tables["movie"].ids, 2.5)
+    metrics = evaluate_pairs(model, tables, pairs, torch.device("cpu"), 0.0, 256, side=side,
+                             liked=liked)
     assert metrics["auc"] == pytest.approx(best["auc"], abs=1e-6)
 
 

@@ -66,6 +66,15 @@ def torch_user_vectors(workdir: Path, documents: list[str],
                                    model.cfg.features)
     vecs = encode_rows(model, table, np.arange(len(documents)), torch.device("cpu"),
                        side="user", features=extra)
+    if model.cfg.collaborative and users:  # + the pool of their liked movies, as embed adds it
+        from tagrec_cli.towers import collab
+
+        ids = np.array([-1 if u is None else u for u in users or [None] * len(documents)])
+        from tagrec_cli.artifacts import ingest_manifest
+
+        threshold = ingest_manifest(workdir)["settings"]["like_threshold"]
+        liked = collab.workspace_liked(workdir, ids, model.id_movies.numpy(), threshold)
+        vecs = collab.with_collab(model, "user", ids, vecs, liked)
     return torch.nn.functional.normalize(vecs, dim=1).numpy()
 
 

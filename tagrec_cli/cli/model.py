@@ -72,6 +72,10 @@ def train(
     pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or \\[CLS].")
                        ] = Pooling(MODEL.pooling),
     dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = MODEL.dim,
+    collaborative: Annotated[bool, typer.Option(
+        help="Learn a vector per movie, added to its text's, and pool the liked movies' "
+        "vectors into each user's (new movies and users fall back to text).")
+    ] = MODEL.collaborative,
     max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")
                       ] = MODEL.max_length,
     margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
@@ -116,7 +120,7 @@ def train(
     console = err if main else Console(stderr=True, quiet=True)
 
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
-                            max_length=max_length)
+                        max_length=max_length, collaborative=collaborative)
     cfg = replace(TRAIN, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
                       device=device.value, margin=margin, loss=loss.value,

@@ -90,5 +90,12 @@ class Store:
     def user_tags(self, user: int) -> list[str]:
         return self.users.tags(user)
 
+    def liked(self, user: int) -> np.ndarray:
+        """The movieIds `user` rated >= the ingest's like threshold: what a collaborative
+        user tower pools (towers/collab.py). The seen index holds every rating, so with a
+        held-out share this includes the held-out ones, which the tables' pools leave out."""
+        movies, ratings = self.seen.of(user)
+        return movies[ratings >= self.ingest.like_threshold]
+
     def user_feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
         return self.users.feature_rows(users)

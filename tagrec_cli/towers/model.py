@@ -121,6 +121,12 @@ class TwoTower(nn.Module):
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({side: nn.Linear(hidden + cfg.n_features(side), cfg.dim)
                                     for side in ("user", "movie")})
+        if cfg.collaborative:
+            # (id_rows, dim) per-movie vectors, zero at the start (the model starts as the
+            # text-only one), and the movieId of each row, saved with the weights.
+            self.id_vectors = nn.Embedding(cfg.id_rows, cfg.dim)
+            nn.init.zeros_(self.id_vectors.weight)
+            self.register_buffer("id_movies", torch.full((cfg.id_rows,), -1, dtype=torch.long))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) tokens -> (B, H) pooled encoder output, before any head."""
@@ -153,8 +159,9 @@ def save_model(model: TwoTower, tokenizer: Any, folder: Path,
                extra: dict[str, Any] | None = None) -> None:
     """Write config.json (with `extra` fields), model.safetensors and tokenizer files."""
     folder = Path(folder)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype
+                              ).contiguous()
+             for k, v in model.state_dict().items()}  # id_movies stays int64
     save_file(state, str(folder / artifacts.MODEL_WEIGHTS), metadata={"format": "tagrec-model"})
     tokenizer.save_pretrained(str(folder))
     encoder_config = model.encoder.config.to_dict()

@@ -22,6 +22,7 @@ from safetensors import safe_open
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError
+from tagrec_cli.topk import rows_of
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -64,9 +65,24 @@ class NumpyTower:
     act: str
     pooling: str
     tokenizer: object  # tokenizers.Tokenizer, truncating to the model's max_length
+    # The collaborative part (towers/collab.py), user side only: (R, dim) per-movie vectors
+    # and the movieId of each row; None for a model without it.
+    id_vectors: np.ndarray | None = None
+    id_movies: np.ndarray | None = None
 
-    def encode_ids(self, ids: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        """(T,) token ids of one document [+ (F,) side features] -> (dim,) unit vector."""
+    def pool(self, liked: np.ndarray) -> np.ndarray:
+        """(n,) movieIds a user liked -> (dim,) sum of their vectors / sqrt(n), over the
+        movies with a vector (collab.liked_matrix's weights); zero without the part."""
+        if self.id_vectors is None:
+            return np.zeros(self.w["head.bias"].shape, np.float32)
+        rows = rows_of(self.id_movies, np.unique(np.asarray(liked, np.int64)))
+        rows = rows[rows >= 0]
+        return self.id_vectors[rows].sum(0) / np.sqrt(max(len(rows), 1))
+
+    def encode_ids(self, ids: np.ndarray, features: np.ndarray | None = None,
+                   liked: np.ndarray | None = None) -> np.ndarray:
+        """(T,) token ids of one document [+ (F,) side features] [+ the pool of the (n,)
+        liked movieIds] -> (dim,) unit vector."""
         w, t = self.w, len(ids)
         x = (w["embeddings.word_embeddings.weight"][ids]
              + w["embeddings.position_embeddings.weight"][:t]
@@ -97,15 +113,20 @@ class NumpyTower:
         if features is not None:
             pooled = np.concatenate([pooled, np.asarray(features, pooled.dtype)])  # (H + F,)
         out = pooled @ w["head.weight"].T + w["head.bias"]  # (dim,)
+        if liked is not None:
+            out = out + self.pool(liked)
         return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
 
     def token_ids(self, document: str) -> np.ndarray:
         return np.asarray(self.tokenizer.encode(document).ids, dtype=np.int64)
 
-    def encode(self, documents: list[str], features: np.ndarray | None = None) -> np.ndarray:
-        """Documents [+ (N, F) side features] -> (N, dim) float32 unit rows."""
+    def encode(self, documents: list[str], features: np.ndarray | None = None,
+               liked: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """Documents [+ (N, F) side features] [+ per document the movieIds the user liked,
+        or None: no history] -> (N, dim) float32 unit rows."""
         return np.stack([self.encode_ids(self.token_ids(doc),
-                                         None if features is None else features[i])
+                                         None if features is None else features[i],
+                                         None if liked is None else liked[i])
                          for i, doc in enumerate(documents)])
 
 
@@ -159,6 +180,8 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
                     weights[key.removeprefix("encoder.")] = f.get_tensor(key)
                 elif key.startswith(f"heads.{side}."):
                     weights["head." + key.rsplit(".", 1)[1]] = f.get_tensor(key)
+                elif key in ("id_vectors.weight", "id_movies") and side == "user":
+                    weights[key] = f.get_tensor(key)
         tokenizer = Tokenizer.from_file(str(folder / artifacts.TOKENIZER_FILE))
     except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise plain errors
         raise ArtifactError(f"model in {folder} is incomplete or corrupt "
@@ -166,6 +189,8 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
     tokenizer.no_padding()
     artifacts.check_tokenizer(folder, config, tokenizer.encode(artifacts.TOKENIZER_PROBE).ids)
     tokenizer.enable_truncation(max_length=int(model["max_length"]))
+    id_vectors, id_movies = weights.pop("id_vectors.weight", None), weights.pop("id_movies", None)
     return NumpyTower(weights, int(enc["num_attention_heads"]), int(enc["num_hidden_layers"]),
                       float(enc.get("layer_norm_eps", 1e-12)), enc["hidden_act"],
-                      model["pooling"], tokenizer)
+                      model["pooling"], tokenizer, id_vectors,
+                      None if id_movies is None else id_movies.astype(np.int64))

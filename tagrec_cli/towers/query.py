@@ -16,12 +16,14 @@ from tagrec_cli.towers.npbert import load_tower
 
 def encode_user_documents(store: Store, documents: list[str],
                           users: list[int | None] | None = None,
-                          raw: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                          raw: dict[str, np.ndarray] | None = None,
+                          liked: list[np.ndarray | None] | None = None) -> np.ndarray:
     """User documents -> (N, dim) unit rows.
 
     For a model with side features: users, whose history gives each document's features
     (None: a tags query, no history); or raw, features.RAW_COLUMNS["user"] as (N,) arrays
-    (a new user's ratings).
+    (a new user's ratings). For a collaborative model: liked, per document the movieIds
+    the user liked (pooled into the vector, towers/collab.py), None for no history.
     """
     stats = artifacts.read_model_config(store.model_dir)["model"].get("features")
     extra = None
@@ -31,13 +33,18 @@ def encode_user_documents(store: Store, documents: list[str],
         extra = user_features(*(raw[c] for c in RAW_COLUMNS["user"]), stats)  # (N, F)
     tower = load_tower(store.model_dir, "user")
     if tower is not None:
-        return tower.encode(documents, extra)
+        return tower.encode(documents, extra, liked)
     # Not plain BERT: the same tower through torch (slower to start).
     import torch
 
+    from tagrec_cli.towers import collab
     from tagrec_cli.towers.encode import encode_documents
     from tagrec_cli.towers.model import load_model
 
     model, tokenizer, _ = load_model(store.model_dir, "cpu")
-    return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user",
-                            features=extra)
+    if not model.cfg.collaborative:
+        return encode_documents(model, tokenizer, documents, torch.device("cpu"), "user",
+                                features=extra)
+    return collab.encode_liked_users(model, tokenizer, documents, extra,
+                                     [np.zeros(0, np.int64) if x is None else x
+                                      for x in (liked or [None] * len(documents))])

@@ -44,6 +44,7 @@ from tagrec_cli import artifacts, features
 from tagrec_cli.config import ModelConfig, TrainConfig
 from tagrec_cli.errors import TagrecError
 from tagrec_cli.store import ingested
+from tagrec_cli.towers import collab
 from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_rows, uses_bf16
 from tagrec_cli.towers.model import TwoTower, build_model, resolve_device, save_model
@@ -101,6 +102,8 @@ class Run:
     like_share: float = 0.5
     unrated_rng: np.random.Generator | None = None
     base_lrs: list[float] = field(default_factory=list)
+    liked: Any = None  # collaborative model: (users, movies) CSR, towers/collab.py
+    device_liked: Any = None  # the same for the step (collab.DeviceLiked)
 
     @property
     def device(self) -> torch.device:
@@ -194,6 +197,8 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     """The model with fresh heads, the token tables, the pairs and the side features."""
     if manifest.get("settings", {}).get("side_features") and manifest.get("feature_stats"):
         model_cfg = replace(model_cfg, features=dict(manifest["feature_stats"]))
+    if model_cfg.collaborative:  # one learned vector per movie of the ingest
+        model_cfg = replace(model_cfg, id_rows=ingested.documents(workdir, "movie").height)
     say(f"loading {model_cfg.base_model}")
     model, tokenizer = build_model(model_cfg, seed=cfg.seed)  # same seed: same heads on all ranks
     model.to(dist.device)
@@ -209,6 +214,11 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     say("tokenizing documents")
     with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
         tables = token_tables(workdir, tokenizer, model_cfg.max_length)
+    liked = None
+    if model_cfg.collaborative:
+        model.id_movies.copy_(torch.from_numpy(tables["movie"].ids.astype(np.int64)))
+        liked = collab.workspace_liked(workdir, tables["user"].ids, tables["movie"].ids,
+                                       manifest["settings"].get("like_threshold", 2.5))
     pairs = load_pairs(workdir, tables)
     train = pairs["train"]
     if len(train.labels) == 0:
@@ -234,7 +244,7 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
                                    "global_batch_size": dist.world * cfg.batch_size,
                                    "epochs": []}
     return Run(workdir, out_dir, cfg, dist, model, tokenizer, tables, pairs, side, unrated,
-               unknown, settings, TrainResult(model_dir=None))
+               unknown, settings, TrainResult(model_dir=None), liked=liked)
 
 
 def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
@@ -265,8 +275,10 @@ def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
 def optimise(run: Run) -> None:
     """The step's forward, the optimizer, every epoch's batches and the softmax's log-q."""
     cfg, dist, model, train = run.cfg, run.dist, run.model, run.pairs["train"]
+    if run.liked is not None:
+        run.device_liked = collab.DeviceLiked(run.liked, run.device)
     batch_towers = BatchTowers(model, run.device, run.pooled, run.side, run.unrated,
-                               run.unknown)
+                               run.unknown, run.device_liked)
     run.bce_bias = batch_towers.bce_bias
     run.towers = batch_towers
     if dist.enabled:
@@ -277,7 +289,10 @@ def optimise(run: Run) -> None:
         # forward() takes are passed through untouched.
         run.towers = DistributedDataParallel(batch_towers,
                                              find_unused_parameters=not cfg.freeze_encoder)
-    params = [{"params": list(model.heads.parameters()), "lr": cfg.head_lr},
+    heads = list(model.heads.parameters())
+    if model.cfg.collaborative:
+        heads.append(model.id_vectors.weight)
+    params = [{"params": heads, "lr": cfg.head_lr},
               {"params": [batch_towers.bce_bias], "lr": cfg.head_lr, "weight_decay": 0.0}]
     if not cfg.freeze_encoder:
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
@@ -321,7 +336,7 @@ def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
     skip = np.zeros(plan.steps, dtype=bool)
     if cfg.loss == "softmax":  # without a positive on any rank, a step has no target
         skip = ~distributed.any_rank(dist, plan.has_target)
-    feed = Feed(plan, run.device, skip, run.tokens)
+    feed = Feed(plan, run.device, skip, run.tokens, run.device_liked)
     total_steps = sum(len(b) for b in run.schedule)
     # The losses add up on the device; they are read (a sync) only every log_every steps
     # and at the epoch's end. `shown` is the mean loss since the previous read.
@@ -360,7 +375,7 @@ def validate(run: Run, epoch: int, extra: dict[str, float],
     metrics = {"epoch": epoch, **evaluate_pairs(run.model, run.tables, run.pairs["valid"],
                                                 run.device, run.cfg.margin,
                                                 run.cfg.eval_batch_size, run.pooled, run.dist,
-                                                run.side),
+                                                run.side, run.liked),
                **extra}
     run.result.epochs.append(metrics)
     if on_epoch:

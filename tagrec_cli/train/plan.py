@@ -12,7 +12,8 @@ Flat arrays, cut per step: step s owns [off[s], off[s + 1]) of each array with t
     per pair      (pair_off):  labels, user_inverse, movie_inverse (indices into the step's
                                 users / movies)
     per document  (user_off, movie_off): users, movies (distinct rows, ascending, as np.unique)
-    per positive  (pos_off):   pos_user (the step's user index), pos_col (its candidate column)
+    per positive  (pos_off):   pos_user (the step's user index), pos_pair (the step's pair
+                               index), pos_col (its candidate column)
     per candidate (cand_off):  cand (the step's movie index), cand_log_q
     per masked entry (mask_off): mask_pos, mask_col: other_positives[pos, col] is True
 """
@@ -56,6 +57,7 @@ class EpochPlan:
     pos_off: np.ndarray
     pos_user: np.ndarray
     pos_col: np.ndarray
+    pos_pair: np.ndarray
     cand_off: np.ndarray
     cand: np.ndarray
     cand_log_q: np.ndarray | None
@@ -142,7 +144,8 @@ def plan_epoch(cfg: TrainConfig, pairs: Pairs, batches: list[np.ndarray],
     if rng is not None and cfg.cold_dropout > 0:
         unrated, unknown = cold_draws(rng, cfg.cold_dropout, movie_off, user_off)
     plan = EpochPlan(list(batches), pair_off, labels, user_inverse, movie_inverse, user_off,
-                     users, movie_off, movies, pos_off, pos_user, pos_col, cand_off, cand,
+                     users, movie_off, movies, pos_off, pos_user, pos_col,
+                     positive - pair_off[pos_step], cand_off, cand,
                      cand_log_q, mask_off, mask_pos, mask_col, unrated, unknown,
                      np.diff(pos_off) > 0)
     if lengths is not None:

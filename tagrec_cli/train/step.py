@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from tagrec_cli.config import ModelConfig, TrainConfig
 from tagrec_cli.metrics import roc_auc, sign_accuracy
 from tagrec_cli.store import ingested
+from tagrec_cli.towers import collab
 from tagrec_cli.towers.encode import autocast, encode_rows
 from tagrec_cli.towers.losses import (
     balanced_logistic_loss,
@@ -63,9 +65,10 @@ class StepInputs:
     """One step's inputs, already on the device (see plan.py for what each one is).
 
     users (U,), movies (M,): the step's distinct table rows; user_inverse, movie_inverse,
-    labels (B,): per pair; pos_user, pos_col (P,), cand (C,), log_q (C,), other (P, C): the
-    softmax's; unrated (M,), unknown (U,): the cold-dropout masks; docs: per side the padded
-    length groups and the order back (fine-tuning only).
+    labels (B,): per pair; pos_user, pos_pair, pos_col (P,), cand (C,), log_q (C,),
+    other (P, C): the softmax's; unrated (M,), unknown (U,): the cold-dropout masks; docs: per
+    side the padded length groups and the order back (fine-tuning only); pool_size: the
+    users' liked entries (collaborative model), known on the host so the device never syncs.
     """
 
     users: torch.Tensor
@@ -74,6 +77,7 @@ class StepInputs:
     movie_inverse: torch.Tensor
     labels: torch.Tensor
     pos_user: torch.Tensor
+    pos_pair: torch.Tensor
     pos_col: torch.Tensor
     cand: torch.Tensor
     log_q: torch.Tensor | None
@@ -84,6 +88,7 @@ class StepInputs:
     encoded: int  # documents the step encodes
     has_target: bool  # the step has a softmax positive
     skip: bool  # no rank has one (softmax loss): the step is run without gradients
+    pool_size: int | None = None
 
 
 class Feed:
@@ -91,10 +96,12 @@ class Feed:
     non_blocking on CUDA), then each step's inputs are slices of them, with no host work
     and no device -> host read. skip: (steps,) bool, the steps run without gradients.
     tokens: per side the device token table, to pad the documents of a fine-tuning step.
+    liked: the collaborative model's, for each step's pool size.
     """
 
     def __init__(self, plan: EpochPlan, device: torch.device, skip: np.ndarray,
-                 tokens: dict[str, DeviceTokens] | None = None):
+                 tokens: dict[str, DeviceTokens] | None = None,
+                 liked: collab.DeviceLiked | None = None):
         def put(a: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(a))
             if device.type == "cuda":
@@ -103,11 +110,12 @@ class Feed:
 
         self.plan, self.device, self.skip, self.tokens = plan, device, skip, tokens
         names = ["labels", "user_inverse", "movie_inverse", "users", "movies", "pos_user",
-                 "pos_col", "cand", "cand_log_q", "mask_pos", "mask_col", "unrated",
+                 "pos_pair", "pos_col", "cand", "cand_log_q", "mask_pos", "mask_col", "unrated",
                  "unknown"]
         self.flat = {n: None if getattr(plan, n) is None else put(getattr(plan, n))
                      for n in names}
         self.groups = {side: (put(g.order), put(g.restore)) for side, g in plan.groups.items()}
+        self.pool_sizes = None if liked is None else liked.pool_sizes(plan.users, plan.user_off)
 
     def inputs(self, step: int) -> StepInputs:
         plan, flat = self.plan, self.flat
@@ -136,11 +144,13 @@ class Feed:
                 docs[side] = (parts, restore)
         return StepInputs(users, movies, cut("user_inverse", plan.pair_off),
                           cut("movie_inverse", plan.pair_off), cut("labels", plan.pair_off),
-                          pos_user, cut("pos_col", plan.pos_off), cand,
+                          pos_user, cut("pos_pair", plan.pos_off), cut("pos_col", plan.pos_off),
+                          cand,
                           cut("cand_log_q", plan.cand_off), other,
                           cut("unrated", plan.movie_off), cut("unknown", plan.user_off), docs,
                           plan.encoded(step), bool(plan.has_target[step]),
-                          bool(self.skip[step]))
+                          bool(self.skip[step]),
+                          None if self.pool_sizes is None else int(self.pool_sizes[step]))
 
 
 class BatchTowers(nn.Module):
@@ -161,7 +171,8 @@ class BatchTowers(nn.Module):
     def __init__(self, model: TwoTower, device: torch.device,
                  pooled: dict[str, torch.Tensor] | None = None,
                  side: dict[str, torch.Tensor] | None = None,
-                 unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None):
+                 unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None,
+                 liked: collab.DeviceLiked | None = None):
         super().__init__()
 
         def put(tensors: dict[str, torch.Tensor | None] | None):
@@ -169,6 +180,7 @@ class BatchTowers(nn.Module):
                 k: None if v is None else v.to(device) for k, v in tensors.items()}
 
         self.model, self.device = model, device
+        self.liked = liked  # collaborative model: who liked what, towers/collab.py
         # Plain dicts: not parameters, never broadcast by DDP.
         self.pooled, self.side = put(pooled), put(side)
         self.hidden = put({"movie": unrated, "user": unknown})  # (N, F) each, or None
@@ -176,12 +188,14 @@ class BatchTowers(nn.Module):
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor,
                 unrated: torch.Tensor | None = None, unknown: torch.Tensor | None = None,
-                docs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                docs: dict | None = None, pool_size: int | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Distinct user rows, distinct movie rows -> (U, dim), (M, dim) float32, bias.
 
         unrated: (M,) bool, movies to show with their never-rated side features;
         unknown: (U,) bool, users to show with a no-history user's side features;
-        docs: StepInputs.docs, the padded documents to encode (encoder not frozen).
+        docs: StepInputs.docs, the padded documents to encode (encoder not frozen);
+        pool_size: the liked entries of these users (collaborative model; see DeviceLiked).
         """
         vecs = []
         hide = {"user": unknown, "movie": unrated}
@@ -199,7 +213,14 @@ class BatchTowers(nn.Module):
                     if hide[side] is not None and self.hidden[side] is not None:
                         extra = torch.where(hide[side][:, None], self.hidden[side][rows],
                                             extra)
-                vecs.append(self.model.project(side, pooled, extra).float())
+                vec = self.model.project(side, pooled, extra).float()
+            if self.liked is not None:  # + the collaborative part, hidden like the features
+                part = (self.liked.pool(self.model, rows, pool_size) if side == "user"
+                        else self.model.id_vectors.weight[rows])
+                if hide[side] is not None:
+                    part = part * (~hide[side]).to(part.dtype)[:, None]
+                vec = vec + part.float()
+            vecs.append(vec)
         return vecs[0], vecs[1], self.bce_bias * 1.0
 
 
@@ -219,25 +240,41 @@ def train_step(towers: nn.Module, optimizer: torch.optim.Optimizer, batch: StepI
     # so the dropout random stream and so every later step stay what they were.
     with torch.no_grad() if batch.skip else contextlib.nullcontext():
         user_vecs, movie_vecs, bias = towers(batch.users, batch.movies, batch.unrated,
-                                             batch.unknown, batch.docs)
+                                             batch.unknown, batch.docs, batch.pool_size)
     if batch.skip:
         return torch.zeros((), device=user_vecs.device), batch.encoded
     u_all, m_all = batch.user_inverse, batch.movie_inverse
     loss = 0.0 * (user_vecs.sum() + movie_vecs.sum() + bias)  # joins the all-reduce if empty
+    towers_module = getattr(towers, "module", towers)  # under DDP: the BatchTowers inside
+    liked = towers_module.liked
+    pair_users = user_vecs[u_all]  # (B, dim) each pair's user
+    pos_users = user_vecs[batch.pos_user]  # (P, dim) each softmax positive's user
+    other = batch.other
+    if liked is not None:
+        # Leave the pair's own movie out of its user's pool (else the model learns that a
+        # movie is close to itself); a user shown without history has no pool.
+        pair_movies = batch.movies[m_all]  # (B,) table rows
+        own = liked.weight(batch.users[u_all], pair_movies)  # (B,)
+        if batch.unknown is not None:
+            own = own * (~batch.unknown[u_all]).to(own.dtype)
+        pair_users = pair_users - own[:, None] * towers_module.model.id_vectors.weight[
+            pair_movies].float()
+        pos_users = pair_users[batch.pos_pair]
+        if len(batch.pos_user):  # a movie the user liked is never their negative
+            other = other | liked.contains(batch.users[batch.pos_user], batch.movies[batch.cand])
+            other[torch.arange(len(batch.pos_col), device=other.device), batch.pos_col] = False
     if cfg.loss in ("softmax", "hybrid") and batch.has_target:
         # Candidates (plan.py): "softmax" ranks against every movie of the batch (dislikes
         # are hard negatives); "hybrid" against the movies of the batch's positives only,
         # the standard in-batch softmax (the logistic part already pushes dislikes down).
-        loss = loss + in_batch_softmax_loss(user_vecs[batch.pos_user], movie_vecs[batch.cand],
-                                            batch.pos_col, batch.other, cfg.temperature,
-                                            batch.log_q)
+        loss = loss + in_batch_softmax_loss(pos_users, movie_vecs[batch.cand], batch.pos_col,
+                                            other, cfg.temperature, batch.log_q)
     if cfg.loss == "hybrid":
         loss = loss + cfg.bce_weight * balanced_logistic_loss(
-            user_vecs[u_all], movie_vecs[m_all], batch.labels, bias, cfg.bce_temperature,
+            pair_users, movie_vecs[m_all], batch.labels, bias, cfg.bce_temperature,
             like_share)
     elif cfg.loss == "cosine":
-        loss = cosine_embedding_loss(user_vecs[u_all], movie_vecs[m_all], batch.labels,
-                                     cfg.margin)
+        loss = cosine_embedding_loss(pair_users, movie_vecs[m_all], batch.labels, cfg.margin)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: gradients averaged over the ranks here
     optimizer.step()
@@ -248,7 +285,8 @@ def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
                    device: torch.device, margin: float, batch_size: int,
                    pooled: dict[str, torch.Tensor] | None = None,
                    dist: Dist | None = None,
-                   side: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+                   side: dict[str, torch.Tensor] | None = None,
+                   liked: sp.csr_matrix | None = None) -> dict[str, float]:
     """Validation loss, ROC-AUC and sign accuracy of cosine(user, movie) over the pairs.
 
     Under torchrun (`dist`) each rank encodes a share of the distinct documents and the
@@ -265,11 +303,20 @@ def evaluate_pairs(model: TwoTower, tables: dict[str, TokenTable], pairs: Pairs,
         def vectors(some: np.ndarray, name: str = name) -> torch.Tensor:
             extra = None if side is None else side[name][torch.from_numpy(some)]
             if pooled is None:
-                return encode_rows(model, tables[name], some, device, batch_size, name,
-                                   features=extra)
+                emb = encode_rows(model, tables[name], some, device, batch_size, name,
+                                  features=extra)
+                if liked is not None:
+                    with torch.inference_mode():
+                        emb = emb + (collab.pool(model, liked[some]) if name == "user" else
+                                     model.id_vectors.weight[torch.from_numpy(some).to(
+                                         device)]).float().cpu()
+                return emb
             with torch.inference_mode():
                 emb = model.project(name, pooled[name][torch.from_numpy(some)].to(device),
-                                    extra)
+                                    extra).float()
+                if liked is not None:
+                    emb = emb + (collab.pool(model, liked[some]) if name == "user" else
+                                 model.id_vectors.weight[torch.from_numpy(some).to(device)])
             return emb.float().cpu()
 
         vecs[name] = distributed.map_rows(dist, vectors, unique)[torch.from_numpy(inverse)]
