@@ -147,6 +147,11 @@ class TrainConfig:
     # Side features: share of batch movies shown as never rated and of users shown without
     # history, so that new movies and tags queries are placed by their documents.
     cold_dropout: float = 0.2
+    # Short-history users (train/prefix.py): per training user, a pseudo-user known only by
+    # their first n ratings (n drawn from 1..short_history), trained on their next
+    # short_history_next, as `recommend --ratings` meets new users; 0 = none.
+    short_history: int = 10
+    short_history_next: int = 20
     seed: int = 42
     freeze_encoder: bool = True  # train only the heads on cached encoder outputs
     group_by_user: bool = False  # batch a user's pairs together (fewer long documents to encode)
@@ -161,4 +166,6 @@ class TrainConfig:
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
         _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
-                "log_every must be >= 1": self.log_every >= 1})
+                "log_every must be >= 1": self.log_every >= 1,
+                "short_history and short_history_next must be >= 0":
+                    self.short_history >= 0 and self.short_history_next >= 0})

@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from tagrec_cli import artifacts, features
+from tagrec_cli import artifacts
 from tagrec_cli import baselines as bl
 from tagrec_cli.config import (
     BASELINE_GRIDS,
@@ -54,7 +54,6 @@ from tagrec_cli.config import (
     TOP_K,
     IngestConfig,
 )
-from tagrec_cli.documents import SEPARATOR, frames
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
     catalogue_coverage,
@@ -341,25 +340,10 @@ def new_user_parts(new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 def new_user_documents(workdir: Path, data: EvalData, known: pl.DataFrame, users: np.ndarray,
                        ) -> tuple[list[str], np.ndarray | None]:
     """The documents and side features ingest would give each of `users` from their known
-    ratings alone (frames.rated_user_document, features.rated_user_features)."""
+    ratings alone (ingested.rated_users)."""
     cfg = IngestConfig.from_settings(data.manifest.get("settings", {}))
-    movies = ingested.read_table(workdir, artifacts.INGEST_TABLE["movie"],
-                                 ["movieId", "genres", "tags", "tag_counts"])
-    movie_tags = (movies.select("movieId", "tags", "tag_counts").explode(["tags", "tag_counts"])
-                  .drop_nulls().select("movieId", tag="tags",
-                                       applications=pl.col("tag_counts").cast(pl.Int64)))
-    genres = movies.select("movieId", "genres")
     stats = data.manifest.get("feature_stats") if cfg.side_features else None
-    docs, feats = [], []
-    for user in users:
-        mine = known.filter(pl.col("userId") == int(user))
-        docs.append(SEPARATOR.join(
-            frames.rated_user_document(mine, movie_tags, genres, cfg)))
-        if stats:
-            feats.append(features.rated_user_features(
-                mine["rating"].to_numpy(), mine["timestamp"].to_numpy(), cfg.like_threshold,
-                stats))
-    return docs, (np.stack(feats).astype(np.float32) if feats else None)
+    return ingested.rated_users(workdir, known, users, stats)
 
 
 def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer], k: int,

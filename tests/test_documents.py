@@ -163,6 +163,19 @@ def test_rated_user_document_and_features_are_ingests(small_data, tmp_path):
         assert np.allclose(got, expected, atol=1e-6)
         checked += 1
     assert checked == 15
+    # All at once (store.ingested.rated_users, which evaluate's new users and training's
+    # short-history users use): the same documents and features, in the order asked.
+    from tagrec_cli.documents import SEPARATOR
+    from tagrec_cli.store.ingested import rated_users
+
+    picked = users.filter(~pl.col("userId").is_in(list(taggers))).head(15)
+    ids = picked["userId"].to_numpy()[::-1]
+    docs, feats = rated_users(tmp_path, ratings.filter(pl.col("userId").is_in(ids.tolist())),
+                              ids, stats)
+    by_id = {r["userId"]: r for r in picked.iter_rows(named=True)}
+    assert docs == [SEPARATOR.join(by_id[int(u)]["tags"]) for u in ids]
+    expected = features.table_features("user", pl.DataFrame([by_id[int(u)] for u in ids]), stats)
+    assert np.allclose(feats, expected, atol=1e-6)
 
 
 def test_rated_user_document_by_hand():

@@ -177,11 +177,20 @@ def rated_user_document(ratings: pl.DataFrame, movie_tags: pl.DataFrame, movies:
     Example: movie A (pixar, funny; Animation) rated 5, movie B (gritty; Drama) rated 1
              -> [animation, funny, pixar] with 5 user genres (ties: tag order, here by name)
     """
+    doc = rated_users_documents(ratings.select(pl.lit(0, pl.Int64).alias("userId"), "movieId",
+                                               "rating"), movie_tags, movies, cfg)
+    return list(doc["tags"][0]) if doc.height else []
+
+
+def rated_users_documents(ratings: pl.DataFrame, movie_tags: pl.DataFrame,
+                          movies: pl.DataFrame, cfg: IngestConfig) -> pl.DataFrame:
+    """rated_user_document for many users at once: ratings (userId, movieId, rating) ->
+    (userId, tags list), for the users whose document has any term."""
     liked = (ratings.filter(pl.col("rating") >= cfg.liked_rating)
-             .select(pl.lit(0, pl.Int64).alias("userId"), pl.col("movieId").cast(pl.Int64))
-             .unique().sort("movieId"))
+             .select(pl.col("userId").cast(pl.Int64), pl.col("movieId").cast(pl.Int64))
+             .unique().sort(["userId", "movieId"]))
     own = pl.DataFrame(schema={"userId": pl.Int64, "tag": pl.String, "pos": pl.Int64})
     order = (movie_tags.group_by("tag").agg(applications=pl.col("applications").sum())
              .sort(["applications", "tag"], descending=[True, False]))
-    doc = user_document_tags(liked, own, movie_tags.select("movieId", "tag"), order, movies, cfg)
-    return list(doc["tags"][0]) if doc.height else []
+    return user_document_tags(liked, own, movie_tags.select("movieId", "tag"), order, movies,
+                              cfg)

@@ -41,6 +41,14 @@ def documents(workdir: Path, side: str) -> pl.DataFrame:
     return read_table(workdir, artifacts.INGEST_TABLE[side], [ID_COLUMN[side], "document"])
 
 
+def history_ratings(workdir: Path) -> pl.DataFrame:
+    """The ratings the documents, features and training pairs were made from (userId,
+    movieId, rating, timestamp): every rating but the held-out parts and new users."""
+    ratings = read_table(workdir, artifacts.RATINGS_FILE)
+    keep = pl.col("part") == "history" if "part" in ratings.columns else ~pl.col("holdout")
+    return ratings.filter(keep).select("userId", "movieId", "rating", "timestamp")
+
+
 def side_features(workdir: Path, side: str, ids: np.ndarray, stats: dict[str, float],
                   ) -> np.ndarray:
     """(len(ids), F) side features of these ids, from ingest/{movies,users}.parquet."""
@@ -56,3 +64,36 @@ def side_features(workdir: Path, side: str, ids: np.ndarray, stats: dict[str, fl
         raise ArtifactError(f"{side} {int(np.asarray(ids)[rows < 0][0])} is not in {path} — "
                             "re-run `tagrec ingest`")
     return features.table_features(side, df, stats)[rows]
+
+
+def rated_users(workdir: Path, known: pl.DataFrame, users: np.ndarray,
+                stats: dict[str, float] | None) -> tuple[list[str], np.ndarray | None]:
+    """The documents and side features ingest would give each of `users` from their `known`
+    ratings alone (userId, movieId, rating, timestamp): frames.rated_users_documents and
+    features.user_features, as for a new user. stats: the model's feature constants (None:
+    no side features)."""
+    from tagrec_cli.config import IngestConfig
+    from tagrec_cli.documents import SEPARATOR, frames
+
+    cfg = IngestConfig.from_settings(ingest_manifest(workdir).get("settings", {}))
+    movies = read_table(workdir, artifacts.INGEST_TABLE["movie"],
+                        ["movieId", "genres", "tags", "tag_counts"])
+    movie_tags = (movies.select("movieId", "tags", "tag_counts").explode(["tags", "tag_counts"])
+                  .drop_nulls().select("movieId", tag="tags",
+                                       applications=pl.col("tag_counts").cast(pl.Int64)))
+    docs = frames.rated_users_documents(known, movie_tags, movies.select("movieId", "genres"),
+                                        cfg)
+    by_user = dict(zip(docs["userId"].to_list(), docs["tags"].to_list(), strict=True))
+    texts = [SEPARATOR.join(by_user.get(int(u), [])) for u in users]
+    if stats is None:
+        return texts, None
+    raw = (known.group_by("userId").agg(
+        n_ratings=pl.len().cast(pl.Float64), mean_rating=pl.col("rating").mean(),
+        n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Float64),
+        last_timestamp=pl.col("timestamp").cast(pl.Float64).max()))
+    raw = pl.DataFrame({"userId": np.asarray(users, np.int64)}).join(raw, on="userId",
+                                                                      how="left")
+    counts = ("n_ratings", "n_dislikes")
+    feats = features.user_features(*(raw[c].fill_null(0.0 if c in counts else np.nan).to_numpy()
+                                     for c in features.RAW_COLUMNS["user"]), stats)
+    return texts, feats.astype(np.float32)

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from tagrec_cli import artifacts
 from tagrec_cli.store import ingested
 from tagrec_cli.topk import rows_of
 from tagrec_cli.towers.model import TwoTower
@@ -65,12 +64,7 @@ def _pool_weights(u: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> sp.cs
 def workspace_liked(workdir: Path, user_ids: np.ndarray, id_movies: np.ndarray,
                     like_threshold: float) -> sp.csr_matrix:
     """liked_matrix over the history ratings of the workspace's ingest."""
-    ratings = ingested.read_table(workdir, artifacts.RATINGS_FILE)
-    if "part" in ratings.columns:
-        ratings = ratings.filter(pl.col("part") == "history")
-    else:
-        ratings = ratings.filter(~pl.col("holdout"))
-    return liked_matrix(user_ids, id_movies, ratings, like_threshold)
+    return liked_matrix(user_ids, id_movies, ingested.history_ratings(workdir), like_threshold)
 
 
 def movie_part(model: TwoTower, movie_ids: np.ndarray) -> torch.Tensor:

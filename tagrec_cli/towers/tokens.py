@@ -44,6 +44,18 @@ class TokenTable:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def head(self, n: int) -> TokenTable:
+        """The first n rows."""
+        return TokenTable(self.ids[:n], self.offsets[:n + 1],
+                          self.tokens[:int(self.offsets[n])], self.pad_id)
+
+    def extended(self, ids: np.ndarray, offsets: np.ndarray, tokens: np.ndarray) -> TokenTable:
+        """These rows (ids, tokenize's offsets and tokens) appended after this table's."""
+        return TokenTable(np.concatenate([self.ids, np.asarray(ids, np.int64)]),
+                          np.concatenate([self.offsets, self.offsets[-1] + offsets[1:]]),
+                          np.concatenate([self.tokens, tokens.astype(self.tokens.dtype)]),
+                          self.pad_id)
+
     def row_of(self, ids: np.ndarray) -> np.ndarray:
         """MovieLens ids -> row numbers; an id missing from the table is an ArtifactError."""
         rows = rows_of(self.ids, ids)

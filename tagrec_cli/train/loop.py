@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -49,7 +50,7 @@ from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_rows, uses_bf16
 from tagrec_cli.towers.model import TwoTower, build_model, resolve_device, save_model
 from tagrec_cli.towers.tokens import TokenTable, token_tables
-from tagrec_cli.train import distributed
+from tagrec_cli.train import distributed, prefix
 from tagrec_cli.train.batches import Pairs, epoch_batches, load_pairs, lr_factor, softmax_positives
 from tagrec_cli.train.distributed import Dist
 from tagrec_cli.train.plan import EpochPlan, plan_epoch
@@ -104,6 +105,7 @@ class Run:
     base_lrs: list[float] = field(default_factory=list)
     liked: Any = None  # collaborative model: (users, movies) CSR, towers/collab.py
     device_liked: Any = None  # the same for the step (collab.DeviceLiked)
+    real_users: int = 0  # the user table's rows before the short-history users (prefix.py)
 
     @property
     def device(self) -> torch.device:
@@ -155,7 +157,8 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
     # Under torchrun rank 0 holds the workspace's write lock for every process.
     lock = (artifacts.workspace_lock(workdir) if distributed.launch_rank() == 0
             else contextlib.nullcontext())
-    with lock, distributed.process_group(resolve_device(cfg.device)) as dist:
+    with (lock, distributed.process_group(resolve_device(cfg.device)) as dist,
+          reproducible(dist.device)):
         run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
@@ -171,6 +174,20 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
         finish(run)
     run.result.seconds = time.perf_counter() - start
     return run.result
+
+
+@contextlib.contextmanager
+def reproducible(device: torch.device):
+    """On a CPU, torch's deterministic kernels for the run: with several threads the
+    backward of a gather with repeated rows (a batch's users and movies, per pair) otherwise
+    sums in a varying order, and the same seed gave weights 1e-8 apart."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def train_epochs(run: Run, on_step: OnStep | None,
@@ -214,17 +231,29 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     say("tokenizing documents")
     with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
         tables = token_tables(workdir, tokenizer, model_cfg.max_length)
+    like_threshold = manifest["settings"].get("like_threshold", 2.5)
     liked = None
     if model_cfg.collaborative:
         model.id_movies.copy_(torch.from_numpy(tables["movie"].ids.astype(np.int64)))
         liked = collab.workspace_liked(workdir, tables["user"].ids, tables["movie"].ids,
-                                       manifest["settings"].get("like_threshold", 2.5))
+                                       like_threshold)
     pairs = load_pairs(workdir, tables)
     train = pairs["train"]
     if len(train.labels) == 0:
         raise TagrecError("no training pairs in the workspace — re-run `tagrec ingest` with "
                           "more data or a larger --pairs-per-class")
     side = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
+    real_users = len(tables["user"])
+    real_pairs = len(train.labels)
+    trained = pl.DataFrame({"userId": tables["user"].ids[train.user_rows],
+                            "movieId": tables["movie"].ids[train.movie_rows]})
+    short = prefix.short_history_users(workdir, ingested.history_ratings(workdir), trained,
+                                       cfg.short_history, cfg.short_history_next,
+                                       like_threshold, model_cfg.features, cfg.seed)
+    if short is not None:  # appended user rows, for training only
+        tables, pairs, side, liked = prefix.add_short_history(
+            short, tables, pairs, side, liked, tokenizer, model_cfg.max_length, like_threshold)
+        train = pairs["train"]
     unrated = unknown = None  # movies as never rated, users as without history
     if side is not None:
         unrated = torch.from_numpy(features.as_unrated(side["movie"].numpy(),
@@ -236,7 +265,9 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
                     workdir / artifacts.INGEST_DIR / artifacts.MANIFEST),
                     "data_hash": manifest.get("data_hash"),
                     "ingest_key": manifest.get("ingest_key"),
-                    "train_pairs": len(train.labels), "valid_pairs": len(pairs["valid"].labels)}}
+                    "train_pairs": real_pairs, "valid_pairs": len(pairs["valid"].labels),
+                    "short_history_users": len(tables["user"]) - real_users,
+                    "short_history_pairs": len(train.labels) - real_pairs}}
     if dist.enabled:
         # Per epoch: which pairs each rank trained on, counted from the indices it fed to
         # train_step (see distributed.coverage).
@@ -244,7 +275,8 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
                                    "global_batch_size": dist.world * cfg.batch_size,
                                    "epochs": []}
     return Run(workdir, out_dir, cfg, dist, model, tokenizer, tables, pairs, side, unrated,
-               unknown, settings, TrainResult(model_dir=None), liked=liked)
+               unknown, settings, TrainResult(model_dir=None), liked=liked,
+               real_users=real_users)
 
 
 def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
@@ -266,9 +298,12 @@ def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
         pooled[side] = feats
         done[side] = np.zeros(len(table), dtype=bool)
         done[side][needed] = True
-    if dist.main:
+    if dist.main:  # what embed will look up: the ingest's rows, not the pseudo-users
+        real = {**run.tables, "user": run.tables["user"].head(run.real_users)}
         pooled_cache.save(run.workdir, pooled_cache.cache_key(
-            model, run.tables, run.device, uses_bf16(run.device)), pooled, done)
+            model, real, run.device, uses_bf16(run.device)),
+            {**pooled, "user": pooled["user"][:run.real_users]},
+            {**done, "user": done["user"][:run.real_users]})
     return pooled
 
 
