@@ -100,6 +100,12 @@ def train(
         min=0.0, max=0.99, help="Share of batch movies shown as never rated and of users "
         "shown without history, so new movies and --tags queries are placed by their "
         "documents.")] = TRAIN.cold_dropout,
+    short_history: Annotated[int, typer.Option(
+        min=0, help="Train also on pseudo-users known only by each user's first 1..N "
+        "ratings, as new users are (0 = none).")] = TRAIN.short_history,
+    short_history_next: Annotated[int, typer.Option(
+        min=1, help="Pairs of each short-history user: the user's next ones.")
+    ] = TRAIN.short_history_next,
     compile: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the encoder and heads: faster steps on a GPU after "
         "a slow first few (needs a C compiler on the CPU).")] = TRAIN.compile,
@@ -125,7 +131,9 @@ def train(
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
                       device=device.value, margin=margin, loss=loss.value,
                       temperature=temperature, log_q=log_q, positive_rating=positive_rating,
-                      bce_weight=bce_weight, cold_dropout=cold_dropout, compile=compile)
+                      bce_weight=bce_weight, cold_dropout=cold_dropout,
+                      short_history=short_history, short_history_next=short_history_next,
+                      compile=compile)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} steps"),
                         TextColumn("loss {task.fields[loss]:.4f}"),

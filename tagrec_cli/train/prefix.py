@@ -33,6 +33,7 @@ from tagrec_cli.train.batches import Pairs
 @dataclass
 class ShortHistory:
     ids: np.ndarray  # (P,) int64, negative: the pseudo-users' ids in the training tables
+    owners: np.ndarray  # (P,) int64: the user each one is the start of
     documents: list[str]  # (P,) their documents
     features: np.ndarray | None  # (P, F) their side features (a model with features)
     known: pl.DataFrame  # (userId = pseudo id, movieId, rating): what each one is known by
@@ -79,7 +80,8 @@ def short_history_users(workdir: Path, history: pl.DataFrame, train_pairs: pl.Da
     documents, feats = ingested.rated_users(workdir, known, ids, stats)
     pairs = nxt.select(userId="pseudo", movieId="movieId", rating="rating",
                        label=pl.when(pl.col("rating") >= like_threshold).then(1).otherwise(-1))
-    return ShortHistory(ids, documents, feats, known.drop("timestamp"), pairs)
+    return ShortHistory(ids, users["userId"].to_numpy().astype(np.int64), documents, feats,
+                        known.drop("timestamp"), pairs)
 
 
 def add_short_history(short: ShortHistory, tables: dict[str, TokenTable],
