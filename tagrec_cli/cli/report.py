@@ -42,10 +42,13 @@ def evaluate(
 ) -> None:
     """Fit the workspace's settings on a temporal split of its data and score them.
 
-    Per user, the latest 10% of ratings are test and the 10% before them validation; 10% of
-    users are left out as new users. Everything runs in WORKDIR/evaluate/ (the served model
-    and tables are never touched): epochs and the baselines' settings are chosen on
-    validation, then every method is scored once on test.
+    Per user, the latest 10% of ratings are test, the 10% before them validation.
+
+    10% of users are left out as new users, each known by their first 5 ratings.
+
+    It all runs in WORKDIR/evaluate/; the served model and tables are never touched.
+
+    Epochs and the baselines' settings are chosen on validation; test is scored once.
 
     Example: tagrec evaluate -k 10 --baselines popular,als,ease --json eval.json
     """
