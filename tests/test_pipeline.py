@@ -87,12 +87,15 @@ def test_same_seed_same_weights(tmp_path, workspace, tiny_bert):
                   out_dir=out)
         weights.append(load_file(str(out / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
-    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # Equal to float summation order: on a CPU with several threads the backward of a
+    # gather with repeated rows sums them in a varying order (1e-8 apart; torch's
+    # deterministic kernels would make it exact at twice the step time).
+    assert all(np.allclose(weights[0][k], weights[1][k], rtol=0, atol=1e-6) for k in weights[0])
     other = tmp_path / "c"
     run_train(workspace, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=4),
               out_dir=other)
     head = load_file(str(other / "model.safetensors"))["heads.user.weight"]
-    assert not np.array_equal(head, weights[0]["heads.user.weight"])
+    assert not np.allclose(head, weights[0]["heads.user.weight"], atol=1e-3)
 
 
 def test_ctrl_c_keeps_best_model_so_far(ws, tiny_bert):

@@ -157,8 +157,7 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
     # Under torchrun rank 0 holds the workspace's write lock for every process.
     lock = (artifacts.workspace_lock(workdir) if distributed.launch_rank() == 0
             else contextlib.nullcontext())
-    with (lock, distributed.process_group(resolve_device(cfg.device)) as dist,
-          reproducible(dist.device)):
+    with lock, distributed.process_group(resolve_device(cfg.device)) as dist:
         run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
@@ -174,20 +173,6 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
         finish(run)
     run.result.seconds = time.perf_counter() - start
     return run.result
-
-
-@contextlib.contextmanager
-def reproducible(device: torch.device):
-    """On a CPU, torch's deterministic kernels for the run: with several threads the
-    backward of a gather with repeated rows (a batch's users and movies, per pair) otherwise
-    sums in a varying order, and the same seed gave weights 1e-8 apart."""
-    before = torch.are_deterministic_algorithms_enabled()
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
 
 
 def train_epochs(run: Run, on_step: OnStep | None,
@@ -331,7 +316,10 @@ def optimise(run: Run) -> None:
               {"params": [batch_towers.bce_bias], "lr": cfg.head_lr, "weight_decay": 0.0}]
     if not cfg.freeze_encoder:
         params.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
-    run.optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters; on a CPU 5x faster than the per-tensor loop,
+    # which the 5M-entry movie vectors of the collaborative part made a third of a step.
+    run.optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay,
+                                      fused=run.device.type in ("cpu", "cuda"))
     # The same seed on every rank: all cut the same batches, then each keeps its own share.
     rng = np.random.default_rng(cfg.seed)
     run.schedule = [distributed.shard(dist, epoch_batches(train.user_rows, cfg.batch_size, rng,
