@@ -60,6 +60,10 @@ class IngestConfig:
     holdout_fraction: float = 0.0  # per user, the share before the test share: validation
     test_fraction: float = 0.0  # per user, the latest share: test, in no document/feature/pair
     new_users: float = 0.0  # seeded share of users left out entirely (evaluate's new users)
+    # A second seeded share, drawn from the others, also left out entirely; these are the
+    # new users scored instead (evaluate's validation stage: settings are chosen on them,
+    # never on the test stage's new users).
+    valid_new_users: float = 0.0
     max_tags: int = 128  # cap on tags per document
     top_user_tags: int = 50  # tags taken from the movies a user liked
     liked_rating: float = 2.5  # a history rating >= this makes a movie "liked" for user documents
@@ -81,7 +85,8 @@ class IngestConfig:
             "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
             "test_fraction must be >= 0 and holdout_fraction + test_fraction < 1":
                 self.test_fraction >= 0 and self.holdout_fraction + self.test_fraction < 1,
-            "new_users must be in [0, 1)": 0 <= self.new_users < 1,
+            "new_users and valid_new_users must be in [0, 1)":
+                0 <= self.new_users < 1 and 0 <= self.valid_new_users < 1,
             "max_tags must be >= 1": self.max_tags >= 1,
             "top_user_tags must be >= 0": self.top_user_tags >= 0,
             "user_genres must be >= 0": self.user_genres >= 0,

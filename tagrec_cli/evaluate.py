@@ -142,6 +142,8 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
     like = float(settings.get("like_threshold", 2.5))
     new = known.filter(pl.col("part") == "new").select("userId", "movieId", "rating",
                                                          "timestamp")
+    if "scored_new_users" in manifest:  # evaluate's validation stage leaves out two sets
+        new = new.filter(pl.col("userId").is_in(manifest["scored_new_users"]))
     return EvalData(movie_ids=movie_ids, user_ids=user_ids, history=history, relevant=relevant,
                     documents=[d or "" for d in movies["document"].to_list()],
                     pair_users=s_users, pair_movies=s_movies,

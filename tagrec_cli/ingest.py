@@ -89,17 +89,19 @@ PARTS = ("history", "valid", "test", "new")  # ratings.parquet's `part`
 
 
 def draw_new_users(ratings: pl.DataFrame, share: float, seed: int, min_ratings: int,
-                   ) -> list[int]:
-    """A seeded `share` of all users, drawn among those with >= min_ratings ratings (sorted).
+                   exclude: list[int] | None = None, stream: int = 7) -> list[int]:
+    """A seeded `share` of all users, drawn among those with >= min_ratings ratings and not
+    in `exclude` (sorted). stream: which seeded draw (a second share draws its own).
 
     Example: 100 users, share 0.1, 40 of them with enough ratings -> 10 of those 40.
     """
     if share == 0:
         return []
     counts = ratings.group_by("userId").len().sort("userId")
-    eligible = counts.filter(pl.col("len") >= min_ratings)["userId"].to_numpy()
+    eligible = counts.filter((pl.col("len") >= min_ratings)
+                             & ~pl.col("userId").is_in(exclude or []))["userId"].to_numpy()
     n = min(int(round(share * counts.height)), len(eligible))
-    drawn = np.random.default_rng([seed, 7]).choice(eligible, size=n, replace=False)
+    drawn = np.random.default_rng([seed, stream]).choice(eligible, size=n, replace=False)
     return sorted(int(u) for u in drawn)
 
 
@@ -255,6 +257,10 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
     say("splitting ratings by time")
     new_users = draw_new_users(ratings, cfg.new_users, cfg.seed,
                                NEW_USER_KNOWN + NEW_USER_SCORED)
+    valid_new = draw_new_users(ratings, cfg.valid_new_users, cfg.seed,
+                               NEW_USER_KNOWN + NEW_USER_SCORED, new_users, stream=8)
+    scored_new = valid_new if cfg.valid_new_users else new_users  # the ones evaluate scores
+    new_users = sorted(new_users + valid_new)
     split = split_by_time(ratings, cfg.holdout_fraction, cfg.test_fraction, new_users)
     history = split.filter(~pl.col("holdout"))
     tags = frames.clean_tag_column(raw_tags.join(movies.select("movieId"), on="movieId",
@@ -299,7 +305,7 @@ def _ingest(data_dir: Path, workdir: Path, cfg: IngestConfig | None,
             tmp, artifacts.INGEST_DIR, artifacts.INGEST_FORMAT,
             data_dir=str(data_dir.resolve()), data_hash=data_hash,
             ingest_key=artifacts.ingest_key(data_hash, asdict(cfg)),
-            settings=asdict(cfg), summary=stats, warnings=warnings,
+            settings=asdict(cfg), summary=stats, warnings=warnings, scored_new_users=scored_new,
             feature_stats=features.global_stats(
                 history["rating"].to_numpy(), cfg.like_threshold,
                 int(movie_docs["n_ratings"].max() or 0), int(user_docs["n_ratings"].max() or 0),

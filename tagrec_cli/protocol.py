@@ -11,8 +11,10 @@ own data, choose on validation, report test once; never touch what `recommend` s
 Per user by time: the latest TEST_FRACTION of the ratings are test and the VALID_FRACTION
 before them validation (config.py). NEW_USER_SHARE of the users (seeded) are in neither
 fit: each is known by their first NEW_USER_KNOWN ratings and scored on the next
-NEW_USER_SCORED. Test ratings reach no document, feature or pair in either stage (ingest.py),
-so the only thing test decides is the reported number.
+NEW_USER_SCORED. The validation stage leaves out a second such share too and scores those
+(IngestConfig.valid_new_users), so the new users test reports on pick nothing. Test ratings
+reach no document, feature or pair in either stage (ingest.py), so the only thing test
+decides is the reported number.
 
 A stage whose inputs are unchanged (same ingest key, same model and training settings) is
 reused, so a second `tagrec evaluate` re-scores without training again.
@@ -174,19 +176,23 @@ def run_protocol(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = BASEL
     valid_dir, test_dir = (root / artifacts.EVALUATE_STAGE[s] for s in ("valid", "test"))
     split = {"valid_fraction": VALID_FRACTION, "test_fraction": TEST_FRACTION,
              "new_users": NEW_USER_SHARE}
+    # Validation leaves out a second share of new users as well, and scores those: the test
+    # stage's new users are in no fit and pick nothing.
     valid_cfg = replace(served, holdout_fraction=VALID_FRACTION, test_fraction=TEST_FRACTION,
-                        new_users=NEW_USER_SHARE)
+                        new_users=NEW_USER_SHARE, valid_new_users=NEW_USER_SHARE)
     stage_ingest(data_dir, valid_dir, valid_cfg, say)
-    best_epoch = None
+    best_epoch = encode = None
     if model is not None and training is not None:
         best_epoch = stage_model(valid_dir, model, training, say)
+        encode = user_encoder(valid_dir, training.device, served.like_threshold)
     tuning = tune_baselines(valid_dir, names, k, relevant_rating, progress=say)
     say("valid: scoring")
     valid = run_evaluate(valid_dir, k, names, relevant_rating, include_tagrec, target="valid",
-                         params=tuning.chosen)
+                         params=tuning.chosen, encode_users=encode)
     test = None
     if not validation_only:
-        stage_ingest(data_dir, test_dir, replace(valid_cfg, holdout_fraction=0.0), say)
+        stage_ingest(data_dir, test_dir, replace(valid_cfg, holdout_fraction=0.0,
+                                                 valid_new_users=0.0), say)
         encode = None
         if model is not None and training is not None and best_epoch is not None:
             stage_model(test_dir, model, replace(training, epochs=best_epoch), say)

@@ -181,12 +181,16 @@ def test_protocol_chooses_on_validation_and_reports_test_once(evaluated_small_re
         best = max(r["ndcg"] for r in rows)
         assert [r["ndcg"] for r in rows if r["params"] == report.tuning.chosen[name]] == [best]
         assert report.test.methods[name].params == report.tuning.chosen[name]
-    # The same test ratings in both stages; the test stage's history is valid + history.
+    # The same test ratings in both stages (but those of validation's own new users, left
+    # out there); the test stage's history is valid + history.
     stage = {s: pl.read_parquet(work / f"evaluate/{s}/ingest/ratings.parquet")
              for s in ("valid", "test")}
+    valid_new = json.loads((work / "evaluate/valid/ingest/manifest.json").read_text())[
+        "scored_new_users"]
     key = ["userId", "movieId"]
     assert stage["valid"].filter(pl.col("part") == "test").select(key).sort(key).equals(
-        stage["test"].filter(pl.col("part") == "test").select(key).sort(key))
+        stage["test"].filter((pl.col("part") == "test") & ~pl.col("userId").is_in(valid_new))
+        .select(key).sort(key))
     assert set(stage["test"]["part"].unique()) == {"history", "test", "new"}
     assert report.test.users_evaluated > 0 and report.valid.users_evaluated > 0
 
@@ -211,6 +215,17 @@ def test_new_users_slice(evaluated_small_refit_dim16):
         assert not new & set(pairs["userId"].to_list())
     for m in report.test.new_users.values():
         assert 0 < m["users"] <= len(new) and 0.0 <= m["ndcg"] <= 1.0
+    # Validation scores new users of its own, disjoint from test's; both sets are left out
+    # of the validation stage's fit, so test's new users choose nothing.
+    valid = pl.read_parquet(work / "evaluate/valid/ingest/ratings.parquet")
+    valid_manifest = json.loads((work / "evaluate/valid/ingest/manifest.json").read_text())
+    scored = set(valid_manifest["scored_new_users"])
+    assert len(scored) == len(new) and not scored & new
+    assert set(valid.filter(pl.col("part") == "new")["userId"].to_list()) == scored | new
+    assert set(report.valid.new_users) == {"tagrec", "popular", "ease", "itemknn"}
+    assert all(0 < m["users"] <= len(scored) for m in report.valid.new_users.values())
+    test_manifest = json.loads((work / "evaluate/test/ingest/manifest.json").read_text())
+    assert set(test_manifest["scored_new_users"]) == new
     # Popular ranks the same for everyone, so on new users it is the test stage's popular.
     assert report.test.new_users["popular"]["ndcg"] >= 0.0
 
