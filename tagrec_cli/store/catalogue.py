@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -111,6 +111,10 @@ class Catalogue:
     with_genres: bool = False  # ingest put genres in the documents
     counted: dict[bool, np.ndarray] | None = None  # movies_per_term, as embed counted it
     # (with genres / without); None: count when asked
+    # row -> document_terms(row), for the rows asked for so far (at most N): every answer's
+    # reasons read them, and a server answers thousands a second from the same catalogue
+    terms_of: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                 compare=False)
 
     @classmethod
     def load(cls, workdir: Path, with_genres: bool) -> Catalogue:
@@ -145,7 +149,9 @@ class Catalogue:
     def document_terms(self, row: int) -> list[str]:
         """The terms movie `row`'s document carries (tags, and genres when documents have
         them): what a reason can name."""
-        return self.terms.document_terms(row, self.with_genres)
+        if row not in self.terms_of:
+            self.terms_of[row] = tuple(self.terms.document_terms(row, self.with_genres))
+        return list(self.terms_of[row])  # a copy: the caller may change its list
 
     @cached_property
     def movies_per_term(self) -> np.ndarray:
@@ -170,8 +176,13 @@ class Catalogue:
         return out
 
     def label(self, movie_id: int) -> str:
-        r = int(self.rows(np.array([movie_id]))[0])
-        return self.titles[r] if r >= 0 and self.titles[r] else f"movie {movie_id}"
+        return self.labels(np.array([movie_id]))[0]
+
+    def labels(self, movie_ids: np.ndarray) -> list[str]:
+        """Each movie's title, or "movie ID" for one without (one lookup for them all)."""
+        return [self.titles[r] if r >= 0 and self.titles[r] else f"movie {m}"
+                for m, r in zip(np.asarray(movie_ids).tolist(), self.rows(movie_ids).tolist(),
+                                strict=True)]
 
     def find(self, text: str) -> list[int]:
         """Ids of movies whose title contains `text` (case-insensitive), in id order."""
