@@ -127,10 +127,11 @@ class ServeStore(Store):
                 "model_weights": artifacts.file_digest(self.model_dir / artifacts.MODEL_WEIGHTS)}
 
 
-def stamp(workdir: Path) -> tuple[int, int] | None:
-    """(inode, mtime_ns) of the embeddings manifest; None while it is absent (mid-swap)."""
+def stamp(manifest: str) -> tuple[int, int] | None:
+    """(inode, mtime_ns) of the embeddings manifest (its path, as a str: a request stats
+    it twice, and making a Path costs more than the stat); None while it is absent."""
     try:
-        st = (Path(workdir) / artifacts.EMBEDDINGS_DIR / artifacts.MANIFEST).stat()
+        st = os.stat(manifest)
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns
@@ -149,11 +150,12 @@ class Workspace:
     def __init__(self, workdir: Path, allow_stale: bool = False):
         self.workdir = Path(workdir)
         self.allow_stale = allow_stale
+        self.manifest = str(self.workdir / artifacts.EMBEDDINGS_DIR / artifacts.MANIFEST)
         self._lock = threading.Lock()
         self._gen = self._open()
 
     def _open(self) -> Generation:
-        before = stamp(self.workdir)
+        before = stamp(self.manifest)
         store = ServeStore(self.workdir)
         try:
             store.warm(self.allow_stale)
@@ -163,11 +165,11 @@ class Workspace:
 
     def current(self) -> Generation:
         """The generation on disk now, opened on first use; the one held while mid-swap."""
-        now = stamp(self.workdir)
+        now = stamp(self.manifest)
         if now is None or now == self._gen.stamp:
             return self._gen
         with self._lock:  # one thread opens it; the others wait, then use it
-            if stamp(self.workdir) not in (None, self._gen.stamp):
+            if stamp(self.manifest) not in (None, self._gen.stamp):
                 self._gen = self._open()
             return self._gen
 
@@ -185,7 +187,7 @@ class Workspace:
                     outcome = exc
                 except (TagrecError, OSError) as exc:  # a file `embed` made cannot be read
                     outcome = ApiError(503, str(exc))
-            now = stamp(self.workdir)
+            now = stamp(self.manifest)
             if now == gen.stamp or time.monotonic() > deadline:
                 if isinstance(outcome, ApiError):
                     raise outcome
