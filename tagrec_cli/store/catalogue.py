@@ -77,10 +77,24 @@ def unpack_strings(arrays: dict[str, np.ndarray], name: str) -> Strings:
     return Strings(arrays, name)
 
 
-def _optional(arrays: dict[str, np.ndarray], name: str) -> list[int | None]:
-    return [int(v) if ok else None
-            for v, ok in zip(arrays[name].tolist(), arrays[f"{name}.valid"].tolist(),
-                             strict=True)]
+class OptionalInts(Sequence):
+    """An integer column with gaps (NAME, NAME.valid), each value made a Python int (or
+    None) when it is asked for: a query reads ten years of 62,000."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], name: str):
+        self.values, self.valid = arrays[name], arrays[f"{name}.valid"]
+        if len(self.values) != len(self.valid):
+            raise ValueError(f"{name}: values and validity differ in length")
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def __getitem__(self, i: int) -> int | None:  # type: ignore[override] - no slices
+        return int(self.values[i]) if self.valid[i] else None
+
+
+def _optional(arrays: dict[str, np.ndarray], name: str) -> OptionalInts:
+    return OptionalInts(arrays, name)
 
 
 def _with_valid(name: str, values: list) -> dict[str, np.ndarray]:
@@ -104,10 +118,10 @@ class Catalogue:
 
     ids: np.ndarray  # (N,) int64
     titles: Sequence[str | None]
-    years: list[int | None]
+    years: Sequence[int | None]
     genres: Sequence[str | None]  # as movies.csv gives them ("Adventure|Animation")
     terms: MovieTerms  # each movie's tags (most applied first, with counts) and genres
-    n_ratings: list[int | None]  # history ratings per movie (None: added later, none yet)
+    n_ratings: Sequence[int | None]  # history ratings per movie (None: added later, none yet)
     with_genres: bool = False  # ingest put genres in the documents
     counted: dict[bool, np.ndarray] | None = None  # movies_per_term, as embed counted it
     # (with genres / without); None: count when asked
