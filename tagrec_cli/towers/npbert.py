@@ -64,6 +64,17 @@ ACTIVATIONS = {
 }
 
 
+BLOCK_ROWS = 4  # rows of a (T, 1536) activation per block: 48 KB of float64, in cache
+
+
+def in_blocks(fn, x: np.ndarray) -> np.ndarray:
+    """fn(x) for an elementwise fn, BLOCK_ROWS rows at a time, so that its temporaries stay
+    in cache (GELU over 128 tokens: 8 -> 4 ms); the same values, element by element."""
+    if len(x) <= BLOCK_ROWS:
+        return fn(x)
+    return np.concatenate([fn(x[i:i + BLOCK_ROWS]) for i in range(0, len(x), BLOCK_ROWS)])
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -119,7 +130,8 @@ class NumpyTower:
             attn = dense(ctx.transpose(1, 0, 2).reshape(t, h), "attention.output.dense")
             x = layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"],
                            w[p + "attention.output.LayerNorm.bias"], self.eps)
-            ff = dense(ACTIVATIONS[self.act](dense(x, "intermediate.dense")), "output.dense")
+            ff = dense(in_blocks(ACTIVATIONS[self.act], dense(x, "intermediate.dense")),
+                       "output.dense")
             x = layer_norm(ff + x, w[p + "output.LayerNorm.weight"],
                            w[p + "output.LayerNorm.bias"], self.eps)
         pooled = x[0] if self.pooling == "cls" else x.mean(0)  # (H,)
