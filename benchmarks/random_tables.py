@@ -7,13 +7,20 @@ The seen index, catalogue and users' tags are the real ones `tagrec embed` write
 (store.catalogue.write_lookups); only the two tables are random, so their answers mean
 nothing. `recommend --tags` and `--ratings` need a trained model and are not covered.
 
-    python benchmarks/random_tables.py WORKDIR [--dim 512]   # WORKDIR holds ingest/
+`tagrec serve` opens only a workspace whose tables name a model it can check; --model copies
+a trained model folder (any workspace's model/, e.g. ml-latest-small's) to WORKDIR/model and
+records it, so the server's load test runs at this size too (known users never run the
+model; tags queries run it, for timing only).
+
+    python benchmarks/random_tables.py WORKDIR [--dim 512] [--model OTHER/model]
     python benchmarks/recommend.py --workdir WORKDIR --skip-tags
+    python benchmarks/serve.py --workdir WORKDIR --scenarios "known users"   # with --model
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", type=Path, help="a trained model folder to record (for serve)")
     args = ap.parse_args(argv)
     ws = args.workdir
+    config_hash = None
+    if args.model is not None:
+        shutil.copytree(args.model, ws / artifacts.MODEL_DIR, dirs_exist_ok=True)
+        config_hash = artifacts.file_digest(ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG)
     manifest = artifacts.ingest_manifest(ws)
     rng = np.random.default_rng(args.seed)
     counts = {}
@@ -41,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
                                   columns=[id_column])[id_column].to_numpy()
             vecs = rng.standard_normal((len(ids), args.dim), dtype=np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            write_table(tmp, side, ids, vecs, "model", args.dim)
+            write_table(tmp, side, ids, vecs, artifacts.MODEL_DIR, args.dim)
             counts[side + "s"] = len(ids)
         write_lookups(ws, tmp)
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
-                                 model_dir="model", dim=args.dim,
+                                 model_dir=artifacts.MODEL_DIR, dim=args.dim,
                                  ingest_key=manifest.get("ingest_key"),
-                                 model_config_hash=None, added_movies=0,
+                                 model_config_hash=config_hash, added_movies=0,
                                  ingest_settings=manifest["settings"],
                                  random_tables=True, **counts)
     print(f"wrote random tables ({counts}) and the real lookups to {ws / 'embeddings'}")

@@ -11,6 +11,12 @@ so when quoting it). The client competes with the server for the same cores.
     python benchmarks/serve.py --workdir /tmp/ws-small [--workers 2] [--clients 20]
         [--duration 20] [--json benchmarks/serve-small.json]
 
+Before/after in one run: --code LABEL=DIR (repeatable) serves the tagrec_cli of checkout DIR
+(on PYTHONPATH, with this interpreter) under LABEL; the servers take turns, each answering
+every scenario, --rounds times (ABAB...), so a change in the machine's load touches both:
+
+    python benchmarks/serve.py --workdir WS --code before=../main --code after=. --rounds 2
+
 Prints a table and writes JSON. Goal (issue 14): >= 300 requests/s for known users with p99
 under 50 ms on ml-latest-small, on 2 cores.
 """
@@ -161,29 +167,24 @@ def run_python(base: str, paths: list[str], clients: int, duration: float) -> di
             "error_kinds": dict(Counter(errors))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workdir", type=Path, required=True)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--duration", type=float, default=20)
-    ap.add_argument("--scenarios", default="known users,tags")
-    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-
-    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk")
-                                                        else "python")
+def serve_scenarios(args: argparse.Namespace, client: str, checkout: str | None,
+                    paths: dict[str, list[str]]) -> tuple[dict, list[dict]]:
+    """Start `tagrec serve` (the tagrec_cli of `checkout`, or the installed one), load it
+    with each scenario in turn, stop it: (its /health, one row per scenario)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(Path(checkout).resolve())
+    # The console script, not `python -m`: that would put the current folder's tagrec_cli
+    # first on sys.path, ahead of PYTHONPATH.
     tagrec = Path(sys.executable).with_name("tagrec")
     proc = subprocess.Popen([str(tagrec), "serve", "--workdir", str(args.workdir), "--port",
-                             str(port), "--workers", str(args.workers)],
+                             str(port), "--workers", str(args.workers)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
     try:
         health = wait_healthy(base, proc)
-        paths = scenario_paths(args.workdir, 2000, seed=0)
-        rows = []
         for name in [s.strip() for s in args.scenarios.split(",")]:
             for p in paths[name][:2 * args.workers]:  # every worker opens and warms first
                 urllib.request.urlopen(base + p, timeout=60).read()
@@ -198,18 +199,48 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+    return health, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--scenarios", default="known users,tags")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--code", action="append", default=[], metavar="LABEL=DIR",
+                    help="serve the tagrec_cli of checkout DIR (repeatable; default: the "
+                    "installed one)")
+    ap.add_argument("--rounds", type=int, default=1, help="turns of every --code")
+    args = ap.parse_args()
+
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk")
+                                                        else "python")
+    codes = dict(c.split("=", 1) for c in args.code) or {"installed": None}
+    paths = scenario_paths(args.workdir, 2000, seed=0)
+    rows = []
+    for turn in range(args.rounds):
+        for label, checkout in codes.items():
+            health, got = serve_scenarios(args, client, checkout, paths)
+            rows += [{"code": label, "round": turn + 1, **r} for r in got]
 
     report = {"workdir": str(args.workdir), "users": health["tables"]["users"],
               "movies": health["tables"]["movies"], "workers": args.workers,
               "clients": args.clients, "duration_s": args.duration, "cpus": os.cpu_count(),
+              "code": {k: str(Path(v).resolve()) if v else None for k, v in codes.items()},
               "results": rows}
     print(f"tagrec serve, {report['users']:,} users, {report['movies']:,} movies; "
           f"{args.workers} workers, {args.clients} clients for {args.duration:g} s, "
           f"{report['cpus']} CPUs shared with the client ({rows[0]['client']})")
-    print(f"{'scenario':<12} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8} {'errors':>7} {'server CPU ms/req':>18} {'load avg':>10}")
+    print(f"{'code':<10} {'scenario':<12} {'requests':>9} {'req/s':>8} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'max ms':>8} {'errors':>7} {'server CPU ms/req':>18} "
+          f"{'load avg':>10}")
     for r in rows:
-        print(f"{r['scenario']:<12} {r['requests']:>9,} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} "
+        print(f"{r['code']:<10} {r['scenario']:<12} {r['requests']:>9,} {r['rps']:>8.1f} "
+              f"{r['p50_ms']:>8.2f} "
               f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} {r['errors']:>7} "
               f"{r['server_cpu_ms_per_request']:>18.2f} "
               f"{'→'.join(str(x) for x in r['load_average_1min']):>10}")

@@ -246,9 +246,9 @@ def reasons(store: Store, recs: list[Recommendation]) -> list[list[dict]]:
             history, h_rows = history[h_rows >= 0], h_rows[h_rows >= 0]
             like = closest_history(movies.vectors[h_rows], history,
                                    movies.vectors[movies.rows_of(rec.movie_ids)], rec.movie_ids)
-        out.append([{"tags": tags, "like": None if m < 0 else
-                     {"movieId": int(m), "title": catalogue.label(int(m))}}
-                    for tags, m in zip(shared, like, strict=True)])
+        titles = catalogue.labels(like)
+        out.append([{"tags": tags, "like": None if m < 0 else {"movieId": m, "title": title}}
+                    for tags, m, title in zip(shared, like.tolist(), titles, strict=True)])
     return out
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
@@ -30,8 +29,42 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+class LazyConsole:
+    """A rich Console, made on first use: importing rich takes about 30 ms, and a `--json`
+    answer prints nothing through one. Every attribute is the console's."""
+
+    def __init__(self, **options: object):
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _get(self):
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(**self._options))
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self._get(), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._get(), name, value)
+
+    # Special methods are looked up on the type, not through __getattr__: Console's own.
+    def __enter__(self):
+        return self._get().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._get().__exit__(*exc)
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", "-w", envvar=WORKDIR_ENV, file_okay=False,

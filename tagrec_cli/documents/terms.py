@@ -18,7 +18,7 @@ on these arrays; tests check that the two give the same document.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -35,6 +35,9 @@ class MovieTerms:
     tag_counts: np.ndarray  # (nnz,) int64
     genre_indptr: np.ndarray  # (N+1,) int64
     genre_ids: np.ndarray  # (nnz_g,) int64
+    # term -> id of the terms looked up so far, found ones only (so at most V entries): the
+    # reasons look up every recommended movie's terms, and a server does so on every request
+    found: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     ARRAYS = ("tag_indptr", "tag_ids", "tag_counts", "genre_indptr", "genre_ids")
 
@@ -78,8 +81,13 @@ class MovieTerms:
 
     def term_id(self, term: str) -> int:
         """The id of a cleaned term, or -1 when no movie carries it."""
-        i = bisect.bisect_left(self.terms, term)
-        return i if i < len(self.terms) and self.terms[i] == term else -1
+        if term in self.found:
+            return self.found[term]
+        i = bisect.bisect_left(self.terms, term)  # each step decodes a term (store.Strings)
+        if i < len(self.terms) and self.terms[i] == term:
+            self.found[term] = i
+            return i
+        return -1
 
     @cached_property
     def tag_rows(self) -> np.ndarray:
@@ -95,7 +103,12 @@ class MovieTerms:
         """The term ids of (movie row, term id) entries, each pair once: a term counts once
         per movie."""
         width = max(len(self.terms), 1)
-        return np.unique(rows * width + ids) % width
+        # np.unique, written out: numpy's would import numpy.ma (17 ms of a query) to ask
+        # whether the keys are a masked array
+        keys = np.sort(rows * width + ids)
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return keys[first] % width
 
     def movies_per_term(self, with_genres: bool) -> np.ndarray:
         """(V,) how many movies' documents carry each term (low = distinctive)."""

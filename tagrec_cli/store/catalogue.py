@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -77,10 +77,24 @@ def unpack_strings(arrays: dict[str, np.ndarray], name: str) -> Strings:
     return Strings(arrays, name)
 
 
-def _optional(arrays: dict[str, np.ndarray], name: str) -> list[int | None]:
-    return [int(v) if ok else None
-            for v, ok in zip(arrays[name].tolist(), arrays[f"{name}.valid"].tolist(),
-                             strict=True)]
+class OptionalInts(Sequence):
+    """An integer column with gaps (NAME, NAME.valid), each value made a Python int (or
+    None) when it is asked for: a query reads ten years of 62,000."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], name: str):
+        self.values, self.valid = arrays[name], arrays[f"{name}.valid"]
+        if len(self.values) != len(self.valid):
+            raise ValueError(f"{name}: values and validity differ in length")
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def __getitem__(self, i: int) -> int | None:  # type: ignore[override] - no slices
+        return int(self.values[i]) if self.valid[i] else None
+
+
+def _optional(arrays: dict[str, np.ndarray], name: str) -> OptionalInts:
+    return OptionalInts(arrays, name)
 
 
 def _with_valid(name: str, values: list) -> dict[str, np.ndarray]:
@@ -104,13 +118,17 @@ class Catalogue:
 
     ids: np.ndarray  # (N,) int64
     titles: Sequence[str | None]
-    years: list[int | None]
+    years: Sequence[int | None]
     genres: Sequence[str | None]  # as movies.csv gives them ("Adventure|Animation")
     terms: MovieTerms  # each movie's tags (most applied first, with counts) and genres
-    n_ratings: list[int | None]  # history ratings per movie (None: added later, none yet)
+    n_ratings: Sequence[int | None]  # history ratings per movie (None: added later, none yet)
     with_genres: bool = False  # ingest put genres in the documents
     counted: dict[bool, np.ndarray] | None = None  # movies_per_term, as embed counted it
     # (with genres / without); None: count when asked
+    # row -> document_terms(row), for the rows asked for so far (at most N): every answer's
+    # reasons read them, and a server answers thousands a second from the same catalogue
+    terms_of: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                 compare=False)
 
     @classmethod
     def load(cls, workdir: Path, with_genres: bool) -> Catalogue:
@@ -145,7 +163,9 @@ class Catalogue:
     def document_terms(self, row: int) -> list[str]:
         """The terms movie `row`'s document carries (tags, and genres when documents have
         them): what a reason can name."""
-        return self.terms.document_terms(row, self.with_genres)
+        if row not in self.terms_of:
+            self.terms_of[row] = tuple(self.terms.document_terms(row, self.with_genres))
+        return list(self.terms_of[row])  # a copy: the caller may change its list
 
     @cached_property
     def movies_per_term(self) -> np.ndarray:
@@ -170,8 +190,13 @@ class Catalogue:
         return out
 
     def label(self, movie_id: int) -> str:
-        r = int(self.rows(np.array([movie_id]))[0])
-        return self.titles[r] if r >= 0 and self.titles[r] else f"movie {movie_id}"
+        return self.labels(np.array([movie_id]))[0]
+
+    def labels(self, movie_ids: np.ndarray) -> list[str]:
+        """Each movie's title, or "movie ID" for one without (one lookup for them all)."""
+        return [self.titles[r] if r >= 0 and self.titles[r] else f"movie {m}"
+                for m, r in zip(np.asarray(movie_ids).tolist(), self.rows(movie_ids).tolist(),
+                                strict=True)]
 
     def find(self, text: str) -> list[int]:
         """Ids of movies whose title contains `text` (case-insensitive), in id order."""
