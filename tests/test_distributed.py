@@ -52,8 +52,9 @@ def tagrec_train(workdir: Path, tiny_bert: Path, *args: str,
 def test_two_processes_train_disjoint_shards_and_save_one_model(ws, tiny_bert):
     # Batches of 8 pairs: 67 of them, so one is dropped to give both ranks 33 steps; one
     # batch has no liked pair, so at that step a rank joins the all-reduce with zeros.
+    # Without short-history users, so that the pairs below are the ingest's (train/prefix.py)
     r = tagrec_train(ws, tiny_bert, "--loss", "softmax", "--batch-size", "8",
-                     "--no-freeze-encoder", "--group-by-user", nproc=2)
+                     "--no-freeze-encoder", "--group-by-user", "--short-history", "0", nproc=2)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("best epoch 1") == 1  # rank 0 reports, rank 1 is silent
     assert r.stderr.count("epoch 1: valid loss") == 1
