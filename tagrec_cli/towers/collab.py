@@ -8,7 +8,7 @@ V (added later, or never rated in training) is its text alone, and a new user is
 from the movies they rated (`liked` built from any ratings). Training shows a share of the
 batch's movies without V and of its users without the pool (cold dropout), leaves each
 pair's own movie out of its user's pool (else the model learns that a movie is similar to
-itself), and never uses one of the user's history movies as their negative.
+itself), and never uses one of the movies the user liked as their negative.
 
 `liked` is a (users, id rows) CSR matrix holding 1 / sqrt(n_liked) at each liked movie.
 """
