@@ -162,9 +162,9 @@ class DeviceLiked:
 
     def weight(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """(B,) user rows, (B,) movie rows -> (B,) float32: liked[user, movie] (0 if none)."""
-        found, where = self.lookup(users * self.n_movies + movies)
         if not len(self.keys):
             return torch.zeros(len(users), device=self.device)
+        found, where = self.lookup(users * self.n_movies + movies)
         return torch.where(found, self.data[where], 0.0)
 
     def contains(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:

@@ -217,11 +217,15 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
         tables = token_tables(workdir, tokenizer, model_cfg.max_length)
     like_threshold = manifest["settings"].get("like_threshold", 2.5)
+    # Read once, and only when needed: the likes the pool is made of, and the first ratings
+    # the short-history users are made of.
+    history = (ingested.history_ratings(workdir)
+               if model_cfg.collaborative or cfg.short_history else None)
     liked = None
     if model_cfg.collaborative:
         model.id_movies.copy_(torch.from_numpy(tables["movie"].ids.astype(np.int64)))
-        liked = collab.workspace_liked(workdir, tables["user"].ids, tables["movie"].ids,
-                                       like_threshold)
+        liked = collab.liked_matrix(tables["user"].ids, tables["movie"].ids, history,
+                                    like_threshold)
     pairs = load_pairs(workdir, tables)
     train = pairs["train"]
     if len(train.labels) == 0:
@@ -230,11 +234,13 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     side = side_features(workdir, model_cfg, tables)  # (N, F) per tower, or None
     real_users = len(tables["user"])
     real_pairs = len(train.labels)
-    trained = pl.DataFrame({"userId": tables["user"].ids[train.user_rows],
-                            "movieId": tables["movie"].ids[train.movie_rows]})
-    short = prefix.short_history_users(workdir, ingested.history_ratings(workdir), trained,
-                                       cfg.short_history, cfg.short_history_next,
-                                       like_threshold, model_cfg.features, cfg.seed)
+    short = None
+    if cfg.short_history:
+        trained = pl.DataFrame({"userId": tables["user"].ids[train.user_rows],
+                                "movieId": tables["movie"].ids[train.movie_rows]})
+        short = prefix.short_history_users(workdir, history, trained, cfg.short_history,
+                                           cfg.short_history_next, like_threshold,
+                                           model_cfg.features, cfg.seed)
     if short is not None:  # appended user rows, for training only
         tables, pairs, side, liked = prefix.add_short_history(
             short, tables, pairs, side, liked, tokenizer, model_cfg.max_length, like_threshold)
