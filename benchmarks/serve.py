@@ -17,7 +17,10 @@ every scenario, --rounds times (ABAB...), so a change in the machine's load touc
 
     python benchmarks/serve.py --workdir WS --code before=../main --code after=. --rounds 2
 
-Prints a table and writes JSON. Goal (issue 14): >= 300 requests/s for known users with p99
+Each scenario starts once the machine is idle (--settle: up to 60 s for under 10% of the CPUs
+busy over a second), so that it does not run in the tail of the one before; the load average
+before and after is printed and the busy share seen is in the JSON. Prints a table and writes
+JSON. Goal (issue 14): >= 300 requests/s for known users with p99
 under 50 ms on ml-latest-small, on 2 cores.
 """
 
@@ -91,6 +94,25 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
     return total
+
+
+def busy_share(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU time spent busy over the next `seconds` (/proc/stat)."""
+    def sample() -> tuple[int, int]:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    (t0, i0), _ = sample(), time.sleep(seconds)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def settle(limit: float, busy: float = 0.1) -> float:
+    """Wait, up to `limit` s, until the machine is idle (under `busy` over a second): a
+    scenario must not start in the tail of the previous one. Returns the busy share seen."""
+    deadline, share = time.monotonic() + limit, busy_share()
+    while share > busy and time.monotonic() < deadline:
+        share = busy_share()
+    return share
 
 
 def scenario_paths(workdir: Path, n: int, seed: int) -> dict[str, list[str]]:
@@ -188,6 +210,7 @@ def serve_scenarios(args: argparse.Namespace, client: str, checkout: str | None,
         for name in [s.strip() for s in args.scenarios.split(",")]:
             for p in paths[name][:2 * args.workers]:  # every worker opens and warms first
                 urllib.request.urlopen(base + p, timeout=60).read()
+            idle_busy = settle(args.settle) if args.settle else None
             cpu, load = cpu_seconds(proc.pid), os.getloadavg()[0]
             res = (run_wrk(base, paths[name], args.clients, args.duration, threads=1)
                    if client == "wrk" else
@@ -195,6 +218,7 @@ def serve_scenarios(args: argparse.Namespace, client: str, checkout: str | None,
             res["server_cpu_ms_per_request"] = round(
                 (cpu_seconds(proc.pid) - cpu) * 1000 / max(res["requests"], 1), 2)
             res["load_average_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+            res["busy_before"] = None if idle_busy is None else round(idle_busy, 3)
             rows.append({"scenario": name, **res})
     finally:
         proc.terminate()
@@ -215,6 +239,9 @@ def main() -> None:
                     help="serve the tagrec_cli of checkout DIR (repeatable; default: the "
                     "installed one)")
     ap.add_argument("--rounds", type=int, default=1, help="turns of every --code")
+    ap.add_argument("--settle", type=float, default=60, metavar="S",
+                    help="before each scenario wait up to S s for the machine to be idle "
+                    "(under 10%% busy over a second; 0: don't wait)")
     args = ap.parse_args()
 
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk")
