@@ -49,6 +49,36 @@ def test_top_k_list_exclusions_equal_sparse_ones():
                                                                       strict=True))
 
 
+def sorted_top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+    """The rule spelled out: per row, a full sort by (-score, column), -inf and NaN last."""
+    out = np.full((len(scores), k), -1, dtype=np.int64)
+    for r, row in enumerate(np.asarray(scores, dtype=np.float64)):
+        s = np.where(np.isnan(row), -np.inf, row)
+        s[exclude[r].indices] = -np.inf
+        best = np.lexsort((np.arange(len(s)), -s))[:k]
+        best = best[np.isfinite(s[best])]
+        out[r, :len(best)] = best
+    return out
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "few finite", "float32 ties"])
+@pytest.mark.parametrize("n", [100, 4096, 5000, 9742])  # 4096 and up: the two-stage select
+def test_top_k_equals_a_full_sort(kind, n):
+    rng = np.random.default_rng(n)
+    for k in (1, 10, 100):
+        if kind == "normal":
+            scores = rng.standard_normal((5, n)).astype(np.float32)
+        elif kind == "ties":  # few distinct values: ties across chunks at the k-th place
+            scores = rng.integers(0, 5, (5, n)).astype(np.float64)
+        elif kind == "few finite":  # fewer finite values than k in some rows
+            scores = rng.standard_normal((5, n))
+            scores[rng.random((5, n)) < 0.995] = np.nan
+        else:
+            scores = np.round(rng.standard_normal((5, n)), 1).astype(np.float32)
+        exclude = sp.csr_matrix(rng.random((5, n)) < 0.05)
+        assert np.array_equal(top_k(scores, k, exclude)[0], sorted_top_k(scores, k, exclude))
+
+
 def test_rows_of_marks_absent_ids():
     # Example of the docstring: table [5, 1, 9], ids [9, 4] -> [2, -1]
     assert rows_of(np.array([5, 1, 9]), np.array([9, 4])).tolist() == [2, -1]
