@@ -132,6 +132,10 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10  # frozen encoder: an epoch is seconds of head training (QUALITY.md)
+    # A budget of steps (batches of batch_size pairs, all processes together): the run ends
+    # after this many, the last epoch cut short; 0 = none. ml-latest-small's 10 epochs are
+    # ~1,100 steps; MovieLens-25M's 20M pairs would be 230,000 (benchmarks/SCALE.md).
+    max_steps: int = 20_000
     batch_size: int = 1024  # pairs per step (per process under torchrun: N processes, N x this)
     lr: float = 5e-5  # encoder learning rate (AdamW)
     head_lr: float = 1e-3  # projection heads start from random, so they learn faster
@@ -168,6 +172,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check({"epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
+                "max_steps must be >= 0": self.max_steps >= 0,
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
         _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,

@@ -148,6 +148,25 @@ def test_training_beats_untrained_heads_on_sample_data(tmp_path, sample_dir, tin
     assert trained > untrained + 0.05
 
 
+def test_max_steps_ends_training_within_an_epoch(ws, tiny_bert):
+    def trained_epochs(max_steps: int) -> tuple[list[int], int]:
+        r = invoke(["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "5",
+                    "--batch-size", "64", "--max-steps", str(max_steps), "--dim", "16"], ws)
+        assert r.exit_code == 0, r.output
+        config = json.loads((ws / "model" / "config.json").read_text())
+        assert config["training"]["max_steps"] == max_steps
+        data = config["data"]
+        steps = -(-(data["train_pairs"] + data["short_history_pairs"]) // 64)  # per epoch
+        # epoch 0: the untrained heads
+        return [m.get("steps", 0) for m in config["history"]], steps
+
+    steps, per_epoch = trained_epochs(0)  # no budget: the five asked for
+    assert steps == [0] + [per_epoch] * 5
+    budget = per_epoch + per_epoch // 2  # one epoch and half of the next
+    steps, _ = trained_epochs(budget)
+    assert steps == [0, per_epoch, per_epoch // 2]
+
+
 def test_device_cuda_without_cuda_is_a_clear_error(ws, tiny_bert):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tagrec_cli.train.batches import epoch_batches, lr_factor
+from tagrec_cli.train.batches import budget_schedule, epoch_batches, lr_factor
 
 
 def test_epoch_batches_cover_every_pair_once_and_group_users():
@@ -21,6 +21,22 @@ def test_epoch_batches_cover_every_pair_once_and_group_users():
     plain = epoch_batches(users, 16, np.random.default_rng(0), group_by_user=False)
     assert sorted(np.concatenate(plain).tolist()) == list(range(160))
     assert np.mean([len(np.unique(users[b])) for b in plain]) > 5
+
+
+def test_budget_schedule_cuts_the_epoch_that_reaches_the_budget():
+    drawn = iter(range(100))
+
+    def draw():  # an epoch of 3 batches, each a distinct number
+        return [np.array([next(drawn)]) for _ in range(3)]
+
+    # The example of the docstring: 3 batches an epoch, 10 epochs, budget 7.
+    sched = budget_schedule(10, 7, draw)
+    assert [len(e) for e in sched] == [3, 3, 1]
+    assert [int(b[0]) for e in sched for b in e] == [0, 1, 2, 3, 4, 5, 6]
+    # A budget the epochs do not reach, exactly reached, or none: every epoch whole.
+    for budget in (100, 6, 0):
+        drawn = iter(range(100))
+        assert [len(e) for e in budget_schedule(2, budget, draw)] == [3, 3]
 
 
 def test_lr_factor_warms_up_then_decays():

@@ -55,6 +55,10 @@ def train(
                       ] = Device(TRAIN.device),
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")
                       ] = TRAIN.epochs,
+    max_steps: Annotated[int, typer.Option(
+        min=0, help="Stop after this many steps, the last epoch cut short, so that large "
+        "data trains in bounded time (0 = no limit; steps of all processes together).")
+    ] = TRAIN.max_steps,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Pairs per step (per process under torchrun).")] = TRAIN.batch_size,
     lr: Annotated[float, typer.Option(min=0.0, help="Encoder learning rate (AdamW).")
@@ -127,7 +131,8 @@ def train(
 
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
                         max_length=max_length, collaborative=collaborative)
-    cfg = replace(TRAIN, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
+    cfg = replace(TRAIN, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                      head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,
                       device=device.value, margin=margin, loss=loss.value,
                       temperature=temperature, log_q=log_q, positive_rating=positive_rating,

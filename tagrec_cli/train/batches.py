@@ -5,6 +5,7 @@ Pure numpy over the ingest pairs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,26 @@ def softmax_positives(cfg: TrainConfig, labels: np.ndarray, ratings: np.ndarray)
     the hybrid loss."""
     threshold = cfg.positive_rating if cfg.loss == "hybrid" else 0.0
     return (labels > 0) & (ratings >= threshold)
+
+
+def budget_schedule(epochs: int, max_steps: int,
+                    draw: Callable[[], list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Each epoch's batches (draw() gives one epoch's), `epochs` of them or fewer: with a
+    budget of max_steps batches (0 = none) the epoch that reaches it is cut short there and
+    no later one is drawn. An epoch drawn is drawn whole from the stream, so the batches of
+    a run the budget does not touch are those of a run without one.
+    Example: 3 batches an epoch, 10 epochs, max_steps 7 -> epochs of 3, 3 and 1 batches
+    """
+    schedule, left = [], max_steps or None
+    for _ in range(epochs):
+        batches = draw()
+        if left is not None:
+            batches = batches[:left]
+            left -= len(batches)
+        schedule.append(batches)
+        if left == 0:
+            break
+    return schedule
 
 
 def epoch_batches(user_rows: np.ndarray, batch_size: int, rng: np.random.Generator,

@@ -51,7 +51,14 @@ from tagrec_cli.towers.encode import encode_rows, uses_bf16
 from tagrec_cli.towers.model import TwoTower, build_model, resolve_device, save_model
 from tagrec_cli.towers.tokens import TokenTable, token_tables
 from tagrec_cli.train import distributed, prefix
-from tagrec_cli.train.batches import Pairs, epoch_batches, load_pairs, lr_factor, softmax_positives
+from tagrec_cli.train.batches import (
+    Pairs,
+    budget_schedule,
+    epoch_batches,
+    load_pairs,
+    lr_factor,
+    softmax_positives,
+)
 from tagrec_cli.train.distributed import Dist
 from tagrec_cli.train.plan import EpochPlan, plan_epoch
 from tagrec_cli.train.step import (
@@ -181,7 +188,7 @@ def train_epochs(run: Run, on_step: OnStep | None,
     """Every epoch: train, validate, save when validation AUC improves (Ctrl-C: stop)."""
     best_auc, step = -math.inf, 0
     try:
-        for epoch in range(1, run.cfg.epochs + 1):
+        for epoch in range(1, len(run.schedule) + 1):  # fewer than cfg.epochs: max_steps
             extra, step = train_epoch(run, epoch, step, on_step)
             auc = validate(run, epoch, extra, on_epoch)["auc"]
             # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
@@ -328,9 +335,10 @@ def optimise(run: Run) -> None:
                                       fused=run.device.type in ("cpu", "cuda"))
     # The same seed on every rank: all cut the same batches, then each keeps its own share.
     rng = np.random.default_rng(cfg.seed)
-    run.schedule = [distributed.shard(dist, epoch_batches(train.user_rows, cfg.batch_size, rng,
-                                                          cfg.group_by_user))
-                    for _ in range(cfg.epochs)]
+    # The budget counts the batches before they are shared out: N processes run max_steps / N.
+    run.schedule = [distributed.shard(dist, batches) for batches in budget_schedule(
+        cfg.epochs, cfg.max_steps,
+        lambda: epoch_batches(train.user_rows, cfg.batch_size, rng, cfg.group_by_user))]
     if cfg.loss in ("softmax", "hybrid") and cfg.log_q:
         # q: how often a movie is a candidate, i.e. its share of the pairs the candidates
         # come from (every pair for "softmax", the positives for "hybrid").
@@ -351,7 +359,7 @@ def optimise(run: Run) -> None:
         lengths = {side: table.lengths for side, table in run.tables.items()}
     run.planner = Planner(lambda epoch: plan_epoch(cfg, train, run.schedule[epoch - 1],
                                                    lengths, run.log_q, run.unrated_rng),
-                          cfg.epochs)
+                          len(run.schedule))
 
 
 def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
@@ -395,7 +403,7 @@ def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
             {"epoch": epoch, **distributed.coverage(dist, plan.batches,
                                                      len(run.pairs["train"].labels))})
     return ({"train_loss": loss_sum / dist.world, "seqs_per_s": rate_sum,
-             "epoch_seconds": seconds}, step)
+             "epoch_seconds": seconds, "steps": plan.steps}, step)
 
 
 def validate(run: Run, epoch: int, extra: dict[str, float],
