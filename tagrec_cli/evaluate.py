@@ -368,7 +368,8 @@ def new_user_documents(workdir: Path, data: EvalData, known: pl.DataFrame, users
 
 def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer], k: int,
                     relevant_rating: float, tagrec_items: np.ndarray | None,
-                    encode_users: EncodeUsers | None) -> dict[str, dict[str, float]]:
+                    encode_users: EncodeUsers | None, block_size: int = 256,
+                    ) -> dict[str, dict[str, float]]:
     """Ranking metrics per method on the new users (module docstring): tagrec from the
     known ratings' document, the fitted scorers that can fold a user in."""
     known, scored = new_user_parts(data.new_users)
@@ -388,18 +389,27 @@ def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer],
                     rows_of(data.movie_ids, liked["movieId"].to_numpy().astype(np.int64)),
                     strict=True):
         relevant[urow[int(u)]].add(int(m))
-    scores: dict[str, np.ndarray] = {}
+    # Each method's (block, movies) scores of a block of new users, ranked a block at a time:
+    # at MovieLens-25M size the 16,200 new users' dense scores would be 8 GB per method.
+    rankers: dict[str, Callable[[slice], np.ndarray | None]] = {}
     if tagrec_items is not None and encode_users is not None:
         docs, feats = new_user_documents(workdir, data, known, users)
-        scores["tagrec"] = encode_users(docs, feats, users, known) @ tagrec_items.T
+        vectors = encode_users(docs, feats, users, known)  # (n, dim)
+        rankers["tagrec"] = lambda b: vectors[b] @ tagrec_items.T
     for name, scorer in fitted.items():
-        folded = scorer.fold_in(x)
-        if folded is not None:
-            scores[name] = folded
+        rankers[name] = lambda b, scorer=scorer: scorer.fold_in(x[b])  # None: cannot fold in
     out = {}
-    for name, s in scores.items():
-        m = ranking_metrics(top_k(s, k, x)[0], relevant, k)
-        out[name] = {key: m[key] for key in ("ndcg", "recall", "hit_rate", "mrr", "users")}
+    for name, scores in rankers.items():
+        top = np.full((n, k), -1, dtype=np.int64)
+        for lo in range(0, n, block_size):
+            block = slice(lo, min(lo + block_size, n))
+            s = scores(block)
+            if s is None:
+                break
+            top[block] = top_k(s, k, x[block])[0]
+        else:
+            m = ranking_metrics(top, relevant, k)
+            out[name] = {key: m[key] for key in ("ndcg", "recall", "hit_rate", "mrr", "users")}
     return out
 
 
@@ -471,7 +481,8 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     if data.new_users is not None:
         say("the new-users slice")
         new_users = new_users_slice(workdir, data, fitted, k, relevant_rating,
-                                    tagrec.items if tagrec is not None else None, encode_users)
+                                    tagrec.items if tagrec is not None else None, encode_users,
+                                    block_size)
 
     return EvalReport(
         k=k, relevant_rating=relevant_rating, baselines=names, methods=methods,

@@ -230,6 +230,19 @@ def test_new_users_slice(evaluated_small_refit_dim16):
     assert report.test.new_users["popular"]["ndcg"] >= 0.0
 
 
+def test_new_users_are_ranked_in_blocks_with_the_same_result(evaluated_small_refit_dim16):
+    from tagrec_cli.evaluate import load_eval_data, make_baseline, new_users_slice
+
+    work, _, _ = evaluated_small_refit_dim16
+    test = work / "evaluate" / "test"
+    data = load_eval_data(test, target="test")
+    fitted = {b: make_baseline(b, data) for b in ("popular", "ease", "itemknn", "bias")}
+    whole = new_users_slice(test, data, fitted, 10, 4.0, None, None, block_size=10_000)
+    blocks = new_users_slice(test, data, fitted, 10, 4.0, None, None, block_size=3)
+    assert set(whole) == {"popular", "ease", "itemknn"}  # bias cannot fold a user in
+    assert blocks == whole
+
+
 def test_protocol_reuses_unchanged_stages(evaluated_small_refit_dim16, copy_workspace):
     from tagrec_cli.protocol import run_protocol
 

@@ -79,11 +79,11 @@ def test_train_saves_best_epoch_and_loads_back_identically(ws, tiny_bert):
     assert metrics["auc"] == pytest.approx(best["auc"], abs=1e-6)
 
 
-def test_same_seed_same_weights(tmp_path, workspace, tiny_bert):
+def test_same_seed_same_weights(tmp_path, ws, tiny_bert):
     weights = []
     for name in ("a", "b"):
         out = tmp_path / name
-        run_train(workspace, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=3),
+        run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=3),
                   out_dir=out)
         weights.append(load_file(str(out / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
@@ -92,10 +92,37 @@ def test_same_seed_same_weights(tmp_path, workspace, tiny_bert):
     # deterministic kernels would make it exact at twice the step time).
     assert all(np.allclose(weights[0][k], weights[1][k], rtol=0, atol=1e-6) for k in weights[0])
     other = tmp_path / "c"
-    run_train(workspace, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=4),
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", seed=4),
               out_dir=other)
     head = load_file(str(other / "model.safetensors"))["heads.user.weight"]
     assert not np.allclose(head, weights[0]["heads.user.weight"], atol=1e-3)
+
+
+def test_a_second_frozen_train_reads_encoded_rows_from_the_cache(ws, tiny_bert, monkeypatch):
+    import tagrec_cli.train.loop as loop
+
+    encoded = []
+    real_encode = loop.encode_rows
+
+    def counting(model, table, rows, **kw):
+        encoded.append(len(rows))
+        return real_encode(model, table, rows, **kw)
+
+    monkeypatch.setattr(loop, "encode_rows", counting)
+    cfg = TrainConfig(epochs=1, device="cpu", short_history=0)
+    run_train(ws, tiny(tiny_bert), cfg, out_dir=ws / "first")
+    assert sum(encoded) > 0
+    encoded.clear()
+    run_train(ws, tiny(tiny_bert), cfg, out_dir=ws / "second")
+    assert encoded == []  # every row came from the cache the first run wrote
+    first = load_file(str(ws / "first" / "model.safetensors"))
+    second = load_file(str(ws / "second" / "model.safetensors"))
+    assert all(np.allclose(first[k], second[k], rtol=0, atol=1e-6) for k in first)
+    # Short-history users are not in the cache: only they are encoded.
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"), out_dir=ws / "third")
+    assert 0 < sum(encoded)
+    config = json.loads((ws / "third" / "config.json").read_text())
+    assert sum(encoded) == config["data"]["short_history_users"]
 
 
 def test_ctrl_c_keeps_best_model_so_far(ws, tiny_bert):

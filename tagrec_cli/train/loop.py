@@ -280,28 +280,40 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
 def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
     """(N, H) pooled encoder output per tower, for the documents some pair refers to.
 
-    At MovieLens-25M scale a sample of 12,000 pairs touches ~20k of the 224k documents, and
-    each costs an encoder pass. Rank 0 keeps them in the cache for `embed` to reuse.
+    Rows the workspace cache already holds for this encoder and these documents (an earlier
+    frozen-encoder train, or embed) are read, not encoded: at MovieLens-25M size encoding is
+    an hour or more on a CPU, and a second `train` with other settings needs the same rows.
+    Rank 0 writes what it encoded back to the cache, for `embed` and the next `train`.
     """
     model, dist = run.model, run.dist
     model.encoder.requires_grad_(False)
-    pooled, done = {}, {}
+    # The cache holds the ingest's rows, not the short-history pseudo-users appended after.
+    real = {**run.tables, "user": run.tables["user"].head(run.real_users)}
+    key = pooled_cache.cache_key(model, real, run.device, uses_bf16(run.device))
+    cached = pooled_cache.load(run.workdir, key, real)  # {} without a usable cache
+    distributed.barrier(dist)  # every rank has read it before rank 0 may rewrite it
+    pooled, done, encoded = {}, {}, 0
     for side, table in run.tables.items():
         needed = np.unique(np.concatenate([getattr(p, f"{side}_rows")
                                            for p in run.pairs.values()]))
-        encode = functools.partial(encode_rows, model, table, device=run.device,
-                                   batch_size=run.cfg.eval_batch_size, side=None)
         feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
-        feats[torch.from_numpy(needed)] = distributed.map_rows(dist, encode, needed)
-        pooled[side] = feats
-        done[side] = np.zeros(len(table), dtype=bool)
-        done[side][needed] = True
-    if dist.main:  # what embed will look up: the ingest's rows, not the pseudo-users
-        real = {**run.tables, "user": run.tables["user"].head(run.real_users)}
-        pooled_cache.save(run.workdir, pooled_cache.cache_key(
-            model, real, run.device, uses_bf16(run.device)),
-            {**pooled, "user": pooled["user"][:run.real_users]},
-            {**done, "user": done["user"][:run.real_users]})
+        have = np.zeros(len(table), dtype=bool)
+        if side in cached:
+            rows, cached_done = cached[side]
+            n = len(cached_done)
+            have[:n] = cached_done
+            feats[:n][torch.from_numpy(cached_done)] = rows[torch.from_numpy(cached_done)]
+        todo = needed[~have[needed]]
+        if len(todo):
+            encode = functools.partial(encode_rows, model, table, device=run.device,
+                                       batch_size=run.cfg.eval_batch_size, side=None)
+            feats[torch.from_numpy(todo)] = distributed.map_rows(dist, encode, todo)
+            have[todo] = True
+            encoded += int((todo < len(real[side])).sum())
+        pooled[side], done[side] = feats, have
+    if dist.main and encoded:  # what embed will look up: the ingest's rows
+        pooled_cache.save(run.workdir, key, {**pooled, "user": pooled["user"][:run.real_users]},
+                          {**done, "user": done["user"][:run.real_users]})
     return pooled
 
 
