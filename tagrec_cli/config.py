@@ -134,7 +134,7 @@ class TrainConfig:
     epochs: int = 10  # frozen encoder: an epoch is seconds of head training (QUALITY.md)
     # A budget of steps (batches of batch_size pairs, all processes together): the run ends
     # after this many, the last epoch cut short; 0 = none. ml-latest-small's 10 epochs are
-    # ~1,100 steps; MovieLens-25M's 20M pairs would be 230,000 (benchmarks/SCALE.md).
+    # ~1,100 steps; MovieLens-25M's 25M pairs (+3.2M short-history) 277,000 (SCALE.md).
     max_steps: int = 20_000
     batch_size: int = 1024  # pairs per step (per process under torchrun: N processes, N x this)
     lr: float = 5e-5  # encoder learning rate (AdamW)

@@ -120,7 +120,7 @@ def test_a_second_frozen_train_reads_encoded_rows_from_the_cache(ws, tiny_bert, 
     assert all(np.allclose(first[k], second[k], rtol=0, atol=1e-6) for k in first)
     # Short-history users are not in the cache: only they are encoded.
     run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu"), out_dir=ws / "third")
-    assert 0 < sum(encoded)
+    assert sum(encoded) > 0
     config = json.loads((ws / "third" / "config.json").read_text())
     assert sum(encoded) == config["data"]["short_history_users"]
 

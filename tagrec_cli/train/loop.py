@@ -281,7 +281,7 @@ def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
     """(N, H) pooled encoder output per tower, for the documents some pair refers to.
 
     Rows the workspace cache already holds for this encoder and these documents (an earlier
-    frozen-encoder train, or embed) are read, not encoded: at MovieLens-25M size encoding is
+    frozen-encoder train) are read, not encoded: at MovieLens-25M size encoding is
     an hour or more on a CPU, and a second `train` with other settings needs the same rows.
     Rank 0 writes what it encoded back to the cache, for `embed` and the next `train`.
     """
