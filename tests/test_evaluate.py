@@ -38,6 +38,18 @@ def obvious_item(u: int) -> int:
     return (0 if u < 6 else 5) + u % 5
 
 
+def test_blocks_ranked_in_threads_equal_one_at_a_time():
+    rng = np.random.default_rng(0)
+    users, items = 50, 300
+    scorer = bl.DotScorer(rng.standard_normal((users, 8)), rng.standard_normal((items, 8)))
+    data = SimpleNamespace(history=sp.csr_matrix(rng.random((users, items)) < 0.1))
+    rows = rng.permutation(users)
+    serial = evaluate_scorer(scorer, data, rows, k=7, block_size=4, workers=1)
+    threaded = evaluate_scorer(scorer, data, rows, k=7, block_size=4, workers=4)
+    assert np.array_equal(serial, threaded)
+    assert (serial >= 0).all()
+
+
 def top1(scorer: bl.Scorer, history: sp.csr_matrix) -> list[int]:
     users = np.arange(N_USERS)
     top = evaluate_scorer(scorer, SimpleNamespace(history=history), users, k=N_ITEMS)
