@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from tagrec_cli import prior
+
 EASE_MAX_ITEMS = 20_000  # a dense N x N inverse beyond this is too slow / too big
 
 
@@ -51,22 +53,33 @@ class Scorer:
 
 
 class DotScorer(Scorer):
-    """Scores = user_vectors[u] . item_vectors^T (tagrec's embeddings, ALS factors)."""
+    """Scores = user_vectors[u] . item_vectors^T (tagrec's embeddings, ALS factors), plus
+    user_weights[u] x item_prior when given (tagrec's popularity prior, prior.py)."""
 
     def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray,
-                 pairs: bool = True) -> None:
+                 pairs: bool = True, user_weights: np.ndarray | None = None,
+                 item_prior: np.ndarray | None = None) -> None:
         self.users = np.ascontiguousarray(user_vectors, dtype=np.float32)
         self.items = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.n_items = len(self.items)
         self.pairs = pairs
+        self.user_weights, self.item_prior = user_weights, item_prior
 
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
-        return self.users[user_rows] @ self.items.T
+        return self.vector_scores(self.users[user_rows], None if self.user_weights is None
+                                  else self.user_weights[user_rows])
+
+    def vector_scores(self, vectors: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """(B, d) user vectors and their (B,) prior weights -> (B, n_items) scores."""
+        return prior.scores(vectors @ self.items.T, weights, self.item_prior)
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
         if not self.pairs:
             return None
-        return np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
+        out = np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
+        if self.user_weights is not None and self.item_prior is not None:
+            out = out + self.user_weights[user_rows] * self.item_prior[item_rows]
+        return out
 
 
 class RandomScorer(Scorer):

@@ -120,13 +120,20 @@ class ModelConfig:
     # only). id_rows: rows of that table, set by train from the ingest (0 = none yet).
     collaborative: bool = True  # on ml-latest-small and the sample data (QUALITY.md)
     id_rows: int = 0
+    # Ranking (prior.py): score = cosine + popularity_prior x (1 + prior_shrink / n) x the
+    # movie's popularity prior, for a user known by n ratings; 0 = the cosine alone. Both
+    # chosen on evaluate's validation split (QUALITY.md). Training does not use them.
+    popularity_prior: float = 0.05
+    prior_shrink: float = 10.0
 
     def n_features(self, side: str) -> int:
         return 0 if self.features is None else len(FEATURE_NAMES[side])
 
     def __post_init__(self) -> None:
         _choice("pooling", self.pooling, POOLINGS)
-        _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2})
+        _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
+                "popularity_prior and prior_shrink must be >= 0":
+                    self.popularity_prior >= 0 and self.prior_shrink >= 0})
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,9 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
                                  users=len(tables["user"]),
                                  movies=len(tables["movie"]) + readded, added_movies=readded,
                                  ingest_settings=ingest["settings"],
-                                 precision=precision)
+                                 precision=precision,
+                                 popularity_prior={"strength": model.cfg.popularity_prior,
+                                                   "shrink": model.cfg.prior_shrink})
     return EmbedSummary(out, len(tables["user"]), len(tables["movie"]) + readded, model.cfg.dim,
                         round(time.perf_counter() - start, 3), reused, readded)
 

@@ -168,7 +168,10 @@ def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | No
         missing = int((u_rows < 0).sum()), int((m_rows < 0).sum())
         raise ArtifactError(f"the embeddings lack {missing[0]} users and {missing[1]} movies "
                             "of the ingest output — re-run `tagrec embed`")
-    scorer = bl.DotScorer(users.vectors[u_rows], movies.vectors[m_rows])
+    # The prior as recommend applies it: each user known by their history ratings.
+    weights = store.prior_weights(np.diff(data.history.indptr))
+    scorer = bl.DotScorer(users.vectors[u_rows], movies.vectors[m_rows], user_weights=weights,
+                          item_prior=store.movie_prior[m_rows] if weights.any() else None)
     return scorer, manifest.get("model_config_hash")
 
 
@@ -367,11 +370,13 @@ def new_user_documents(workdir: Path, data: EvalData, known: pl.DataFrame, users
 
 
 def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer], k: int,
-                    relevant_rating: float, tagrec_items: np.ndarray | None,
+                    relevant_rating: float, tagrec: bl.DotScorer | None,
                     encode_users: EncodeUsers | None, block_size: int = 256,
+                    prior_weights: Callable[[np.ndarray], np.ndarray] | None = None,
                     ) -> dict[str, dict[str, float]]:
     """Ranking metrics per method on the new users (module docstring): tagrec from the
-    known ratings' document, the fitted scorers that can fold a user in."""
+    known ratings' document, the fitted scorers that can fold a user in. prior_weights:
+    ratings known -> tagrec's prior weights (default: the workspace's, Store.prior_weights)."""
     known, scored = new_user_parts(data.new_users)
     users = np.unique(known["userId"].to_numpy())
     n, n_items = len(users), len(data.movie_ids)
@@ -392,10 +397,14 @@ def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer],
     # Each method's (block, movies) scores of a block of new users, ranked a block at a time:
     # at MovieLens-25M size the 16,200 new users' dense scores would be 8 GB per method.
     rankers: dict[str, Callable[[slice], np.ndarray | None]] = {}
-    if tagrec_items is not None and encode_users is not None:
+    if tagrec is not None and encode_users is not None:
         docs, feats = new_user_documents(workdir, data, known, users)
         vectors = encode_users(docs, feats, users, known)  # (n, dim)
-        rankers["tagrec"] = lambda b: vectors[b] @ tagrec_items.T
+        weights = None
+        if tagrec.item_prior is not None:  # each known by their NEW_USER_KNOWN ratings
+            weights = (prior_weights or Store(workdir).prior_weights)(np.diff(x.indptr))
+        rankers["tagrec"] = lambda b: tagrec.vector_scores(
+            vectors[b], None if weights is None else weights[b])
     for name, scorer in fitted.items():
         rankers[name] = lambda b, scorer=scorer: scorer.fold_in(x[b])  # None: cannot fold in
     out = {}
@@ -481,7 +490,7 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     if data.new_users is not None:
         say("the new-users slice")
         new_users = new_users_slice(workdir, data, fitted, k, relevant_rating,
-                                    tagrec.items if tagrec is not None else None, encode_users,
+                                    tagrec, encode_users,
                                     block_size)
 
     return EvalReport(

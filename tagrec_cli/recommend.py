@@ -1,8 +1,9 @@
 """`tagrec recommend` and `tagrec similar`: top-k movies from the embedding tables.
 
-Rows of both tables are L2-normalised, so cosine similarity is a dot product, and the one
-top-k rule (topk.py) filters inside the selection: a query always gets the best k movies
-that remain.
+Rows of both tables are L2-normalised, so cosine similarity is a dot product; a user's
+score adds the popularity prior (prior.py), a movie's (`similar`) does not. The one top-k
+rule (topk.py) filters inside the selection: a query always gets the best k movies that
+remain.
 
 A query is a known user's row of the user table, or a user document written from tags
 (`--tags`) or from a new user's ratings (`--ratings`) by the document grammar ingest uses,
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tagrec_cli import documents
+from tagrec_cli import documents, prior
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
@@ -43,10 +44,14 @@ def one_blas_thread():
 
 
 def nearest(queries: np.ndarray, items: np.ndarray, k: int,
-            exclude: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Best k item rows per query by dot product, excluded rows left out.
+            exclude: list[np.ndarray] | None = None, weights: np.ndarray | None = None,
+            item_prior: np.ndarray | None = None,
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Best k item rows per query by dot product (+ weights[q] x item_prior, prior.py),
+    excluded rows left out.
 
-    queries (Q, d), items (N, d); exclude[q] = item rows never returned for query q.
+    queries (Q, d), items (N, d); exclude[q] = item rows never returned for query q;
+    weights (Q,) and item_prior (N,), or None for the dot product alone.
     Returns (rows, scores): Q arrays each of length min(k, N - len(excluded)), best first.
 
     Example: queries [[1, 0]], items [[0, 1], [1, 0], [0.6, 0.8]], k 2 -> rows [[1, 2]]
@@ -59,7 +64,7 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
     # differently from a single query's, which could reorder near-ties.
     scores = (np.stack([items @ q for q in queries]) if len(queries)
               else np.zeros((0, len(items)), np.float32))  # (Q, N)
-    cols, values = top_k(scores, k, exclude)
+    cols, values = top_k(prior.scores(scores, weights, item_prior), k, exclude)
     keep = [c >= 0 for c in cols]
     return ([c[m] for c, m in zip(cols, keep, strict=True)],
             [v[m].astype(np.float32) for v, m in zip(values, keep, strict=True)])
@@ -76,6 +81,7 @@ class Query:
     history: tuple[np.ndarray, np.ndarray] | None = None  # (movie ids, ratings) of a new
     # user, for the reasons (a known user's come from the seen index)
     source: str = "tags"  # what a query without a known user was made from
+    ratings: int = 0  # how many ratings the user is known by: the prior's weight (prior.py)
 
     @property
     def label(self) -> str:
@@ -86,7 +92,7 @@ class Query:
 class Recommendation:
     query: Query
     movie_ids: np.ndarray  # (n,) best first
-    scores: np.ndarray  # (n,) cosine similarity
+    scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py)
 
     @property
     def user(self) -> int | None:
@@ -128,10 +134,11 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     for i, vector in enumerate(vectors):
         user = int(ids[i]) if len(ids) else None
         exclude = np.zeros(0, np.int64)
-        if user is not None and not include_seen:
-            seen_rows = movie_table.rows_of(store.seen.of(user)[0])
+        seen = store.seen.of(user)[0] if user is not None else np.zeros(0, np.int64)
+        if not include_seen:
+            seen_rows = movie_table.rows_of(seen)
             exclude = seen_rows[seen_rows >= 0]
-        queries.append(Query(user, doc_tags[i], vector, exclude))
+        queries.append(Query(user, doc_tags[i], vector, exclude, ratings=len(seen)))
     return queries
 
 
@@ -156,7 +163,7 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
                                    [rated[stars >= cfg.like_threshold]])[0]
     seen_rows = store.table("movie").rows_of(rated)
     return Query(None, document, vector, seen_rows[seen_rows >= 0], (rated, stars),
-                 "ratings"), unknown
+                 "ratings", ratings=len(rated)), unknown
 
 
 def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
@@ -164,8 +171,10 @@ def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     if k < 1:
         raise TagrecError(f"-k must be at least 1 (got {k})")
     movies = store.table("movie")
+    weights = store.prior_weights(np.array([q.ratings for q in queries]))
     top_rows, top_scores = nearest(np.stack([q.vector for q in queries]), movies.vectors, k,
-                                   [q.exclude for q in queries])
+                                   [q.exclude for q in queries], weights,
+                                   store.movie_prior if weights.any() else None)
     return [Recommendation(q, movies.ids[r], s)
             for q, r, s in zip(queries, top_rows, top_scores, strict=True)]
 

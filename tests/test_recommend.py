@@ -19,6 +19,7 @@ from tagrec_cli.documents import parse_tags
 from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.documents.terms import tags_query_document as terms_query_document
 from tagrec_cli.features import RAW_COLUMNS, user_features
+from tagrec_cli.prior import movie_prior
 from tagrec_cli.recommend import closest_history, shared_tags
 from tagrec_cli.recommend import nearest as top_k
 from tagrec_cli.store import Store
@@ -274,7 +275,11 @@ def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
     query = torch_user_vectors(trained, [doc], [user])[0]
     movies = load_table(trained, "movie")
     seen, _ = load_seen(trained).of(user)
-    scores = movies.vectors @ query
+    # a known user's score: cosine + the popularity prior at their rating count (prior.py)
+    catalogue = Store(trained).catalogue
+    counts = catalogue.rating_counts()[catalogue.rows(movies.ids)]
+    weight = ModelConfig().popularity_prior * (1 + ModelConfig().prior_shrink / len(seen))
+    scores = movies.vectors @ query + weight * movie_prior(counts)
     scores[np.isin(movies.ids, seen)] = -np.inf
     assert np.allclose([x["score"] for x in with_tags["recommendations"]],
                        np.sort(scores)[::-1][:20], atol=1e-4)

@@ -80,6 +80,14 @@ def train(
         help="Learn a vector per movie, added to its text's, and pool the liked movies' "
         "vectors into each user's (new movies and users fall back to text).")
     ] = MODEL.collaborative,
+    popularity_prior: Annotated[float, typer.Option(
+        min=0.0, help="Rank by cosine + this x (1 + --prior-shrink / n) x the movie's "
+        "popularity (z-scored log ratings), for a user known by n ratings; 0 = cosine "
+        "alone. Used by embed, recommend, serve and evaluate, not by training.")
+    ] = MODEL.popularity_prior,
+    prior_shrink: Annotated[float, typer.Option(
+        min=0.0, help="How much more the popularity prior weighs for users known by few "
+        "ratings (see --popularity-prior).")] = MODEL.prior_shrink,
     max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")
                       ] = MODEL.max_length,
     margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
@@ -130,7 +138,8 @@ def train(
     console = err if main else Console(stderr=True, quiet=True)
 
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
-                        max_length=max_length, collaborative=collaborative)
+                        max_length=max_length, collaborative=collaborative,
+                        popularity_prior=popularity_prior, prior_shrink=prior_shrink)
     cfg = replace(TRAIN, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
                       head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, prior
 from tagrec_cli.config import IngestConfig
 from tagrec_cli.errors import ArtifactError
 from tagrec_cli.store import embeddings
@@ -96,6 +96,21 @@ class Store:
         held-out share this includes the held-out ones, which the tables' pools leave out."""
         movies, ratings = self.seen.of(user)
         return movies[ratings >= self.ingest.like_threshold]
+
+    @cached_property
+    def movie_prior(self) -> np.ndarray:
+        """(N,) the popularity prior of each movie-table row (prior.py), from the history
+        rating counts the catalogue holds (an added movie has none: 0)."""
+        catalogue, ids = self.catalogue, self.table("movie").ids
+        counts = catalogue.rating_counts()
+        at = catalogue.rows(ids)
+        return prior.movie_prior(np.where(at >= 0, counts[np.maximum(at, 0)], 0))
+
+    def prior_weights(self, n_ratings: np.ndarray) -> np.ndarray:
+        """(Q,) ratings each query's user is known by -> (Q,) weights of the prior, as the
+        model the tables were made with sets them (tables made before it: 0, cosine only)."""
+        setting = self.manifest.get("popularity_prior") or {"strength": 0.0, "shrink": 0.0}
+        return prior.weights(n_ratings, float(setting["strength"]), float(setting["shrink"]))
 
     def user_feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
         return self.users.feature_rows(users)

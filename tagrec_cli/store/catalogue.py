@@ -157,6 +157,13 @@ class Catalogue:
     def order(self) -> np.ndarray:
         return np.argsort(self.ids, kind="stable")
 
+    def rating_counts(self) -> np.ndarray:
+        """(N,) int64 history ratings per movie, 0 where there are none (added later)."""
+        col = self.n_ratings
+        if isinstance(col, OptionalInts):
+            return np.where(col.valid, col.values, 0).astype(np.int64)
+        return np.array([n or 0 for n in col], dtype=np.int64)
+
     def rows(self, movie_ids: np.ndarray) -> np.ndarray:
         return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64), self.order)
 
