@@ -76,10 +76,11 @@ class DotScorer(Scorer):
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
         if not self.pairs:
             return None
-        out = np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
-        if self.user_weights is not None and self.item_prior is not None:
-            out = out + self.user_weights[user_rows] * self.item_prior[item_rows]
-        return out
+        cosines = np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
+        if self.user_weights is None or self.item_prior is None:
+            return cosines
+        return prior.pair_scores(cosines, self.user_weights[user_rows],
+                                 self.item_prior[item_rows])
 
 
 class RandomScorer(Scorer):
