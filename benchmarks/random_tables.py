@@ -28,8 +28,11 @@ import numpy as np
 import polars as pl
 
 from tagrec_cli import artifacts
+from tagrec_cli.config import ModelConfig
 from tagrec_cli.store.catalogue import write_lookups
 from tagrec_cli.store.embeddings import write_table
+
+MODEL = ModelConfig()  # the ranking settings (prior.py) the tables are recorded with
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                                  ingest_key=manifest.get("ingest_key"),
                                  model_config_hash=config_hash, added_movies=0,
                                  ingest_settings=manifest["settings"],
+                                 popularity_prior={"strength": MODEL.popularity_prior,
+                                                   "shrink": MODEL.prior_shrink,
+                                                   "cold": MODEL.cold_prior},
                                  random_tables=True, **counts)
     print(f"wrote random tables ({counts}) and the real lookups to {ws / 'embeddings'}")
     return 0

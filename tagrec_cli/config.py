@@ -2,13 +2,16 @@
 
 The dataclasses are the library's interface (``run_ingest(data, workdir, IngestConfig())``);
 the CLI derives its options' defaults and choice lists from them, so a default is changed
-here and nowhere else. Each rejects a bad value with a ValueError naming the valid set.
+here and nowhere else. Each rejects a bad value with a SettingError (a ValueError) naming
+the valid set.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from tagrec_cli.errors import SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
@@ -45,12 +48,12 @@ SERVE_PORT = 8000
 def _check(checks: dict[str, bool]) -> None:
     for message, ok in checks.items():
         if not ok:
-            raise ValueError(message)
+            raise SettingError(message)
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,13 @@ class ModelConfig:
     collaborative: bool = True  # on ml-latest-small and the sample data (QUALITY.md)
     id_rows: int = 0
     # Ranking (prior.py): score = cosine + popularity_prior x (1 + prior_shrink / n) x the
-    # movie's popularity prior, for a user known by n ratings; 0 = the cosine alone. Both
-    # chosen on evaluate's validation split (QUALITY.md). Training does not use them.
+    # movie's popularity prior, for a user known by n ratings; 0 = the cosine alone.
+    # cold_prior: the prior of a movie nobody rated, in the rated movies' z units (0 = their
+    # mean). All three chosen on evaluate's validation split (QUALITY.md); training does not
+    # use them.
     popularity_prior: float = 0.05
     prior_shrink: float = 10.0
+    cold_prior: float = 0.0
 
     def n_features(self, side: str) -> int:
         return 0 if self.features is None else len(FEATURE_NAMES[side])
@@ -133,7 +139,8 @@ class ModelConfig:
         _choice("pooling", self.pooling, POOLINGS)
         _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
                 "popularity_prior and prior_shrink must be >= 0":
-                    self.popularity_prior >= 0 and self.prior_shrink >= 0})
+                    self.popularity_prior >= 0 and self.prior_shrink >= 0,
+                "cold_prior must be a finite number": math.isfinite(self.cold_prior)})
 
 
 @dataclass(frozen=True)

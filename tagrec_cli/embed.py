@@ -125,7 +125,8 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
                                  ingest_settings=ingest["settings"],
                                  precision=precision,
                                  popularity_prior={"strength": model.cfg.popularity_prior,
-                                                   "shrink": model.cfg.prior_shrink})
+                                                   "shrink": model.cfg.prior_shrink,
+                                                   "cold": model.cfg.cold_prior})
     return EmbedSummary(out, len(tables["user"]), len(tables["movie"]) + readded, model.cfg.dim,
                         round(time.perf_counter() - start, 3), reused, readded)
 

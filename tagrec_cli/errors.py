@@ -13,6 +13,11 @@ class ArtifactError(TagrecError):
     """A workspace artifact is missing or was written by an incompatible version."""
 
 
+class SettingError(TagrecError, ValueError):
+    """A setting (config.py) is out of range or conflicts with another: a combination the
+    CLI's per-option checks cannot see reaches the user as one line, not a traceback."""
+
+
 QUOTE_LIMIT = 80  # characters of user input an error message quotes at most
 
 

@@ -3,8 +3,8 @@
     score(user, movie) = cosine(user, movie) + weight(n) * prior(movie)
 
     prior(movie) = z-score of log(1 + history ratings of the movie) over the rated movies;
-                   0 (the mean) for a movie nobody rated (added later, or cold), whose
-                   popularity is unknown rather than low
+                   for a movie nobody rated (added later, or cold), whose popularity is
+                   unknown rather than low: `cold` (0 = the mean of the rated ones)
     weight(n)    = strength * (1 + shrink / n) for a user known by n >= 1 ratings; 0 for a
                    query without ratings (tags alone ask for those tags, not what is popular)
 
@@ -21,15 +21,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def movie_prior(n_ratings: np.ndarray) -> np.ndarray:
+def movie_prior(n_ratings: np.ndarray, cold: float = 0.0) -> np.ndarray:
     """(N,) history ratings per movie (0 or NaN: nobody rated it) -> (N,) float32 prior.
 
     Example: counts [0, 1, 9, 99] -> log1p [-, 0.69, 2.30, 4.61] z-scored over the three rated
-    movies -> [0, -1.15, -0.14, 1.29]
+    movies -> [cold, -1.15, -0.14, 1.29]
     """
     n = np.nan_to_num(np.asarray(n_ratings, dtype=np.float64), nan=0.0)
     rated = n > 0
-    out = np.zeros(len(n), dtype=np.float64)
+    out = np.full(len(n), cold, dtype=np.float64)
+    out[rated] = 0.0
     if rated.sum() >= 2:
         x = np.log1p(n[rated])
         std = x.std()

@@ -88,3 +88,66 @@ def test_recommend_ranks_by_cosine_plus_the_prior_and_popularity_prior_0_is_cosi
         assert [x["movieId"] for x in answers[name]] == movies.ids[order].tolist()
         assert [x["score"] for x in answers[name]] == pytest.approx(expected[order], abs=1e-5)
     assert answers["default"] != answers["cosine"]
+
+
+def test_movie_prior_gives_a_movie_nobody_rated_the_cold_prior():
+    got = prior.movie_prior(np.array([0, 1, 9, 99]), cold=1.5)
+    assert got[0] == 1.5
+    assert got[1:] == pytest.approx(prior.movie_prior(np.array([0, 1, 9, 99]))[1:])
+    assert prior.movie_prior(np.array([0, 4]), cold=-1.0).tolist() == [-1.0, 0.0]  # no spread
+
+
+def test_cold_prior_is_recorded_by_train_and_embed_and_ranks_added_movies(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, tiny_bert, tmp_path):
+    import json
+
+    from helpers import invoke
+
+    from tagrec_cli.config import ModelConfig
+    from tagrec_cli.store import Store
+    from tagrec_cli.store.embeddings import load_seen, load_table
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    r = invoke(["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "1",
+                "--device", "cpu", "--cold-prior", "2.5"], ws)
+    assert r.exit_code == 0, r.output
+    csv = tmp_path / "new.csv"
+    csv.write_text("movieId,title,genres,tags\n900001,Heist (2031),Crime,safe cracking\n",
+                   encoding="utf-8")
+    for args in (["embed", "--device", "cpu"], ["embed", "--add-movies", str(csv)]):
+        r = invoke(args, ws)
+        assert r.exit_code == 0, r.output
+    manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
+    assert manifest["popularity_prior"]["cold"] == 2.5
+    store = Store(ws)
+    movies, users = load_table(ws, "movie"), load_table(ws, "user")
+    row = movies.rows_of(np.array([900001]))[0]
+    assert store.movie_prior[row] == 2.5  # an added movie: nobody rated it
+    # the catalogue's movies nobody rated get it too; the rated ones keep their prior
+    before = Store(embedded_sample_refit_300pairs_dim16).movie_prior
+    counts = store.catalogue.rating_counts()[store.catalogue.rows(movies.ids[:row])]
+    assert row == len(before) and 0 < np.sum(counts == 0) < row
+    assert store.movie_prior[:row] == pytest.approx(np.where(counts == 0, 2.5, before))
+    r = invoke(["recommend", "--user", "7", "--json", "-k", "100000"], ws)
+    assert r.exit_code == 0, r.output
+    scores = {x["movieId"]: x["score"] for x in json.loads(r.stdout)["recommendations"]}
+    n = len(load_seen(ws).of(7)[0])
+    cos = float(movies.vectors[row] @ users.vectors[users.rows_of(np.array([7]))[0]])
+    cfg = ModelConfig()
+    weight = cfg.popularity_prior * (1 + cfg.prior_shrink / n)
+    assert scores[900001] == pytest.approx(cos + weight * 2.5, abs=1e-5)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_cold_prior_that_is_not_a_number_is_a_one_line_error(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, tiny_bert, value):
+    from helpers import invoke
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    before = (ws / "model" / "config.json").read_bytes()
+    r = invoke(["train", "--model", str(tiny_bert), "--device", "cpu", "--cold-prior", value],
+               ws)
+    assert r.exit_code != 0
+    assert "cold_prior must be a finite number" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert (ws / "model" / "config.json").read_bytes() == before  # the trained model is kept

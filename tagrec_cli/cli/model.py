@@ -88,6 +88,9 @@ def train(
     prior_shrink: Annotated[float, typer.Option(
         min=0.0, help="How much more the popularity prior weighs for users known by few "
         "ratings (see --popularity-prior).")] = MODEL.prior_shrink,
+    cold_prior: Annotated[float, typer.Option(
+        help="The popularity prior of a movie nobody rated (an added one, say), in standard "
+        "deviations of the rated movies' (0 = their mean).")] = MODEL.cold_prior,
     max_length: Annotated[int, typer.Option(min=8, max=512, help="Tokens per document.")
                       ] = MODEL.max_length,
     margin: Annotated[float, typer.Option(min=-1.0, max=1.0,
@@ -139,7 +142,8 @@ def train(
 
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
                         max_length=max_length, collaborative=collaborative,
-                        popularity_prior=popularity_prior, prior_shrink=prior_shrink)
+                        popularity_prior=popularity_prior, prior_shrink=prior_shrink,
+                        cold_prior=cold_prior)
     cfg = replace(TRAIN, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
                       head_lr=head_lr, seed=seed,
                       freeze_encoder=freeze_encoder, group_by_user=group_by_user,

@@ -100,11 +100,12 @@ class Store:
     @cached_property
     def movie_prior(self) -> np.ndarray:
         """(N,) the popularity prior of each movie-table row (prior.py), from the history
-        rating counts the catalogue holds (an added movie has none: 0)."""
+        rating counts the catalogue holds (an added movie has none: the cold prior)."""
         catalogue, ids = self.catalogue, self.table("movie").ids
         counts = catalogue.rating_counts()
         at = catalogue.rows(ids)
-        return prior.movie_prior(np.where(at >= 0, counts[np.maximum(at, 0)], 0))
+        cold = float((self.manifest.get("popularity_prior") or {}).get("cold", 0.0))
+        return prior.movie_prior(np.where(at >= 0, counts[np.maximum(at, 0)], 0), cold)
 
     def prior_weights(self, n_ratings: np.ndarray) -> np.ndarray:
         """(Q,) ratings each query's user is known by -> (Q,) weights of the prior, as the
