@@ -35,15 +35,18 @@ def floats(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", type=Path, help="a trained validation stage: WS/evaluate/valid")
+    ap.add_argument("stage", type=Path, help="a trained stage: WS/evaluate/valid")
     ap.add_argument("--strengths", type=floats, default=floats(STRENGTHS))
     ap.add_argument("--shrinks", type=floats, default=floats(SHRINKS))
     ap.add_argument("--colds", type=floats, default=[0.0],
                     help="cold priors: the prior of a movie nobody rated (z units)")
+    ap.add_argument("--target", choices=("valid", "test"), default="valid",
+                    help="the part scored: test only to report a setting chosen on valid "
+                    "(WS/evaluate/test), never to choose one")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     stage, k = args.stage, TOP_K
-    data = ev.load_eval_data(stage, RELEVANT_RATING, "valid")
+    data = ev.load_eval_data(stage, RELEVANT_RATING, args.target)
     base, _ = ev.tagrec_scorer(stage, data)
     store = Store(stage)
     # as Store.movie_prior: over the movie table's rows, then the evaluated movies' rows
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{key} {value}" for key, value in row.items()), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"stage": str(stage), "k": k, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"stage": str(stage), "target": args.target, "k": k,
+                                         "rows": rows}, indent=1))
     return 0
 
 

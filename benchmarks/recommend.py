@@ -9,12 +9,20 @@ and which of polars, torch and scipy each command imported (none, on the query p
     python benchmarks/recommend.py --workdir WS --runs 7
     python benchmarks/recommend.py --workdir WS --user 42 --movie 2 --tags "pixar, animation"
     python benchmarks/recommend.py --workdir WS25 --skip-tags   # after random_tables.py WS25
+    python benchmarks/recommend.py --workdir WS --code before=/tmp/old --code after=.
+
+With --code, each command runs under every code (a checkout's folder, first on PYTHONPATH),
+taking turns, and the table says whether their --json answers were the same. Every code's
+package is byte-compiled first, as `pip install` leaves it: where PYTHONDONTWRITEBYTECODE is
+set, an edited module would otherwise be compiled again in every process.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +38,7 @@ PROBE = ("import sys, runpy; sys.argv = ['tagrec'] + sys.argv[1:]\n"
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    ws = ["--workdir", str(args.workdir), "-k", str(args.k)]
+    ws = ["--workdir", str(args.workdir.resolve()), "-k", str(args.k)]
     out = {f"recommend --user {args.user}": ["recommend", "--user", str(args.user), *ws],
            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
@@ -48,51 +56,73 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--skip-tags", action="store_true", help="no --tags query (no model)")
+    ap.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
+                    help="run every command under this checkout too (repeatable)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/recommend.json"))
     args = ap.parse_args(argv)
 
-    cmds = commands(args)
+    codes = dict(c.split("=", 1) for c in args.code) or {"": "."}
+    envs, cwds = {}, {}  # each code runs in its own folder: `-m` puts the cwd first on sys.path
+    for name, folder in codes.items():
+        cwds[name] = Path(folder).resolve()
+        compileall.compile_dir(Path(folder) / "tagrec_cli", quiet=1)
+        path = os.pathsep.join([str(Path(folder).resolve()), os.environ.get("PYTHONPATH", "")])
+        envs[name] = {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep)}
+    cmds = {f"{code}: {name}" if code else name: (code, cmd)
+            for name, cmd in commands(args).items() for code in codes}
     runs: dict[str, list[float]] = {name: [] for name in ["python -c pass", *cmds]}
     answers: dict[str, dict] = {}
     for _ in range(args.runs):
         for name in runs:
+            code, cmd = cmds.get(name, ("", []))
             argv_ = ([sys.executable, "-c", "pass"] if name == "python -c pass"
-                     else [sys.executable, "-m", "tagrec_cli", *cmds[name], "--json"])
+                     else [sys.executable, "-m", "tagrec_cli", *cmd, "--json"])
             start = time.perf_counter()
-            proc = subprocess.run(argv_, capture_output=True, text=True, check=True)
+            proc = subprocess.run(argv_, capture_output=True, text=True, check=True,
+                                  env=envs.get(code), cwd=cwds.get(code))
             runs[name].append(time.perf_counter() - start)
             if name != "python -c pass":
                 answers[name] = json.loads(proc.stdout)
     problems = []
     imported = {}
-    for name, cmd in cmds.items():
+    for name, (code, cmd) in cmds.items():
         recs = answers[name]["recommendations"]
         if len(recs) != args.k:
             problems.append(f"{name}: {len(recs)} movies, not {args.k}")
         probe = subprocess.run([sys.executable, "-c", PROBE, *cmd, "--json"],
-                               capture_output=True, text=True, check=True)
+                               capture_output=True, text=True, check=True, env=envs[code],
+                               cwd=cwds[code])
         imported[name] = probe.stdout.strip().splitlines()[-1]
-    user_cmd = f"recommend --user {args.user}"
+    same = {name: len({json.dumps(answers[f"{code}: {name}"], sort_keys=True)
+                       for code in codes}) == 1
+            for name in commands(args)} if len(codes) > 1 else {}
     seen = subprocess.run(  # the user's history, from the tables the query itself reads
         [sys.executable, "-c", "import sys; from tagrec_cli.store import Store; "
          f"print(Store(sys.argv[1]).seen.of({args.user})[0].tolist())", str(args.workdir)],
         capture_output=True, text=True, check=True).stdout
-    overlap = set(json.loads(seen)) & {r["movieId"] for r in answers[user_cmd]["recommendations"]}
-    if overlap:
-        problems.append(f"{user_cmd}: returned rated movies {sorted(overlap)}")
+    for code in codes:
+        user_cmd = f"{code}: recommend --user {args.user}" if code else \
+            f"recommend --user {args.user}"
+        overlap = set(json.loads(seen)) & {r["movieId"]
+                                           for r in answers[user_cmd]["recommendations"]}
+        if overlap:
+            problems.append(f"{user_cmd}: returned rated movies {sorted(overlap)}")
 
     base = statistics.median(runs["python -c pass"])
-    result = {"workdir": str(args.workdir), "runs": args.runs, "commands": {}}
-    print(f"{'command (whole process, --json)':<44} {'median s':>9} {'min s':>7} {'max s':>7} "
+    result = {"workdir": str(args.workdir), "runs": args.runs, "codes": codes,
+              "same_answer": same, "commands": {}}
+    print(f"{'command (whole process, --json)':<52} {'median s':>9} {'min s':>7} {'max s':>7} "
           f"{'- python s':>10}  heavy imports")
     for name, times in runs.items():
         med = statistics.median(times)
         heavy = imported.get(name, "-")
-        print(f"{name:<44} {med:>9.3f} {min(times):>7.3f} {max(times):>7.3f} "
+        print(f"{name:<52} {med:>9.3f} {min(times):>7.3f} {max(times):>7.3f} "
               f"{med - base:>10.3f}  {heavy}")
         result["commands"][name] = {"median_s": med, "min_s": min(times), "max_s": max(times),
                                     "minus_python_s": med - base, "times_s": times,
                                     "heavy_imports": heavy}
+    for name, equal in same.items():
+        print(f"{name}: the codes' --json answers are {'the same' if equal else 'different'}")
     for p in problems:
         print("PROBLEM:", p)
     result["problems"] = problems

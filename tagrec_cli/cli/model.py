@@ -27,10 +27,24 @@ from tagrec_cli.config import EMBED_BATCH_SIZE, ModelConfig, TrainConfig
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # every model and training default
 
 
+NO_VALIDATION = ("no validation pairs: the default ingest trains on every rating, and "
+                 "`tagrec evaluate` measures quality on its own split")
+
+
+def _number(x: float | None) -> bool:
+    return x is not None and x == x  # not None, not NaN
+
+
+def _validated(m: dict) -> bool:
+    return _number(m["auc"])  # NaN without validation pairs
+
+
 def _metrics_table(epochs: list[dict], best: int | None):
     from rich.table import Table  # here: a query command should not import it
 
-    table = Table(title="validation pairs per epoch (epoch 0 = untrained heads)")
+    title = ("validation pairs per epoch (epoch 0 = untrained heads)"
+             if any(_validated(m) for m in epochs) else "training per epoch")
+    table = Table(title=title)
     for name in ("epoch", "train loss", "valid loss", "ROC-AUC", "sign acc.", "seq/s"):
         table.add_column(name, justify="right")
 
@@ -166,9 +180,14 @@ def train(
         progress.update(tasks[epoch], completed=step, loss=loss, rate=rate)
 
     def on_epoch(m: dict) -> None:
-        progress.console.print(
-            f"epoch {m['epoch']}: valid loss {m['loss']:.4f}, ROC-AUC {m['auc']:.4f}, "
-            f"sign accuracy {m['accuracy']:.4f}", highlight=False)
+        if _validated(m):
+            line = (f"epoch {m['epoch']}: valid loss {m['loss']:.4f}, ROC-AUC {m['auc']:.4f}, "
+                    f"sign accuracy {m['accuracy']:.4f}")
+        elif _number(m.get("train_loss")):
+            line = f"epoch {m['epoch']}: train loss {m['train_loss']:.4f}"
+        else:
+            return  # epoch 0 has nothing to say without validation pairs
+        progress.console.print(line, highlight=False)
 
     with progress:
         result = run_train(workdir, model_cfg, cfg, on_step=on_step, on_epoch=on_epoch,
@@ -183,8 +202,10 @@ def train(
                   "was saved", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     best = next(m for m in result.epochs if m["epoch"] == result.best_epoch)
-    out.print(f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f}) saved to "
-              f"{result.model_dir} in {result.seconds:.1f} s", highlight=False)
+    chosen = (f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f})" if _validated(best)
+              else f"epoch {result.best_epoch} ({NO_VALIDATION})")
+    out.print(f"{chosen} saved to {result.model_dir} in {result.seconds:.1f} s",
+              highlight=False)
     if result.interrupted:
         err.print("interrupted: the best model so far is kept")
         raise typer.Exit(130)
