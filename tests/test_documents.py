@@ -191,3 +191,15 @@ def test_rated_user_document_by_hand():
         "animation", "pixar", "funny"]
     assert frames.rated_user_document(ratings.filter(pl.col("rating") < 2), tags, movies,
                                  IngestConfig()) == []
+
+
+def test_term_ids_recorded_while_decoding_match_the_bisect():
+    movies = [["pixar", "funny"], ["heist", "noir", "funny"], []]
+    terms = MovieTerms.from_lists(movies, None, ["Animation|Comedy", "Crime", None])
+    fresh = MovieTerms.from_lists(movies, None, ["Animation|Comedy", "Crime", None])
+    decoded = [t for r in range(3) for t in terms.document_terms(r, with_genres=True)]
+    assert set(terms.found) == set(decoded)  # recorded, so term_id skips the bisect
+    for t in [*decoded, "zany", "a", "~"]:
+        expected = fresh.term_id(t)  # by bisect: nothing decoded in `fresh`
+        assert terms.term_id(t) == expected
+        assert expected == (fresh.terms.index(t) if t in fresh.terms else -1)
