@@ -1,9 +1,9 @@
 """`tagrec evaluate`'s whole protocol with the default settings, without the served training.
 
 evaluate reads only the settings the workspace's model was trained with (model/config.json)
-and fits its own validation and test stages; the served model's weights play no part. At the
-25M-sized sample (QUALITY.md) the served `tagrec train` would add about as long again as
-evaluate's own two fits, so this script writes the defaults' settings in its place, then runs
+and fits its own validation and test stages; the served model's weights play no part. The
+served `tagrec train` would be one more fit that the report never reads (at QUALITY.md's
+25M-sized sample, minutes), so this script writes the defaults' settings in its place, then runs
 the protocol exactly as `tagrec ingest -w WS && tagrec train -w WS --seed S && tagrec
 evaluate -w WS` would (the same `run_protocol`, the same report).
 
