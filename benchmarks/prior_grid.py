@@ -56,13 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     rows_of_data = table.rows_of(data.movie_ids)
     history_n = np.diff(data.history.indptr)
     evaluated = np.flatnonzero([bool(r) for r in data.relevant])
-    low_max = float(np.quantile(history_n, 0.25))
-    cold = data.popularity == 0
-    relevant = [data.relevant[u] for u in evaluated]
-    slices = {"all": relevant,
-              "low_history": [r if history_n[u] <= low_max else set()
-                              for u, r in zip(evaluated, relevant, strict=True)],
-              "cold_movies": [{m for m in r if cold[m]} for r in relevant]}
+    slices, _ = ev.user_slices(data, evaluated)
+    # the prior is one constant over the cold movies, so it cannot reorder them: cold_ranked
+    # would repeat the cosine's row in every line of the grid
+    slices.pop("cold_ranked")
     like = float(data.manifest.get("settings", {}).get("like_threshold", 2.5))
     encode = protocol.user_encoder(stage, "cpu", like)
     rows = []

@@ -18,7 +18,12 @@ once on the test part. Protocol of one scoring (`target` = "valid" or "test"):
 * Slices: ``all`` evaluated users; ``low_history`` = users whose history rating count is in
   the bottom quartile (<= the 25th percentile over all users); ``cold_movies`` = relevant
   movies restricted to those with no history rating at all, still ranked among all movies,
-  over the users who have any.
+  over the users who have any; ``cold_ranked`` = the same relevant movies and users, but each
+  method ranks the cold movies only (the item cold-start protocol: can it order movies
+  nobody has rated? Methods that see no text tie them all, so ties decide their lists).
+* Comparisons: tagrec's per-user NDCG@k against each baseline's on the same users of each
+  slice, as the relative difference with a 95% paired bootstrap interval over users
+  (metrics.paired_bootstrap, 1,000 draws, seed 0).
 * Pairs: ROC-AUC on the target part's ratings as like/dislike pairs (rating >=
   like_threshold) for methods that can score a pair (tagrec's cosine, also with sign
   accuracy; popular; bias; random).
@@ -60,6 +65,9 @@ from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
     catalogue_coverage,
     mean_popularity_percentile,
+    metric_means,
+    paired_bootstrap,
+    per_user_metrics,
     popularity_percentiles,
     ranking_metrics,
     roc_auc,
@@ -75,6 +83,7 @@ SLICES = {
     "all": "every user with a relevant held-out movie",
     "low_history": "users in the bottom quartile of history rating count",
     "cold_movies": "relevant movies with no history rating, users who have any",
+    "cold_ranked": "the cold movies' slice, ranked among the cold movies only",
 }
 
 
@@ -253,6 +262,9 @@ class EvalReport:
     # The new-users slice: method -> {ndcg, recall, hit_rate, mrr, users}; users known by
     # their first NEW_USER_KNOWN ratings (empty without new users in the workspace).
     new_users: dict[str, dict[str, float]] = field(default_factory=dict)
+    # slice (SLICES and "new_users") -> baseline -> paired_bootstrap of tagrec's per-user
+    # NDCG@k against the baseline's on the same users (empty without tagrec).
+    comparisons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -283,9 +295,41 @@ def evaluate_scorer(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int
     return out
 
 
+def cold_ranked_top(scorer: bl.Scorer, users: np.ndarray, cold_rows: np.ndarray, k: int,
+                    block_size: int = 256) -> np.ndarray:
+    """(len(users), k) top movie rows among `cold_rows` only, -1 padded. No exclusion: a cold
+    movie has no history rating, so it is in no user's history."""
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    if len(cold_rows) == 0:
+        return out
+    for lo in range(0, len(users), block_size):
+        block = users[lo:lo + block_size]
+        cols = top_k(np.asarray(scorer.scores(block))[:, cold_rows], k)[0]  # (B, k)
+        out[lo:lo + len(block)] = np.where(cols >= 0, cold_rows[np.maximum(cols, 0)], -1)
+    return out
+
+
+def user_slices(data: EvalData, evaluated: np.ndarray) -> tuple[dict[str, list[set[int]]],
+                                                                  float]:
+    """Per slice (SLICES), each evaluated user's relevant movie rows (empty = not in the
+    slice), and the low-history cut-off: history ratings <= it (module docstring)."""
+    history_counts = np.diff(data.history.indptr)
+    low_max = float(np.quantile(history_counts, 0.25)) if len(history_counts) else 0.0
+    cold = data.popularity == 0
+    relevant = [data.relevant[u] for u in evaluated]
+    cold_relevant = [{m for m in r if cold[m]} for r in relevant]
+    return {"all": relevant,
+            "low_history": [r if history_counts[u] <= low_max else set()
+                            for u, r in zip(evaluated, relevant, strict=True)],
+            "cold_movies": cold_relevant, "cold_ranked": cold_relevant}, low_max
+
+
 def slice_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int, n_items: int,
-                  percentiles: np.ndarray) -> dict[str, float]:
-    m = ranking_metrics(top, relevant, k)
+                  percentiles: np.ndarray, per_user: dict[str, np.ndarray] | None = None,
+                  ) -> dict[str, float]:
+    """ranking_metrics of one slice's lists plus coverage and popularity; per_user: its
+    per_user_metrics if already computed."""
+    m = metric_means(per_user or per_user_metrics(top, relevant, k), relevant)
     lists = top[np.array([bool(r) for r in relevant], dtype=bool)]
     return {"ndcg": m["ndcg"], "recall": m["recall"], "hit_rate": m["hit_rate"],
             "mrr": m["mrr"], "coverage": catalogue_coverage(lists, n_items),
@@ -373,10 +417,12 @@ def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer],
                     relevant_rating: float, tagrec: bl.DotScorer | None,
                     encode_users: EncodeUsers | None, block_size: int = 256,
                     prior_weights: Callable[[np.ndarray], np.ndarray] | None = None,
+                    keep: dict[str, np.ndarray] | None = None,
                     ) -> dict[str, dict[str, float]]:
     """Ranking metrics per method on the new users (module docstring): tagrec from the
     known ratings' document, the fitted scorers that can fold a user in. prior_weights:
-    ratings known -> tagrec's prior weights (default: the workspace's, Store.prior_weights)."""
+    ratings known -> tagrec's prior weights (default: the workspace's, Store.prior_weights).
+    keep: if given, filled with each method's per-user NDCG@k (NaN: no relevant movie)."""
     known, scored = new_user_parts(data.new_users)
     users = np.unique(known["userId"].to_numpy())
     n, n_items = len(users), len(data.movie_ids)
@@ -417,8 +463,23 @@ def new_users_slice(workdir: Path, data: EvalData, fitted: dict[str, bl.Scorer],
                 break
             top[block] = top_k(s, k, x[block])[0]
         else:
-            m = ranking_metrics(top, relevant, k)
+            per_user = per_user_metrics(top, relevant, k)
+            m = metric_means(per_user, relevant)
             out[name] = {key: m[key] for key in ("ndcg", "recall", "hit_rate", "mrr", "users")}
+            if keep is not None:
+                keep[name] = per_user["ndcg"]
+    return out
+
+
+def compare(ndcg: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, float]]]:
+    """slice -> baseline -> paired_bootstrap(tagrec's per-user NDCG, the baseline's), for
+    every slice both have; {} without tagrec."""
+    if "tagrec" not in ndcg:
+        return {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for s, mine in ndcg["tagrec"].items():
+        out[s] = {name: paired_bootstrap(mine, slices[s]) for name, slices in ndcg.items()
+                  if name != "tagrec" and s in slices}
     return out
 
 
@@ -442,22 +503,15 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     n_items = len(data.movie_ids)
     tagrec, config_hash = (tagrec_scorer(workdir, data) if include_tagrec else (None, None))
 
-    history_counts = np.diff(data.history.indptr)
-    low_max = float(np.quantile(history_counts, 0.25)) if len(history_counts) else 0.0
     evaluated = np.flatnonzero([bool(r) for r in data.relevant])
-    popularity = data.popularity
-    cold = popularity == 0
-    relevant = [data.relevant[u] for u in evaluated]
-    slice_relevant = {
-        "all": relevant,
-        "low_history": [r if history_counts[u] <= low_max else set()
-                        for u, r in zip(evaluated, relevant, strict=True)],
-        "cold_movies": [{m for m in r if cold[m]} for r in relevant],
-    }
-    cold_relevant = set().union(*slice_relevant["cold_movies"]) if relevant else set()
-    percentiles = popularity_percentiles(popularity)
+    slice_relevant, low_max = user_slices(data, evaluated)
+    cold_relevant = set().union(*slice_relevant["cold_movies"]) if len(evaluated) else set()
+    cold_rows = np.flatnonzero(data.popularity == 0)
+    cold_users = np.flatnonzero([bool(r) for r in slice_relevant["cold_ranked"]])
+    percentiles = popularity_percentiles(data.popularity)
 
     methods: dict[str, MethodResult] = {}
+    ndcg: dict[str, dict[str, np.ndarray]] = {}  # method -> slice -> per-user NDCG@k
     skipped: dict[str, str] = {}
     fitted: dict[str, bl.Scorer] = {}
     todo: list[tuple[str, Callable[[], bl.Scorer]]] = []
@@ -473,7 +527,13 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
             skipped[name] = str(exc)
             continue
         top = evaluate_scorer(scorer, data, evaluated, k, block_size)
-        slices = {s: slice_metrics(top, rel, k, n_items, percentiles)
+        cold_top = np.full_like(top, -1)
+        cold_top[cold_users] = cold_ranked_top(scorer, evaluated[cold_users], cold_rows, k,
+                                               block_size)
+        tops = {s: cold_top if s == "cold_ranked" else top for s in slice_relevant}
+        per_user = {s: per_user_metrics(tops[s], rel, k) for s, rel in slice_relevant.items()}
+        ndcg[name] = {s: p["ndcg"] for s, p in per_user.items()}
+        slices = {s: slice_metrics(tops[s], rel, k, n_items, percentiles, per_user[s])
                   for s, rel in slice_relevant.items()}
         pairs = None
         pair_scores = scorer.pair_scores(data.pair_users, data.pair_movies)
@@ -489,9 +549,11 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     new_users = {}
     if data.new_users is not None:
         say("the new-users slice")
+        new_ndcg: dict[str, np.ndarray] = {}
         new_users = new_users_slice(workdir, data, fitted, k, relevant_rating,
-                                    tagrec, encode_users,
-                                    block_size)
+                                    tagrec, encode_users, block_size, keep=new_ndcg)
+        for name, values in new_ndcg.items():
+            ndcg.setdefault(name, {})["new_users"] = values
 
     return EvalReport(
         k=k, relevant_rating=relevant_rating, baselines=names, methods=methods,
@@ -503,7 +565,7 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
         valid_pairs=len(data.pair_labels), liked_rating=data.liked_rating,
         data_hash=data.manifest.get("data_hash"), model_config_hash=config_hash,
         seconds=round(time.perf_counter() - start, 3), target=data.target,
-        new_users=new_users,
+        new_users=new_users, comparisons=compare(ndcg),
         settings={"k": k, "relevant_rating": relevant_rating, "baselines": names,
                   "include_tagrec": include_tagrec, "liked_rating": data.liked_rating,
                   "target": data.target, "als_iterations": 15,

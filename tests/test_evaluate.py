@@ -102,6 +102,21 @@ def test_grid_lists_every_combination():
     assert grid("popular") == [{}]
 
 
+def test_cold_ranked_lists_hold_cold_movies_only_best_first():
+    from tagrec_cli.evaluate import cold_ranked_top
+
+    # 3 users x 6 movies; movies 1, 3 and 4 are cold. User 0 scores 4 > 1 > 3 among them,
+    # whatever the warm movies score (movie 5 is its best overall).
+    scores = np.array([[0.1, 0.5, 0.2, 0.3, 0.9, 2.0],
+                       [0.0, 0.1, 0.0, 0.7, 0.2, 0.0],
+                       [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    scorer = SimpleNamespace(scores=lambda rows: scores[rows])
+    cold = np.array([1, 3, 4])
+    top = cold_ranked_top(scorer, np.array([0, 1, 2]), cold, k=4, block_size=2)
+    assert top.tolist() == [[4, 1, 3, -1], [3, 4, 1, -1], [1, 3, 4, -1]]  # ties: listed first
+    assert (cold_ranked_top(scorer, np.array([0]), np.array([], np.int64), k=2) == -1).all()
+
+
 def test_popular_and_bias_rank_by_history():
     # Popularity: item 0 rated by 3 users, item 1 by 2, item 2 by 1, item 3 by nobody.
     history = sp.csr_matrix(np.array([[5, 4, 0, 0], [5, 0, 0, 0], [1, 5, 5, 0.0]]))
@@ -153,6 +168,19 @@ def test_run_evaluate_reports_every_method(embedded: Path):
                 assert math.isnan(v) or 0.0 <= v <= 1.0
     assert set(report.methods["tagrec"].pairs) == {"auc", "sign_accuracy"}
     assert report.methods["als"].pairs is None
+    # The cold-ranked slice has the cold slice's users; every list in it is cold movies only.
+    assert report.slice_users["cold_ranked"] == report.slice_users["cold_movies"]
+    # tagrec against every baseline on every slice, the same users as the slice's means.
+    assert not report.new_users  # this workspace has no new users' part
+    assert set(report.comparisons) == set(report.slice_users)
+    for s, against in report.comparisons.items():
+        assert set(against) == set(BASELINES)
+        for name, c in against.items():
+            assert c["users"] == report.slice_users[s]
+            mine, theirs = (report.methods[n].slices[s]["ndcg"] for n in ("tagrec", name))
+            if c["users"]:
+                assert c["diff"] == pytest.approx(mine - theirs)
+                assert c["diff_low"] <= c["diff"] + 1e-12 and c["diff"] <= c["diff_high"] + 1e-12
     # Same inputs, same numbers.
     again = run_evaluate(embedded, k=10, baselines=("random", "popular"))
     assert again.methods["popular"].slices == report.methods["popular"].slices
@@ -280,6 +308,10 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
     assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease"}
     assert data["test"]["settings"]["k"] == 10 and data["best_epoch"] >= 1
     assert data["test"]["data_hash"] and data["test"]["model_config_hash"]
+    # New users are compared with the baselines that fold a user in; the table says so.
+    new = data["test"]["comparisons"]["new_users"]
+    assert set(new) == {"popular", "ease"} and new["ease"]["users"] > 0
+    assert "95% interval" in result.output
 
 
 def test_evaluate_without_a_model_names_tagrec_train(tmp_path, small_data):

@@ -122,16 +122,17 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
         table.add_row(name, *["-"] * len(columns), style="dim")
     out.print(table)
 
-    slice_table = Table(title=f"{part} slices: low history = <= {report.low_history_max:g} "
-                              f"history ratings; cold movies = "
-                              f"{report.cold_relevant_movies:,} relevant, never rated in history",
+    slice_table = Table(title=f"{part} slices, @{k}: low history = <= "
+                              f"{report.low_history_max:g} history ratings; cold movies = "
+                              f"{report.cold_relevant_movies:,} relevant, never rated in "
+                              "history (cold ranked: ranked among the cold movies only)",
                         box=box.SIMPLE_HEAD, pad_edge=False)
     slice_table.add_column("method")
     for s in SLICES:
         n = report.slice_users[s]
         label = s.replace("_", " ")
-        slice_table.add_column(f"{label}\n{n:,} users\nNDCG@{k}", justify="right")
-        slice_table.add_column(f"\n\nRecall@{k}", justify="right")
+        slice_table.add_column(f"{label}\n{n:,} users\nNDCG", justify="right", min_width=6)
+        slice_table.add_column("\n\nRecall", justify="right", min_width=6)
     slice_best = {(s, key): best(key, {n: m.slices[s] for n, m in report.methods.items()})
                   for s in SLICES for key in ("ndcg", "recall")}
     for name, m in report.methods.items():
@@ -157,6 +158,8 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
                                 else _fmt(m[key]) for key, _ in columns[:4]])
         out.print(new)
 
+    if report.comparisons:
+        out.print(comparison_table(report, k, part))
     if "tagrec" in report.methods and report.methods["tagrec"].pairs:
         pairs = report.methods["tagrec"].pairs
         out.print(f"tagrec on {report.valid_pairs:,} {part} pairs: ROC-AUC "
@@ -167,3 +170,33 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
     out.print(f"{report.users_evaluated:,} users evaluated, {report.users_skipped:,} skipped "
               f"(no {part} rating >= {relevant_rating:g}); catalogue "
               f"{report.catalogue_size:,} movies; {report.seconds:.1f} s", highlight=False)
+
+
+def comparison_table(report, k: int, part: str):
+    """Per slice, tagrec against the baseline with the best NDCG@k there (the tables above
+    give both): the relative difference and its 95% paired bootstrap interval over the
+    slice's users (where the baseline scores 0, the absolute difference)."""
+    from rich import box
+    from rich.table import Table
+
+    def ndcg(name: str, s: str) -> float | None:
+        if s == "new_users":
+            return report.new_users.get(name, {}).get("ndcg")
+        return report.methods[name].slices[s]["ndcg"] if name in report.methods else None
+
+    table = Table(title=f"{part}: tagrec's NDCG@{k} against each slice's best baseline, "
+                        "with a 95% paired bootstrap interval over the slice's users",
+                  box=box.SIMPLE_HEAD)
+    for title in ("slice", "best baseline", "users", "tagrec vs it", "95% interval"):
+        table.add_column(title, justify="left" if title in ("slice", "best baseline")
+                         else "right", no_wrap=True)
+    for s, against in report.comparisons.items():
+        scored = {name: v for name in against if (v := ndcg(name, s)) is not None and v == v}
+        if not scored:
+            continue
+        name = max(scored, key=lambda n: (scored[n], -list(scored).index(n)))
+        c = against[name]
+        key, spec = ("ratio", "+.1%") if c["ratio"] == c["ratio"] else ("diff", "+.4f")
+        table.add_row(s.replace("_", " "), name, f"{c['users']:,}", _fmt(c[key], spec),
+                      f"{_fmt(c[f'{key}_low'], spec)}, {_fmt(c[f'{key}_high'], spec)}")
+    return table
