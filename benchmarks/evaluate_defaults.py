@@ -15,7 +15,6 @@ WS must not hold a trained model (it is not overwritten); its recommend cannot r
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_protocol(args.workdir, progress=lambda msg: print(
         f"[{time.perf_counter() - start:7.0f} s] {msg}", flush=True))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    artifacts.write_json(args.json, report.to_dict())  # as `tagrec evaluate --json`: NaN = null
     print(f"done in {time.perf_counter() - start:.0f} s; report: {args.json}")
     return 0
 
