@@ -20,10 +20,12 @@ once on the test part. Protocol of one scoring (`target` = "valid" or "test"):
   movies restricted to those with no history rating at all, still ranked among all movies,
   over the users who have any; ``cold_ranked`` = the same relevant movies and users, but each
   method ranks the cold movies only (the item cold-start protocol: can it order movies
-  nobody has rated? Methods that see no text tie them all, so ties decide their lists).
+  nobody has rated? Methods that score by history alone give every cold movie the same
+  score, so the tie rule makes their list: a fixed one, catalogue order; random is chance).
+  Its coverage and popularity figures are over the whole catalogue, as the other slices'.
 * Comparisons: tagrec's per-user NDCG@k against each baseline's on the same users of each
-  slice, as the relative difference with a 95% paired bootstrap interval over users
-  (metrics.paired_bootstrap, 1,000 draws, seed 0).
+  slice, as the difference and the relative difference with 95% paired bootstrap intervals
+  over users (metrics.paired_bootstrap with BOOTSTRAP).
 * Pairs: ROC-AUC on the target part's ratings as like/dislike pairs (rating >=
   like_threshold) for methods that can score a pair (tagrec's cosine, also with sign
   accuracy; popular; bias; random).
@@ -77,6 +79,7 @@ from tagrec_cli.store import Store, ingested
 from tagrec_cli.topk import rows_of, top_k
 
 DEFAULT_BASELINES = BASELINES
+BOOTSTRAP = {"resamples": 1000, "level": 0.95, "seed": 0}  # paired_bootstrap's settings
 RANK_WORKERS = 4  # blocks ranked at once, at most (memory: a few (256, movies) arrays each)
 METRICS = ("ndcg", "recall", "hit_rate", "mrr", "coverage", "popularity_percentile", "users")
 SLICES = {
@@ -263,7 +266,8 @@ class EvalReport:
     # their first NEW_USER_KNOWN ratings (empty without new users in the workspace).
     new_users: dict[str, dict[str, float]] = field(default_factory=dict)
     # slice (SLICES and "new_users") -> baseline -> paired_bootstrap of tagrec's per-user
-    # NDCG@k against the baseline's on the same users (empty without tagrec).
+    # NDCG@k against the baseline's on the same users ({} without tagrec; a slice maps to
+    # {} without baselines).
     comparisons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -278,11 +282,30 @@ def evaluate_scorer(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int
     products and top_k's selections run in numpy and BLAS without the GIL, so threads keep
     every core busy. Each block writes its own rows, so the result is the same.
     """
+    return rank_blocks(scorer, data, users, k, block_size, workers)[0]
+
+
+def rank_blocks(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int,
+                block_size: int = 256, workers: int | None = None,
+                cold_rows: np.ndarray | None = None, cold_users: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """evaluate_scorer's (len(users), k) top rows, and from the same block scores the
+    cold-ranked lists: (len(users), k) top rows among `cold_rows` only for the users where
+    the bool mask `cold_users` is set (-1 elsewhere). No exclusion there: a cold movie has no
+    history rating, so it is in no user's history."""
     out = np.full((len(users), k), -1, dtype=np.int64)
+    cold_out = np.full((len(users), k), -1, dtype=np.int64)
 
     def rank(lo: int) -> None:
         block = users[lo:lo + block_size]
-        out[lo:lo + len(block)] = top_k(scorer.scores(block), k, data.history[block])[0]
+        scores = scorer.scores(block)  # (B, movies)
+        out[lo:lo + len(block)] = top_k(scores, k, data.history[block])[0]
+        if cold_rows is None or cold_users is None or not len(cold_rows):
+            return
+        pick = np.flatnonzero(cold_users[lo:lo + len(block)])
+        if len(pick):
+            cols = top_k(np.asarray(scores)[pick][:, cold_rows], k)[0]  # (P, k) into cold_rows
+            cold_out[lo + pick] = np.where(cols >= 0, cold_rows[np.maximum(cols, 0)], -1)
 
     starts = range(0, len(users), block_size)
     workers = workers or min(RANK_WORKERS, os.cpu_count() or 1)
@@ -292,21 +315,7 @@ def evaluate_scorer(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int
     else:
         for lo in starts:
             rank(lo)
-    return out
-
-
-def cold_ranked_top(scorer: bl.Scorer, users: np.ndarray, cold_rows: np.ndarray, k: int,
-                    block_size: int = 256) -> np.ndarray:
-    """(len(users), k) top movie rows among `cold_rows` only, -1 padded. No exclusion: a cold
-    movie has no history rating, so it is in no user's history."""
-    out = np.full((len(users), k), -1, dtype=np.int64)
-    if len(cold_rows) == 0:
-        return out
-    for lo in range(0, len(users), block_size):
-        block = users[lo:lo + block_size]
-        cols = top_k(np.asarray(scorer.scores(block))[:, cold_rows], k)[0]  # (B, k)
-        out[lo:lo + len(block)] = np.where(cols >= 0, cold_rows[np.maximum(cols, 0)], -1)
-    return out
+    return out, cold_out
 
 
 def user_slices(data: EvalData, evaluated: np.ndarray) -> tuple[dict[str, list[set[int]]],
@@ -329,7 +338,9 @@ def slice_metrics(top: np.ndarray, relevant: Sequence[set[int]], k: int, n_items
                   ) -> dict[str, float]:
     """ranking_metrics of one slice's lists plus coverage and popularity; per_user: its
     per_user_metrics if already computed."""
-    m = metric_means(per_user or per_user_metrics(top, relevant, k), relevant)
+    if per_user is None:
+        per_user = per_user_metrics(top, relevant, k)
+    m = metric_means(per_user, relevant)
     lists = top[np.array([bool(r) for r in relevant], dtype=bool)]
     return {"ndcg": m["ndcg"], "recall": m["recall"], "hit_rate": m["hit_rate"],
             "mrr": m["mrr"], "coverage": catalogue_coverage(lists, n_items),
@@ -478,8 +489,8 @@ def compare(ndcg: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[
         return {}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for s, mine in ndcg["tagrec"].items():
-        out[s] = {name: paired_bootstrap(mine, slices[s]) for name, slices in ndcg.items()
-                  if name != "tagrec" and s in slices}
+        out[s] = {name: paired_bootstrap(mine, slices[s], **BOOTSTRAP)
+                  for name, slices in ndcg.items() if name != "tagrec" and s in slices}
     return out
 
 
@@ -507,7 +518,7 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     slice_relevant, low_max = user_slices(data, evaluated)
     cold_relevant = set().union(*slice_relevant["cold_movies"]) if len(evaluated) else set()
     cold_rows = np.flatnonzero(data.popularity == 0)
-    cold_users = np.flatnonzero([bool(r) for r in slice_relevant["cold_ranked"]])
+    cold_users = np.array([bool(r) for r in slice_relevant["cold_ranked"]], dtype=bool)
     percentiles = popularity_percentiles(data.popularity)
 
     methods: dict[str, MethodResult] = {}
@@ -526,10 +537,8 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
         except bl.BaselineUnavailable as exc:
             skipped[name] = str(exc)
             continue
-        top = evaluate_scorer(scorer, data, evaluated, k, block_size)
-        cold_top = np.full_like(top, -1)
-        cold_top[cold_users] = cold_ranked_top(scorer, evaluated[cold_users], cold_rows, k,
-                                               block_size)
+        top, cold_top = rank_blocks(scorer, data, evaluated, k, block_size,
+                                    cold_rows=cold_rows, cold_users=cold_users)
         tops = {s: cold_top if s == "cold_ranked" else top for s in slice_relevant}
         per_user = {s: per_user_metrics(tops[s], rel, k) for s, rel in slice_relevant.items()}
         ndcg[name] = {s: p["ndcg"] for s, p in per_user.items()}
@@ -569,4 +578,5 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
         settings={"k": k, "relevant_rating": relevant_rating, "baselines": names,
                   "include_tagrec": include_tagrec, "liked_rating": data.liked_rating,
                   "target": data.target, "als_iterations": 15,
-                  "ease_max_items": bl.EASE_MAX_ITEMS, "bias_iterations": 10})
+                  "ease_max_items": bl.EASE_MAX_ITEMS, "bias_iterations": 10,
+                  "bootstrap": BOOTSTRAP})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -103,18 +104,25 @@ def test_grid_lists_every_combination():
 
 
 def test_cold_ranked_lists_hold_cold_movies_only_best_first():
-    from tagrec_cli.evaluate import cold_ranked_top
+    from tagrec_cli.evaluate import rank_blocks
 
     # 3 users x 6 movies; movies 1, 3 and 4 are cold. User 0 scores 4 > 1 > 3 among them,
-    # whatever the warm movies score (movie 5 is its best overall).
+    # whatever the warm movies score (movie 5 is its best overall); user 1 is not in the
+    # cold slice, so its cold list stays empty.
     scores = np.array([[0.1, 0.5, 0.2, 0.3, 0.9, 2.0],
                        [0.0, 0.1, 0.0, 0.7, 0.2, 0.0],
                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
     scorer = SimpleNamespace(scores=lambda rows: scores[rows])
-    cold = np.array([1, 3, 4])
-    top = cold_ranked_top(scorer, np.array([0, 1, 2]), cold, k=4, block_size=2)
-    assert top.tolist() == [[4, 1, 3, -1], [3, 4, 1, -1], [1, 3, 4, -1]]  # ties: listed first
-    assert (cold_ranked_top(scorer, np.array([0]), np.array([], np.int64), k=2) == -1).all()
+    data = SimpleNamespace(history=sp.csr_matrix((3, 6)))
+    users, cold = np.array([0, 1, 2]), np.array([1, 3, 4])
+    top, cold_top = rank_blocks(scorer, data, users, 4, block_size=2, workers=1,
+                                cold_rows=cold, cold_users=np.array([True, False, True]))
+    assert top[0].tolist() == [5, 4, 1, 3]
+    assert cold_top.tolist() == [[4, 1, 3, -1], [-1] * 4, [1, 3, 4, -1]]  # ties: listed first
+    assert np.array_equal(top, evaluate_scorer(scorer, data, users, 4, block_size=2))
+    _, none = rank_blocks(scorer, data, users, 2, cold_rows=np.array([], np.int64),
+                          cold_users=np.ones(3, bool))
+    assert (none == -1).all()
 
 
 def test_popular_and_bias_rank_by_history():
@@ -168,8 +176,23 @@ def test_run_evaluate_reports_every_method(embedded: Path):
                 assert math.isnan(v) or 0.0 <= v <= 1.0
     assert set(report.methods["tagrec"].pairs) == {"auc", "sign_accuracy"}
     assert report.methods["als"].pairs is None
-    # The cold-ranked slice has the cold slice's users; every list in it is cold movies only.
-    assert report.slice_users["cold_ranked"] == report.slice_users["cold_movies"]
+    # The cold-ranked slice has the cold slice's users. Ranked among the cold movies only,
+    # each relevant cold movie can only move up, so no method scores lower there.
+    assert report.slice_users["cold_ranked"] == report.slice_users["cold_movies"] > 0
+    for m in report.methods.values():
+        assert m.slices["cold_ranked"]["ndcg"] >= m.slices["cold_movies"]["ndcg"]
+    # popular ties every cold movie (none has a rating), so its list is the first 10 cold
+    # movies in catalogue order, for every user: the slice's NDCG by hand from that list.
+    from tagrec_cli.evaluate import load_eval_data, user_slices
+    from tagrec_cli.metrics import ranking_metrics
+
+    data = load_eval_data(embedded)
+    slices, _ = user_slices(data, np.flatnonzero([bool(r) for r in data.relevant]))
+    first = np.flatnonzero(data.popularity == 0)[:10]
+    lists = np.tile(np.pad(first, (0, 10 - len(first)), constant_values=-1),
+                    (len(slices["cold_ranked"]), 1))
+    by_hand = ranking_metrics(lists, slices["cold_ranked"], 10)["ndcg"]
+    assert report.methods["popular"].slices["cold_ranked"]["ndcg"] == pytest.approx(by_hand)
     # tagrec against every baseline on every slice, the same users as the slice's means.
     assert not report.new_users  # this workspace has no new users' part
     assert set(report.comparisons) == set(report.slice_users)
@@ -312,6 +335,7 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
     new = data["test"]["comparisons"]["new_users"]
     assert set(new) == {"popular", "ease"} and new["ease"]["users"] > 0
     assert "95% interval" in result.output
+    assert re.search(r"^\s*all\s+(popular|ease)\s+\d", result.output, re.M), result.output
 
 
 def test_evaluate_without_a_model_names_tagrec_train(tmp_path, small_data):

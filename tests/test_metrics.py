@@ -100,13 +100,13 @@ def test_coverage_and_popularity_percentile():
 
 
 def test_paired_bootstrap_example_and_a_sure_improvement():
-    # a [1, 0, 1, 1] vs b [0, 0, 1, 1]: means 0.75 and 0.5 -> diff 0.25, ratio 0.5. a >= b for
-    # every user, so no draw of users can make a's mean smaller than b's.
-    c = paired_bootstrap(np.array([1.0, 0, 1, 1]), np.array([0.0, 0, 1, 1]), seed=3)
+    # a [1, 1, 1, 0.5] vs b [1, 0.5, 1, 0.5]: means 0.875 and 0.75 -> diff 0.125, ratio 1/6.
+    # a >= b for every user, so no draw of users can make a's mean smaller than b's.
+    c = paired_bootstrap(np.array([1.0, 1, 1, 0.5]), np.array([1.0, 0.5, 1, 0.5]), seed=3)
     assert c["users"] == 4
-    assert c["diff"] == pytest.approx(0.25) and c["ratio"] == pytest.approx(0.5)
-    assert 0.0 <= c["diff_low"] <= c["diff"] <= c["diff_high"] <= 1.0
-    assert c["ratio_low"] >= 0.0
+    assert c["diff"] == pytest.approx(0.125) and c["ratio"] == pytest.approx(1 / 6)
+    assert 0.0 <= c["diff_low"] <= c["diff"] <= c["diff_high"] <= 0.5
+    assert 0.0 <= c["ratio_low"] <= c["ratio"] <= c["ratio_high"] <= 1.0
 
 
 def test_paired_bootstrap_keeps_pairs_together():
@@ -135,6 +135,15 @@ def test_paired_bootstrap_interval_covers_the_truth_and_skips_nan():
 def test_paired_bootstrap_of_a_zero_baseline_gives_the_difference_only():
     c = paired_bootstrap(np.array([0.5, 0.0]), np.zeros(2))
     assert c["diff"] == 0.25 and math.isnan(c["ratio"]) and math.isnan(c["ratio_low"])
+    assert 0.0 <= c["diff_low"] <= c["diff_high"] <= 0.5
+    # A baseline that scores on one user of 60 has draws where it scores on nobody: there
+    # the ratio is undefined, so none is given (dropping those draws would make the ratio's
+    # interval look sure); the difference's interval reaches 0, as it should.
+    b = np.zeros(60)
+    b[0] = 1.0
+    c = paired_bootstrap(np.zeros(60), b)
+    assert math.isnan(c["ratio"]) and math.isnan(c["ratio_low"]) and math.isnan(c["ratio_high"])
+    assert c["diff"] == pytest.approx(-1 / 60) and c["diff_high"] == 0.0 < -c["diff_low"]
     empty = paired_bootstrap(np.array([np.nan]), np.array([1.0]))
     assert empty["users"] == 0 and math.isnan(empty["diff"])
     with pytest.raises(ValueError, match="same users"):
