@@ -18,7 +18,6 @@ by several scores built from the stage's own model, and NDCG@10 is printed for e
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
@@ -26,35 +25,26 @@ import torch
 
 from tagrec_cli import artifacts
 from tagrec_cli import evaluate as ev
-from tagrec_cli.embed import token_tables
+from tagrec_cli.embed import text_vectors
 from tagrec_cli.metrics import ranking_metrics
 from tagrec_cli.store import ingested
 from tagrec_cli.topk import rows_of, top_k
 from tagrec_cli.towers import collab
 from tagrec_cli.towers import pooled as pooled_cache
-from tagrec_cli.towers.encode import encode_rows, uses_bf16
+from tagrec_cli.towers.encode import uses_bf16
 from tagrec_cli.towers.model import load_model, resolve_device
+from tagrec_cli.towers.tokens import token_tables
 
 
 def text_heads(stage: Path, model, tokenizer, dev) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """side -> (ids, (N, dim) text-head outputs, before the collaborative part)."""
+    """side -> (ids, (N, dim) tower outputs before the collaborative part), as embed makes
+    them (embed.text_vectors, from the stage's cache of pooled outputs where it has them)."""
     tables = token_tables(stage, tokenizer, model.cfg.max_length)
     cached = pooled_cache.load(stage, pooled_cache.cache_key(model, tables, dev,
                                                              uses_bf16(dev)), tables)
-    out = {}
-    for side, table in tables.items():
-        extra = None
-        if model.cfg.features is not None:
-            extra = torch.from_numpy(ingested.side_features(stage, side, table.ids,
-                                                            model.cfg.features))
-        if side in cached and cached[side][1].all():
-            with torch.inference_mode():
-                vecs = model.project(side, cached[side][0], extra).float()
-        else:
-            vecs = encode_rows(model, table, np.arange(len(table)), dev, 256, side,
-                               features=extra)
-        out[side] = (table.ids, vecs.numpy())
-    return out
+    return {side: (table.ids, text_vectors(stage, model, table, side, dev,
+                                           cached.get(side))[0].numpy())
+            for side, table in tables.items()}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -87,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     text = user_text[u]
     cold_vecs = every[cold]  # (C, dim)
     history_liked = (data.history[users] >= 4).astype(np.float64)  # (U, N)
-    years = np.array([int(m.group(1)) if (m := re.search(r"\((\d{4})\)\s*$", t or "")) else 0
-                      for t in ingested.read_table(args.stage, artifacts.INGEST_TABLE["movie"],
-                                                   ["title"])["title"].to_list()])
+    years = ingested.read_table(args.stage, artifacts.INGEST_TABLE["movie"], ["year"])[
+        "year"].fill_null(0).to_numpy()  # ingest's title-year rule (documents/frames.py)
     scores = {
         "default (text + pool)": unit(text + pool) @ cold_vecs.T,
         "user text only": unit(text) @ cold_vecs.T,

@@ -36,7 +36,7 @@ from tagrec_cli.towers import collab
 from tagrec_cli.towers import pooled as pooled_cache
 from tagrec_cli.towers.encode import encode_documents, encode_rows, uses_bf16
 from tagrec_cli.towers.model import TwoTower, load_model, resolve_device
-from tagrec_cli.towers.tokens import SIDES, token_tables
+from tagrec_cli.towers.tokens import SIDES, TokenTable, token_tables
 
 
 @dataclass
@@ -80,31 +80,11 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
     with artifacts.atomic_dir(out) as tmp:
         for side in SIDES:
             table = tables[side]
-            rows = np.arange(len(table))
             callback = (lambda n, s=side, total=len(table): on_batch(s, n, total)) \
                 if on_batch else None
-            extra = None
-            if model.cfg.features is not None:
-                extra = torch.from_numpy(ingested.side_features(workdir, side, table.ids,
-                                                                model.cfg.features))
-            if side in cached:
-                pooled, done = cached[side]
-                missing = np.flatnonzero(~done)
-                if callback:
-                    callback(int(done.sum()))
-                if len(missing):
-                    pooled = pooled.clone()
-                    pooled[torch.from_numpy(missing)] = encode_rows(
-                        model, table, missing, dev, batch_size, None, callback, precision)
-                reused += int(done.sum())
-                with torch.inference_mode():
-                    vecs = torch.cat([model.project(side, pooled[lo:lo + 4096].to(dev),
-                                                    None if extra is None else
-                                                    extra[lo:lo + 4096].to(dev)).float().cpu()
-                                      for lo in range(0, len(table), 4096)])
-            else:
-                vecs = encode_rows(model, table, rows, dev, batch_size, side, callback,
-                                   precision, extra)
+            vecs, from_cache = text_vectors(workdir, model, table, side, dev, cached.get(side),
+                                            batch_size, callback, precision)
+            reused += from_cache
             liked = None
             if model.cfg.collaborative and side == "user":
                 liked = collab.workspace_liked(workdir, table.ids, model.id_movies.cpu().numpy(),
@@ -134,6 +114,37 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
 # ---------------------------------------------------------------- embed --add-movies
 
 NEW_MOVIE_COLUMNS = ("movieId", "title", "genres", "tags")
+
+
+def text_vectors(workdir: Path, model: TwoTower, table: TokenTable, side: str, dev: torch.device,
+                 cached: tuple[torch.Tensor, np.ndarray] | None = None, batch_size: int = 256,
+                 callback: Callable[[int], None] | None = None, precision: str = "auto",
+                 ) -> tuple[torch.Tensor, int]:
+    """(len(table), dim) float32 tower outputs of every row of one side's token table, before
+    the collaborative part, and how many rows came from `cached` (pooled_cache.load's
+    (pooled, done) for this side: the pooled outputs a frozen `train` left; the rest are
+    encoded)."""
+    extra = None
+    if model.cfg.features is not None:
+        extra = torch.from_numpy(ingested.side_features(workdir, side, table.ids,
+                                                        model.cfg.features))
+    if cached is None:
+        return encode_rows(model, table, np.arange(len(table)), dev, batch_size, side,
+                           callback, precision, extra), 0
+    pooled, done = cached
+    missing = np.flatnonzero(~done)
+    if callback:
+        callback(int(done.sum()))
+    if len(missing):
+        pooled = pooled.clone()
+        pooled[torch.from_numpy(missing)] = encode_rows(
+            model, table, missing, dev, batch_size, None, callback, precision)
+    with torch.inference_mode():
+        vecs = torch.cat([model.project(side, pooled[lo:lo + 4096].to(dev),
+                                        None if extra is None else
+                                        extra[lo:lo + 4096].to(dev)).float().cpu()
+                          for lo in range(0, len(table), 4096)])
+    return vecs, int(done.sum())
 
 
 def read_new_movies(path: Path, max_tags: int):
