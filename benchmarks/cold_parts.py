@@ -7,8 +7,10 @@ by several scores built from the stage's own model, and NDCG@10 is printed for e
 * default: cosine of the served user vector (text head + pool of liked movies' vectors) and
   the movie's text head (a cold movie has no learned vector), as evaluate scores it;
 * user text only / pool only: the user vector's two parts, each alone;
-* content kNN: the mean text-head cosine between the cold movie and the movies the user
-  rated >= 4 in history (no learned vectors at all);
+* content kNN: the mean cosine between the cold movie's text head and the movies the user
+  liked in history, over their text heads (no learned vectors at all) or over their served
+  vectors (text head + learned part, what the movie table holds), with "liked" as rated
+  >= 4 (evaluate's relevance) or >= the ingest's like threshold (what the pool reads);
 * newest first: one list for every user, the most recent year first (a recency check).
 
     python benchmarks/cold_parts.py WS/evaluate/valid --target valid
@@ -76,14 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         pool = collab.pool(model, liked).numpy()[u]  # (U, dim)
     text = user_text[u]
     cold_vecs = every[cold]  # (C, dim)
-    history_liked = (data.history[users] >= 4).astype(np.float64)  # (U, N)
+    served = unit(movie_text[rows_of(movie_ids, data.movie_ids)]
+                  + collab.movie_part(model, data.movie_ids).detach().numpy())  # (N, dim)
+    like = float(data.manifest["settings"].get("like_threshold", 2.5))
+    history = data.history[users]
+    liked_at = {4.0: (history >= 4).astype(np.float64),  # (U, N) each
+                like: (history >= like).astype(np.float64)}
     years = ingested.read_table(args.stage, artifacts.INGEST_TABLE["movie"], ["year"])[
         "year"].fill_null(0).to_numpy()  # ingest's title-year rule (documents/frames.py)
     scores = {
         "default (text + pool)": unit(text + pool) @ cold_vecs.T,
         "user text only": unit(text) @ cold_vecs.T,
         "pool only": unit(pool) @ cold_vecs.T,
-        "content kNN over liked history": np.asarray(history_liked @ (every @ cold_vecs.T)),
+        **{f"content kNN, {name} heads, >= {t:g}": np.asarray(liked_at[t] @ (v @ cold_vecs.T))
+           for t in liked_at for name, v in (("text", every), ("served", served))},
         "newest first (one list)": np.tile(years[cold].astype(np.float64), (len(users), 1)),
     }
     print(f"{args.stage} ({args.target}): {len(users)} users, {len(cold):,} cold movies")
