@@ -51,19 +51,36 @@ class Scorer:
     def fold_in(self, x: sp.csr_matrix) -> np.ndarray | None:
         return None
 
+    def cold_scores(self, user_rows: np.ndarray, cold_rows: np.ndarray,
+                    scores: np.ndarray) -> np.ndarray:
+        """(P, C) scores that rank only the movies `cold_rows` (nobody rated them) for these
+        users; scores (P, N): the users' scores over the catalogue. By default those, cut:
+        a method ranks the cold movies as it ranks every movie."""
+        return scores[:, cold_rows]
+
 
 class DotScorer(Scorer):
     """Scores = user_vectors[u] . item_vectors^T (tagrec's embeddings, ALS factors), plus
-    user_weights[u] x item_prior when given (tagrec's popularity prior, prior.py)."""
+    user_weights[u] x item_prior when given (tagrec's popularity prior, prior.py).
+    cold_vectors (U, d): other user vectors that rank the cold movies (tagrec's content
+    profiles, unrated.py); None: the same scores."""
 
     def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray,
                  pairs: bool = True, user_weights: np.ndarray | None = None,
-                 item_prior: np.ndarray | None = None) -> None:
+                 item_prior: np.ndarray | None = None,
+                 cold_vectors: np.ndarray | None = None) -> None:
         self.users = np.ascontiguousarray(user_vectors, dtype=np.float32)
         self.items = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.n_items = len(self.items)
         self.pairs = pairs
         self.user_weights, self.item_prior = user_weights, item_prior
+        self.cold_vectors = cold_vectors
+
+    def cold_scores(self, user_rows: np.ndarray, cold_rows: np.ndarray,
+                    scores: np.ndarray) -> np.ndarray:
+        if self.cold_vectors is None:
+            return super().cold_scores(user_rows, cold_rows, scores)
+        return self.cold_vectors[user_rows] @ self.items[cold_rows].T
 
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         return self.vector_scores(self.users[user_rows], None if self.user_weights is None

@@ -21,7 +21,8 @@ once on the test part. Protocol of one scoring (`target` = "valid" or "test"):
   over the users who have any; ``cold_ranked`` = the same relevant movies and users, but each
   method ranks the cold movies only (the item cold-start protocol: can it order movies
   nobody has rated? Methods that score by history alone give every cold movie the same
-  score, so the tie rule makes their list: a fixed one, catalogue order; random is chance).
+  score, so the tie rule makes their list: a fixed one, catalogue order; random is chance;
+  tagrec ranks them by the content profile, as `recommend --unrated` does: unrated.py).
   Its coverage and popularity figures are over the whole catalogue, as the other slices'.
 * Comparisons: tagrec's per-user NDCG@k against each baseline's on the same users of each
   slice, as the difference and the relative difference with 95% paired bootstrap intervals
@@ -52,7 +53,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from tagrec_cli import artifacts
+from tagrec_cli import artifacts, unrated
 from tagrec_cli import baselines as bl
 from tagrec_cli.config import (
     BASELINE_GRIDS,
@@ -182,8 +183,12 @@ def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | No
                             "of the ingest output — re-run `tagrec embed`")
     # The prior as recommend applies it: each user known by their history ratings.
     weights = store.prior_weights(np.diff(data.history.indptr))
-    scorer = bl.DotScorer(users.vectors[u_rows], movies.vectors[m_rows], user_weights=weights,
-                          item_prior=store.movie_prior[m_rows] if weights.any() else None)
+    user_vectors, movie_vectors = users.vectors[u_rows], movies.vectors[m_rows]
+    h = data.history  # the cold movies are ranked as `recommend --unrated` ranks them
+    profiles = unrated.profiles(user_vectors, h.indptr, h.indices, h.data, movie_vectors)
+    scorer = bl.DotScorer(user_vectors, movie_vectors, user_weights=weights,
+                          item_prior=store.movie_prior[m_rows] if weights.any() else None,
+                          cold_vectors=profiles)
     return scorer, manifest.get("model_config_hash")
 
 
@@ -304,7 +309,8 @@ def rank_blocks(scorer: bl.Scorer, data: EvalData, users: np.ndarray, k: int,
             return
         pick = np.flatnonzero(cold_users[lo:lo + len(block)])
         if len(pick):
-            cols = top_k(np.asarray(scores)[pick][:, cold_rows], k)[0]  # (P, k) into cold_rows
+            cols = top_k(scorer.cold_scores(block[pick], cold_rows, np.asarray(scores)[pick]),
+                         k)[0]  # (P, k) into cold_rows
             cold_out[lo + pick] = np.where(cols >= 0, cold_rows[np.maximum(cols, 0)], -1)
 
     starts = range(0, len(users), block_size)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tagrec_cli import documents, prior
+from tagrec_cli import documents, prior, unrated
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
@@ -82,6 +82,7 @@ class Query:
     # user, for the reasons (a known user's come from the seen index)
     source: str = "tags"  # what a query without a known user was made from
     ratings: int = 0  # how many ratings the user is known by: the prior's weight (prior.py)
+    asked: bool = False  # tags were given: the query is them, not the user's history
 
     @property
     def label(self) -> str:
@@ -138,7 +139,8 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
         if not include_seen:
             seen_rows = movie_table.rows_of(seen)
             exclude = seen_rows[seen_rows >= 0]
-        queries.append(Query(user, doc_tags[i], vector, exclude, ratings=len(seen)))
+        queries.append(Query(user, doc_tags[i], vector, exclude, ratings=len(seen),
+                             asked=bool(tags)))
     return queries
 
 
@@ -177,6 +179,40 @@ def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
                                    store.movie_prior if weights.any() else None)
     return [Recommendation(q, movies.ids[r], s)
             for q, r, s in zip(queries, top_rows, top_scores, strict=True)]
+
+
+def rated_history(store: Store, query: Query) -> tuple[np.ndarray, np.ndarray]:
+    """(movie ids, ratings) the query knows its user by: a new user's ratings, a known user's
+    from the seen index; none for a query of tags (the tags are what was asked for)."""
+    if query.asked or (query.user is None and query.history is None):
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return query.history if query.history is not None else store.seen.of(query.user)
+
+
+def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
+    """Top-k of the movies nobody has rated (Store.unrated_rows), per query, by the content
+    profile (unrated.py); a batch gives the same lists as one query at a time."""
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    movies = store.table("movie")
+    candidates = store.unrated_rows  # (C,) ascending
+    if not len(candidates):
+        raise TagrecError("every movie in the table has ratings: --unrated ranks the movies "
+                          "nobody rated, such as those added with `tagrec embed --add-movies "
+                          "FILE`")
+    histories = []
+    for q in queries:
+        ids, stars = rated_history(store, q)
+        histories.append((movies.rows_of(ids), stars))
+    profiles = unrated.profiles(np.stack([q.vector for q in queries]),
+                                *unrated.history_arrays(histories), movies.vectors)  # (Q, d)
+    exclude = []  # positions in candidates of each query's excluded rows
+    for q in queries:
+        at = np.searchsorted(candidates, q.exclude).clip(max=len(candidates) - 1)
+        exclude.append(at[candidates[at] == q.exclude])
+    top, scores = nearest(profiles, movies.vectors[candidates], k, exclude)
+    return [Recommendation(q, movies.ids[candidates[r]], s)
+            for q, r, s in zip(queries, top, scores, strict=True)]
 
 
 def recommend_for_users(store: Store, users: list[int], k: int = 10,

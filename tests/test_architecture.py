@@ -23,7 +23,7 @@ LAYERS = {
     "tagrec_cli": 0, "tagrec_cli.__main__": 7,
     "tagrec_cli.errors": 1, "tagrec_cli.config": 1, "tagrec_cli.features": 1,
     "tagrec_cli.topk": 1, "tagrec_cli.metrics": 1, "tagrec_cli.toptags": 1,
-    "tagrec_cli.documents": 1,
+    "tagrec_cli.documents": 1, "tagrec_cli.prior": 1, "tagrec_cli.unrated": 1,
     "tagrec_cli.artifacts": 2, "tagrec_cli.store": 2, "tagrec_cli.datasets": 2,
     "tagrec_cli.towers": 3,
     "tagrec_cli.train": 4, "tagrec_cli.ingest": 4, "tagrec_cli.embed": 4,

@@ -112,7 +112,11 @@ def test_cold_ranked_lists_hold_cold_movies_only_best_first():
     scores = np.array([[0.1, 0.5, 0.2, 0.3, 0.9, 2.0],
                        [0.0, 0.1, 0.0, 0.7, 0.2, 0.0],
                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
-    scorer = SimpleNamespace(scores=lambda rows: scores[rows])
+    class Fixed(bl.Scorer):
+        def scores(self, rows):
+            return scores[rows]
+
+    scorer = Fixed()
     data = SimpleNamespace(history=sp.csr_matrix((3, 6)))
     users, cold = np.array([0, 1, 2]), np.array([1, 3, 4])
     top, cold_top = rank_blocks(scorer, data, users, 4, block_size=2, workers=1,
@@ -123,6 +127,15 @@ def test_cold_ranked_lists_hold_cold_movies_only_best_first():
     _, none = rank_blocks(scorer, data, users, 2, cold_rows=np.array([], np.int64),
                           cold_users=np.ones(3, bool))
     assert (none == -1).all()
+    # A scorer that ranks the cold movies by other vectors (tagrec's content profiles):
+    # its cold lists follow them, its full lists do not change.
+    items = np.eye(6, dtype=np.float32)
+    dot = bl.DotScorer(scores.astype(np.float32), items,
+                       cold_vectors=-scores.astype(np.float32))
+    top2, cold2 = rank_blocks(dot, data, users, 4, workers=1, cold_rows=cold,
+                              cold_users=np.array([True, False, True]))
+    assert np.array_equal(top2, top)
+    assert cold2[0].tolist() == [3, 1, 4, -1]  # -scores: 3 > 1 > 4 among the cold movies
 
 
 def test_popular_and_bias_rank_by_history():
@@ -208,6 +221,42 @@ def test_run_evaluate_reports_every_method(embedded: Path):
     again = run_evaluate(embedded, k=10, baselines=("random", "popular"))
     assert again.methods["popular"].slices == report.methods["popular"].slices
     assert again.methods["random"].slices == report.methods["random"].slices
+
+
+def test_tagrec_ranks_the_cold_movies_by_the_content_profile(embedded: Path):
+    # By hand: per user of the slice, the mean table vector of the history movies rated
+    # >= 4 (none: the user's own vector), dotted with each cold movie's, best 10 first.
+    from safetensors.numpy import load_file
+
+    from tagrec_cli.evaluate import load_eval_data, user_slices
+    from tagrec_cli.metrics import ranking_metrics
+
+    report = run_evaluate(embedded, k=10, baselines=())
+    data = load_eval_data(embedded)
+    evaluated = np.flatnonzero([bool(r) for r in data.relevant])
+    slices, _ = user_slices(data, evaluated)
+    tables = {side: load_file(str(embedded / "embeddings" / f"{side}s.safetensors"))
+              for side in ("user", "movie")}
+    movie_vec = dict(zip(tables["movie"]["ids"].tolist(), tables["movie"]["embeddings"],
+                         strict=True))
+    user_vec = dict(zip(tables["user"]["ids"].tolist(), tables["user"]["embeddings"],
+                        strict=True))
+    cold = np.flatnonzero(data.popularity == 0)
+    lists, relevant, fallbacks = [], [], 0
+    for u, rel in zip(evaluated, slices["cold_ranked"], strict=True):
+        if not rel:
+            continue
+        row = data.history[u].toarray().ravel()
+        loved = np.flatnonzero(row >= 4)
+        fallbacks += not len(loved)
+        profile = (np.mean([movie_vec[int(data.movie_ids[m])] for m in loved], axis=0)
+                   if len(loved) else user_vec[int(data.user_ids[u])])
+        s = np.array([movie_vec[int(data.movie_ids[m])] @ profile for m in cold])
+        lists.append(cold[np.argsort(-s, kind="stable")[:10]])
+        relevant.append(rel)
+    assert len(relevant) == report.slice_users["cold_ranked"] > 0
+    by_hand = ranking_metrics(np.array(lists), relevant, 10)["ndcg"]
+    assert report.methods["tagrec"].slices["cold_ranked"]["ndcg"] == pytest.approx(by_hand)
 
 
 # ---------------------------------------------------------------- the protocol

@@ -627,3 +627,70 @@ def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_pat
     assert len(got) == 50 and not got & {a, b}
     r = invoke(["recommend", "--ratings", str(path), "--user", "3"], trained)
     assert r.exit_code == 1 and "give --ratings alone" in r.stderr
+
+
+# ---------------------------------------------------------------- recommend --unrated
+
+
+def unrated_reference(ws: Path, user: int) -> tuple[set[int], dict[int, float]]:
+    """The movies --unrated may list for `user` (in the table, no history rating, not rated
+    by the user) and their scores, from ingest's ratings and the tables, by hand: the mean
+    vector of the movies the user rated >= 4, dotted with each movie's vector."""
+    ratings = pl.read_parquet(ws / "ingest" / "ratings.parquet")
+    table = load_file(str(ws / "embeddings" / "movies.safetensors"))
+    vectors = dict(zip(table["ids"].tolist(), table["embeddings"], strict=True))
+    mine = ratings.filter(pl.col("userId") == user)
+    loved = mine.filter(pl.col("rating") >= 4)["movieId"].to_list()
+    profile = np.mean([vectors[m].astype(np.float64) for m in loved], axis=0)
+    allowed = set(vectors) - set(ratings["movieId"].to_list())
+    return allowed, {m: float(vectors[m] @ profile) for m in allowed}
+
+
+def test_unrated_ranks_only_movies_nobody_rated_by_the_content_profile(tmp_path, ws):
+    csv = write_csv(tmp_path / "new.csv", [
+        "900001,Heist Night (2031),Crime|Thriller,safe cracking|twist ending",
+        "900002,Space Garden (2032),Sci-Fi,space|gardens",
+    ])
+    assert invoke(["embed", "--add-movies", str(csv)], ws).exit_code == 0
+    ratings = pl.read_parquet(ws / "ingest" / "ratings.parquet")
+    user = int(ratings.filter(pl.col("rating") >= 4)["userId"][0])
+    allowed, scores = unrated_reference(ws, user)
+    assert {900001, 900002} <= allowed
+    r = invoke(["recommend", "--user", str(user), "--unrated", "--json", "-k", "100000"], ws)
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)["recommendations"]
+    assert {x["movieId"] for x in got} == allowed  # every unrated movie, nothing else
+    for x in got:
+        assert x["score"] == pytest.approx(scores[x["movieId"]], abs=1e-5)
+    assert [x["score"] for x in got] == sorted((x["score"] for x in got), reverse=True)
+    # the same lists for a new user known by the same ratings, and in a table, the title says
+    rated = tmp_path / "mine.csv"
+    ratings.filter(pl.col("userId") == user).select("movieId", "rating").write_csv(rated)
+    r = invoke(["recommend", "--ratings", str(rated), "--unrated", "--json", "-k", "100000"], ws)
+    assert [x["movieId"] for x in json.loads(r.stdout)["recommendations"]] == [
+        x["movieId"] for x in got]
+    r = invoke(["recommend", "--user", str(user), "--unrated", "-k", "2"], ws)
+    assert r.exit_code == 0 and f"top 2 unrated movies for user {user}" in r.stdout
+
+
+def test_unrated_for_tags_keeps_the_tags_vector(tmp_path, ws):
+    csv = write_csv(tmp_path / "new.csv", ["900001,Heist Night (2031),Crime,safe cracking"])
+    assert invoke(["embed", "--add-movies", str(csv)], ws).exit_code == 0
+    args = ["recommend", "--tags", "safe cracking, heist", "--json", "-k", "100000"]
+    everything = {x["movieId"]: x["score"]
+                  for x in json.loads(invoke(args, ws).stdout)["recommendations"]}
+    got = json.loads(invoke([*args, "--unrated"], ws).stdout)["recommendations"]
+    assert 900001 in {x["movieId"] for x in got}
+    for x in got:  # a tags query has no history: its own cosine, as the full ranking gives it
+        assert x["score"] == pytest.approx(everything[x["movieId"]], abs=1e-6)
+
+
+def test_unrated_with_no_unrated_movie_is_one_line(trained):
+    from tagrec_cli.errors import TagrecError
+    from tagrec_cli.recommend import build_queries, rank_unrated
+
+    store = Store(trained)
+    store.__dict__["unrated_rows"] = np.zeros(0, np.int64)  # every movie rated
+    queries = build_queries(store, [int(load_seen(trained).users[0])])
+    with pytest.raises(TagrecError, match="every movie in the table has ratings.*add-movies"):
+        rank_unrated(store, queries, 5)

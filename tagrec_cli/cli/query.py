@@ -102,6 +102,10 @@ def recommend(
     k: Annotated[int, typer.Option("-k", "--top", help="Movies per query.")] = TOP_K,
     include_seen: Annotated[bool, typer.Option(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
+    unrated: Annotated[bool, typer.Option(
+        "--unrated", help="Rank only the movies nobody has rated yet (those added with "
+        "`tagrec embed --add-movies`, and catalogue movies without a rating), by their "
+        "similarity to the movies the user rated 4 or more.")] = False,
     as_json: JsonOpt = False,
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
@@ -109,10 +113,11 @@ def recommend(
     """Print the top-k movies for users, for a taste given as tags, or for a new user's
     ratings, with reasons.
 
-    Example: tagrec recommend --user 42 -k 10   (or: --tags "heist, noir", --ratings my.csv)
+    Example: tagrec recommend --user 42 -k 10   (or: --tags "heist, noir", --ratings my.csv,
+    --unrated for new arrivals)
     """
     from tagrec_cli.documents import parse_tags
-    from tagrec_cli.recommend import build_queries, rank
+    from tagrec_cli.recommend import build_queries, rank, rank_unrated
     from tagrec_cli.store import Store
 
     if tags is not None and tags_file is not None:
@@ -146,9 +151,12 @@ def recommend(
     else:
         queries = build_queries(store, user or [], None if tags is None else parse_tags(tags),
                                 include_seen)
-    results = _results(store, rank(store, queries, k), k, "user" if user else "query")
+    ranked = (rank_unrated if unrated else rank)(store, queries, k)
+    results = _results(store, ranked, k, "user" if user else "query")
+    what = "unrated movies" if unrated else ""
     _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
-                           f"for {'user ' + str(res['user']) if user else res['query']}")
+                           f"{what}{' ' if what else ''}for "
+                           f"{'user ' + str(res['user']) if user else res['query']}")
 
 
 @command()

@@ -98,14 +98,26 @@ class Store:
         return movies[ratings >= self.ingest.like_threshold]
 
     @cached_property
-    def movie_prior(self) -> np.ndarray:
-        """(N,) the popularity prior of each movie-table row (prior.py), from the history
-        rating counts the catalogue holds (an added movie has none: the cold prior)."""
+    def rating_counts(self) -> np.ndarray:
+        """(N,) history ratings of each movie-table row, from the catalogue (an added movie,
+        or one the catalogue lacks: 0)."""
         catalogue, ids = self.catalogue, self.table("movie").ids
         counts = catalogue.rating_counts()
         at = catalogue.rows(ids)
+        return np.where(at >= 0, counts[np.maximum(at, 0)], 0)
+
+    @cached_property
+    def movie_prior(self) -> np.ndarray:
+        """(N,) the popularity prior of each movie-table row (prior.py), from the history
+        rating counts the catalogue holds (an added movie has none: the cold prior)."""
         cold = float((self.manifest.get("popularity_prior") or {}).get("cold", 0.0))
-        return prior.movie_prior(np.where(at >= 0, counts[np.maximum(at, 0)], 0), cold)
+        return prior.movie_prior(self.rating_counts, cold)
+
+    @cached_property
+    def unrated_rows(self) -> np.ndarray:
+        """(C,) ascending movie-table rows nobody rated in the history: added movies and
+        catalogue movies without a rating (what `recommend --unrated` ranks, unrated.py)."""
+        return np.flatnonzero(self.rating_counts == 0)
 
     def prior_weights(self, n_ratings: np.ndarray) -> np.ndarray:
         """(Q,) ratings each query's user is known by -> (Q,) weights of the prior, as the
