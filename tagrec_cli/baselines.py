@@ -258,6 +258,20 @@ class EaseScorer(Scorer):
         return out
 
 
+def nearest_columns(sims: np.ndarray, keep: int) -> np.ndarray:
+    """(b, N) bool: each row's `keep` largest entries, ties at the cut going to the lower
+    column, so the choice is the same on any numpy (argpartition leaves it open).
+
+    Example: [[0.2, 0.5, 0.2, 0.1]], keep 2 -> [[True, True, False, False]]
+    """
+    if keep >= sims.shape[1]:
+        return np.ones(sims.shape, bool)
+    cut = -np.partition(-sims, keep - 1, axis=1)[:, keep - 1:keep]  # (b, 1) keep-th largest
+    above, at = sims > cut, sims == cut
+    need = keep - above.sum(axis=1, keepdims=True)  # (b, 1) >= 1 taken from the ties
+    return above | (at & (np.cumsum(at, axis=1) <= need))
+
+
 class ItemKnnScorer(Scorer):
     """Score = sum of the cosine similarities of a movie to the user's history movies, each
     movie keeping only its `neighbours` most similar others (binary history, no shrinkage).
@@ -279,14 +293,10 @@ class ItemKnnScorer(Scorer):
         for lo in range(0, n_items, block):
             sims = (xt[lo:lo + block] @ scaled).toarray()  # (b, N) cosine
             sims[np.arange(len(sims)), np.arange(lo, lo + len(sims))] = 0.0  # not itself
-            top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep] if keep < n_items else \
-                np.tile(np.arange(n_items), (len(sims), 1))
-            v = np.take_along_axis(sims, top, axis=1)
-            r = np.repeat(np.arange(lo, lo + len(sims)), top.shape[1])
-            ok = v.ravel() > 0
-            rows.append(r[ok])
-            cols.append(top.ravel()[ok])
-            vals.append(v.ravel()[ok])
+            r, c = np.nonzero(nearest_columns(sims, keep) & (sims > 0))
+            rows.append(r + lo)
+            cols.append(c)
+            vals.append(sims[r, c])
         # sim[i, j]: j among i's neighbours; a user's score for j sums over history movies i.
         self.sim = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
                                                           np.concatenate(cols))),
