@@ -199,6 +199,10 @@ class Workspace:
 # ------------------------------------------------------------------ the answers
 
 
+UNRATED_HELP = ("Only the movies nobody has rated yet, by similarity to the movies the user "
+                "rated 4 or more (`recommend --unrated`).")
+
+
 def check_k(k: int) -> None:
     if k < 1:
         raise ApiError(400, f"k must be at least 1 (got {k})", "k")
@@ -206,10 +210,24 @@ def check_k(k: int) -> None:
         raise ApiError(400, f"k must be at most {MAX_K} (got {k})", "k")
 
 
+def ranked(store: ServeStore, queries: list, k: int, unrated: bool) -> list:
+    """recommend.rank, or rank_unrated (`--unrated`), whose "no unrated movie" is a 404."""
+    from tagrec_cli.recommend import rank, rank_unrated
+
+    if not unrated:
+        return rank(store, queries, k)
+    try:
+        return rank_unrated(store, queries, k)
+    except ArtifactError:
+        raise
+    except TagrecError as exc:
+        raise ApiError(404, str(exc), "unrated") from None
+
+
 def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, k: int,
-                   include_seen: bool) -> dict:
-    """recommend --user / --tags --json for one query."""
-    from tagrec_cli.recommend import INT64, build_queries, rank, results
+                   include_seen: bool, unrated: bool = False) -> dict:
+    """recommend --user / --tags [--unrated] --json for one query."""
+    from tagrec_cli.recommend import INT64, build_queries, results
 
     try:
         queries = build_queries(store, [] if user is None else [user], tags, include_seen)
@@ -219,7 +237,8 @@ def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, 
         if user is not None and not (INT64[0] <= user <= INT64[1] and store.known("user", user)):
             raise ApiError(404, str(exc), "user") from None
         raise ApiError(400, str(exc), "tags") from None
-    return results(store, rank(store, queries, k), "user" if user is not None else "query")[0]
+    return results(store, ranked(store, queries, k, unrated),
+                   "user" if user is not None else "query")[0]
 
 
 def similar(store: ServeStore, movie: int | None, title: str | None, k: int) -> dict:
@@ -316,11 +335,12 @@ def validation_message(err: dict) -> tuple[str, str | None]:
     return f"{name or 'request'}: {reason[:1].lower() + reason[1:]}{shown}", name
 
 
-def new_user(store: ServeStore, body: Any, k: int) -> dict:
-    """recommend --ratings --json, from a JSON body {"ratings": [{"movieId": 1, "rating": 4.5,
-    "timestamp": 964982703}, ...]} (timestamp optional), checked by the CSV file's rules."""
+def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dict:
+    """recommend --ratings [--unrated] --json, from a JSON body {"ratings": [{"movieId": 1,
+    "rating": 4.5, "timestamp": 964982703}, ...]} (timestamp optional), checked by the CSV
+    file's rules."""
     from tagrec_cli.datasets.user_ratings import user_ratings
-    from tagrec_cli.recommend import rank, ratings_query, results
+    from tagrec_cli.recommend import ratings_query, results
 
     items = body.get("ratings") if isinstance(body, dict) else None
     if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
@@ -336,7 +356,7 @@ def new_user(store: ServeStore, body: Any, k: int) -> dict:
         raise
     except TagrecError as exc:
         raise ApiError(400, str(exc), "ratings") from None
-    out = results(store, rank(store, [query], k), "query")[0]
+    out = results(store, ranked(store, [query], k, unrated), "query")[0]
     out["unknown_movies"] = unknown  # rated movies the catalogue lacks, left out
     return out
 
@@ -398,7 +418,8 @@ def create_app(workdir: Path, allow_stale: bool = False):
                                                  "with user, added to that user's document."),
                         k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
                         include_seen: bool = Query(False, description="Also movies the user "
-                                                   "rated.")):
+                                                   "rated."),
+                        unrated: bool = Query(False, description=UNRATED_HELP)):
         """Top-k movies for a user or a taste given as tags, with reasons (`recommend --json`)."""
         from tagrec_cli.documents import parse_tags
 
@@ -410,8 +431,8 @@ def create_app(workdir: Path, allow_stale: bool = False):
             tag_list = None if tags is None else parse_tags(tags)
         except TagrecError as exc:
             raise ApiError(400, str(exc), "tags") from None
-        answer = functools.partial(ws.answer, lambda s: recommendation(s, user, tag_list, k,
-                                                                       include_seen))
+        answer = functools.partial(ws.answer, lambda s: recommendation(
+            s, user, tag_list, k, include_seen, unrated))
         # A known user's answer is about a millisecond of numpy: computed here, on the event
         # loop, it saves a hop to a thread and back (0.4 ms). Tags go through the encoder
         # (tens of ms), in a thread, so that the quick answers behind them are not held up.
@@ -420,11 +441,12 @@ def create_app(workdir: Path, allow_stale: bool = False):
     @app.post("/recommend")
     def recommend_new_user(body: Any = Body(..., examples=[{"ratings": [
                                {"movieId": 1, "rating": 4.5}, {"movieId": 2, "rating": 2}]}]),
-                           k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}.")):
+                           k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
+                           unrated: bool = Query(False, description=UNRATED_HELP)):
         """Top-k movies for a new user given by their ratings, without retraining
         (`recommend --ratings FILE --json`, plus the rated movies the catalogue lacks)."""
         check_k(k)
-        return Json(ws.answer(lambda s: new_user(s, body, k)))
+        return Json(ws.answer(lambda s: new_user(s, body, k, unrated)))
 
     @app.get("/similar")
     async def similar_endpoint(movie: int | None = Query(None, description="A movie id."),

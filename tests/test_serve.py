@@ -74,6 +74,9 @@ def cli_error(workdir: Path, *args: str) -> str:
     ('/recommend?tags="rock, paper", heist&k=5',
      ["recommend", "--tags", '"rock, paper", heist', "-k", "5"]),
     (f"/recommend?user={USER}&tags=heist", ["recommend", "--user", str(USER), "--tags", "heist"]),
+    (f"/recommend?user={USER}&unrated=true", ["recommend", "--user", str(USER), "--unrated"]),
+    ("/recommend?tags=heist&unrated=true&k=3", ["recommend", "--tags", "heist", "--unrated",
+                                                "-k", "3"]),
     ("/similar?movie=1", ["similar", "--movie", "1"]),
     ("/similar?movie=900001&k=3", ["similar", "--movie", "900001", "-k", "3"]),
     ("/similar?title=<script>", ["similar", "--title", "<script>"]),
@@ -188,6 +191,14 @@ def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_p
     response = client.post("/recommend", json={"ratings": [{"movieId": 99999999,
                                                             "rating": 4}, *mine.to_dicts()]})
     assert response.status_code == 200 and response.json()["unknown_movies"] == [99999999]
+    expected = cli_json(served, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-k", "7",
+                        "--unrated")
+    response = client.post("/recommend?k=7&unrated=true", json={"ratings": mine.to_dicts()})
+    got = response.json()
+    assert got.pop("unknown_movies") == [] and got == expected
+    rated = set(pl.read_parquet(served / "ingest" / "ratings.parquet")["movieId"].to_list())
+    assert len(got["recommendations"]) == 7
+    assert not rated & {r["movieId"] for r in got["recommendations"]}  # nobody rated them
 
 
 @pytest.mark.parametrize("body, message", [
