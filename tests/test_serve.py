@@ -217,6 +217,22 @@ def test_post_recommend_rejects_a_bad_body_with_one_line(client, body, message):
     assert response.json() == {"error": message, "parameter": "ratings"}
 
 
+def test_unrated_without_an_unrated_movie_is_a_404_naming_it(served, monkeypatch):
+    import numpy as np
+
+    from tagrec_cli.store import Store
+
+    monkeypatch.setattr(Store, "unrated_rows", property(lambda self: np.zeros(0, np.int64)))
+    client = TestClient(create_app(served))
+    for response in (client.get(f"/recommend?user={USER}&unrated=true"),
+                     client.post("/recommend?unrated=true",
+                                 json={"ratings": [{"movieId": 1, "rating": 5}]})):
+        assert response.status_code == 404, response.text
+        assert response.json()["parameter"] == "unrated"
+        assert response.json()["error"].startswith("every movie in the table has ratings")
+    assert client.get(f"/recommend?user={USER}").status_code == 200  # the rest still works
+
+
 def test_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
     client = TestClient(create_app(served), raise_server_exceptions=False)
 
