@@ -3,8 +3,9 @@
 Each run is a fresh `python -m tagrec_cli ...` process (interpreter start, imports, reading
 the tables, ranking, printing), run round-robin with `python -c pass` and the others so that
 a change in the machine's load touches every command alike; the median is reported. It also
-checks that every answer has k movies, that `--user` returns none the user already rated,
-and which of polars, torch and scipy each command imported (none, on the query path).
+checks that every answer has k movies, that `--user` returns none the user already rated
+(and `--unrated` none that anybody rated; it is left out where every movie is), and which of
+polars, torch and scipy each command imported (none, on the query path).
 
     python benchmarks/recommend.py --workdir WS --runs 7
     python benchmarks/recommend.py --workdir WS --user 42 --movie 2 --tags "pixar, animation"
@@ -41,10 +42,25 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     ws = ["--workdir", str(args.workdir.resolve()), "-k", str(args.k)]
     out = {f"recommend --user {args.user}": ["recommend", "--user", str(args.user), *ws],
            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
+           f"recommend --user {args.user} --unrated": ["recommend", "--user", str(args.user),
+                                                      "--unrated", *ws],
            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
     if args.skip_tags:  # random tables (random_tables.py): no model to encode a query with
         out.pop(f'recommend --tags "{args.tags}"')
+    if not args.unrated_ids:  # every movie rated: --unrated is an error there
+        out.pop(f"recommend --user {args.user} --unrated")
     return out
+
+
+def workspace_lists(workdir: Path, user: int) -> tuple[list[int], list[int]]:
+    """The user's rated movies and the movies nobody rated, from the tables the queries read."""
+    code = ("import sys, json; from tagrec_cli.store import Store; s = Store(sys.argv[1]); "
+            f"print(json.dumps([s.seen.of({user})[0].tolist(), "
+            "s.table('movie').ids[s.unrated_rows].tolist()]))")
+    out = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True,
+                         text=True, check=True).stdout
+    seen, unrated = json.loads(out)
+    return seen, unrated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run every command under this checkout too (repeatable)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/recommend.json"))
     args = ap.parse_args(argv)
+    seen, args.unrated_ids = workspace_lists(args.workdir, args.user)
 
     codes = dict(c.split("=", 1) for c in args.code) or {"": "."}
     envs, cwds = {}, {}  # each code runs in its own folder: `-m` puts the cwd first on sys.path
@@ -96,17 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     same = {name: len({json.dumps(answers[f"{code}: {name}"], sort_keys=True)
                        for code in codes}) == 1
             for name in commands(args)} if len(codes) > 1 else {}
-    seen = subprocess.run(  # the user's history, from the tables the query itself reads
-        [sys.executable, "-c", "import sys; from tagrec_cli.store import Store; "
-         f"print(Store(sys.argv[1]).seen.of({args.user})[0].tolist())", str(args.workdir)],
-        capture_output=True, text=True, check=True).stdout
     for code in codes:
-        user_cmd = f"{code}: recommend --user {args.user}" if code else \
-            f"recommend --user {args.user}"
-        overlap = set(json.loads(seen)) & {r["movieId"]
-                                           for r in answers[user_cmd]["recommendations"]}
-        if overlap:
-            problems.append(f"{user_cmd}: returned rated movies {sorted(overlap)}")
+        for query in (f"recommend --user {args.user}", f"recommend --user {args.user} --unrated"):
+            user_cmd = f"{code}: {query}" if code else query
+            if user_cmd not in answers:
+                continue
+            got = {r["movieId"] for r in answers[user_cmd]["recommendations"]}
+            if set(seen) & got:
+                problems.append(f"{user_cmd}: returned rated movies {sorted(set(seen) & got)}")
+            rated = got - set(args.unrated_ids)
+            if query.endswith("--unrated") and rated:
+                problems.append(f"{user_cmd}: returned movies somebody rated {sorted(rated)}")
 
     base = statistics.median(runs["python -c pass"])
     result = {"workdir": str(args.workdir), "runs": args.runs, "codes": codes,

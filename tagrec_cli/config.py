@@ -32,6 +32,8 @@ BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
 
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
 RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
+LOVED_RATING = 4.0  # a history rating >= this puts the movie in the user's content profile
+# (unrated.py: how `recommend --unrated` ranks the movies nobody rated)
 # evaluate's protocol (protocol.py): per user, by time, the latest TEST_FRACTION of the
 # ratings are test and the VALID_FRACTION before them validation; settings and epochs are
 # chosen on validation, test is scored once.

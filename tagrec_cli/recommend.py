@@ -3,7 +3,8 @@
 Rows of both tables are L2-normalised, so cosine similarity is a dot product; a user's
 score adds the popularity prior (prior.py), a movie's (`similar`) does not. The one top-k
 rule (topk.py) filters inside the selection: a query always gets the best k movies that
-remain.
+remain. `--unrated` ranks only the movies nobody rated, by the user's content profile
+(unrated.py) instead.
 
 A query is a known user's row of the user table, or a user document written from tags
 (`--tags`) or from a new user's ratings (`--ratings`) by the document grammar ingest uses,
@@ -93,7 +94,9 @@ class Query:
 class Recommendation:
     query: Query
     movie_ids: np.ndarray  # (n,) best first
-    scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py)
+    scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py);
+    # with --unrated, the dot product with the content profile (unrated.py), a mean of unit
+    # vectors: on the cosine's scale, but lower
 
     @property
     def user(self) -> int | None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from tagrec_cli import __version__, artifacts
-from tagrec_cli.config import SERVE_HOST, SERVE_PORT, TOP_K
+from tagrec_cli.config import LOVED_RATING, SERVE_HOST, SERVE_PORT, TOP_K
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.store import Store
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
@@ -200,7 +200,7 @@ class Workspace:
 
 
 UNRATED_HELP = ("Only the movies nobody has rated yet, by similarity to the movies the user "
-                "rated 4 or more (`recommend --unrated`).")
+                f"rated {LOVED_RATING:g} or more (`recommend --unrated`).")
 
 
 def check_k(k: int) -> None:

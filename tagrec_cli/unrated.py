@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LOVED_RATING = 4.0  # a history rating >= this puts the movie in the user's content profile
+from tagrec_cli.config import LOVED_RATING
 
 
 def profiles(user_vectors: np.ndarray, indptr: np.ndarray, movies: np.ndarray,
@@ -39,7 +39,8 @@ def profiles(user_vectors: np.ndarray, indptr: np.ndarray, movies: np.ndarray,
     owner = np.repeat(np.arange(n), np.diff(indptr))  # (E,) ascending
     keep = (np.asarray(ratings) >= LOVED_RATING) & (movies >= 0)
     owner, movies = owner[keep], movies[keep]
-    out = np.array(user_vectors, dtype=np.float64, copy=True).reshape(n, -1)
+    out = np.array(user_vectors, dtype=np.float64, copy=True).reshape(
+        n, np.shape(movie_vectors)[-1])
     counts = np.bincount(owner, minlength=n)  # (Q,) loved movies per user
     if len(owner):
         # Only the loved rows are read: a query's table may be a 127 MB memory map.

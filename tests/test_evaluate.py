@@ -98,7 +98,7 @@ def test_itemknn_neighbours_break_ties_by_column():
                                                     [True, True, False, False]]
     assert bl.nearest_columns(sims, 4).all() and bl.nearest_columns(sims, 9).all()
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 4, size=(40, 30)).astype(np.float64)  # many ties
+    x = rng.integers(1, 5, size=(40, 30)).astype(np.float64)  # many ties, all > 0
     for keep in (1, 7, 29):
         m = bl.nearest_columns(x, keep)
         assert (m.sum(axis=1) == keep).all()
@@ -106,6 +106,8 @@ def test_itemknn_neighbours_break_ties_by_column():
             assert row[kept].min() >= row[~kept].max()
             tied = np.flatnonzero(row == row[kept].min())  # the lowest tied columns kept
             assert kept[tied].tolist() == sorted(kept[tied].tolist(), reverse=True)
+    # a cut at 0: every zero is kept (ItemKNN then drops them with every other zero)
+    assert bl.nearest_columns(np.array([[0.4, 0.0, 0.0]]), 2).tolist() == [[True] * 3]
 
 
 def test_grid_lists_every_combination():

@@ -632,17 +632,20 @@ def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_pat
 # ---------------------------------------------------------------- recommend --unrated
 
 
-def unrated_reference(ws: Path, user: int) -> tuple[set[int], dict[int, float]]:
+def unrated_reference(ws: Path, user: int | None) -> tuple[set[int], dict[int, float]]:
     """The movies --unrated may list for `user` (in the table, no history rating, not rated
     by the user) and their scores, from ingest's ratings and the tables, by hand: the mean
-    vector of the movies the user rated >= 4, dotted with each movie's vector."""
+    vector of the movies the user rated >= 4, dotted with each movie's vector (user None:
+    the movies alone)."""
     ratings = pl.read_parquet(ws / "ingest" / "ratings.parquet")
     table = load_file(str(ws / "embeddings" / "movies.safetensors"))
     vectors = dict(zip(table["ids"].tolist(), table["embeddings"], strict=True))
+    allowed = set(vectors) - set(ratings["movieId"].to_list())
+    if user is None:
+        return allowed, {}
     mine = ratings.filter(pl.col("userId") == user)
     loved = mine.filter(pl.col("rating") >= 4)["movieId"].to_list()
     profile = np.mean([vectors[m].astype(np.float64) for m in loved], axis=0)
-    allowed = set(vectors) - set(ratings["movieId"].to_list())
     return allowed, {m: float(vectors[m] @ profile) for m in allowed}
 
 
@@ -663,12 +666,29 @@ def test_unrated_ranks_only_movies_nobody_rated_by_the_content_profile(tmp_path,
     for x in got:
         assert x["score"] == pytest.approx(scores[x["movieId"]], abs=1e-5)
     assert [x["score"] for x in got] == sorted((x["score"] for x in got), reverse=True)
-    # the same lists for a new user known by the same ratings, and in a table, the title says
+    # the same lists for a new user known by the same ratings; one who also rated an unrated
+    # movie (added, 2 stars: not in the profile) does not get it back
+    mine = ratings.filter(pl.col("userId") == user).select("movieId", "rating")
     rated = tmp_path / "mine.csv"
-    ratings.filter(pl.col("userId") == user).select("movieId", "rating").write_csv(rated)
+    mine.write_csv(rated)
     r = invoke(["recommend", "--ratings", str(rated), "--unrated", "--json", "-k", "100000"], ws)
+    assert r.exit_code == 0, r.output
     assert [x["movieId"] for x in json.loads(r.stdout)["recommendations"]] == [
         x["movieId"] for x in got]
+    pl.concat([mine, pl.DataFrame({"movieId": [900001], "rating": [2.0]})]).write_csv(rated)
+    r = invoke(["recommend", "--ratings", str(rated), "--unrated", "--json", "-k", "100000"], ws)
+    assert r.exit_code == 0, r.output
+    assert [x["movieId"] for x in json.loads(r.stdout)["recommendations"]] == [
+        x["movieId"] for x in got if x["movieId"] != 900001]
+    # several users in one call: each gets the list they get alone; a table names the list
+    other = int(ratings.filter(pl.col("userId") != user)["userId"][0])
+    r = invoke(["recommend", "--user", str(user), "--user", str(other), "--unrated", "--json",
+                "-k", "5"], ws)
+    both = json.loads(r.stdout)
+    assert [b["user"] for b in both] == [user, other]
+    assert both[0]["recommendations"] == got[:5]
+    alone = invoke(["recommend", "--user", str(other), "--unrated", "--json", "-k", "5"], ws)
+    assert both[1]["recommendations"] == json.loads(alone.stdout)["recommendations"]
     r = invoke(["recommend", "--user", str(user), "--unrated", "-k", "2"], ws)
     assert r.exit_code == 0 and f"top 2 unrated movies for user {user}" in r.stdout
 
@@ -680,6 +700,7 @@ def test_unrated_for_tags_keeps_the_tags_vector(tmp_path, ws):
     everything = {x["movieId"]: x["score"]
                   for x in json.loads(invoke(args, ws).stdout)["recommendations"]}
     got = json.loads(invoke([*args, "--unrated"], ws).stdout)["recommendations"]
+    assert {x["movieId"] for x in got} == unrated_reference(ws, None)[0]
     assert 900001 in {x["movieId"] for x in got}
     for x in got:  # a tags query has no history: its own cosine, as the full ranking gives it
         assert x["score"] == pytest.approx(everything[x["movieId"]], abs=1e-6)

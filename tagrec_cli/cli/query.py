@@ -18,7 +18,7 @@ from tagrec_cli.cli.app import (
     out,
     shown,
 )
-from tagrec_cli.config import TOP_K
+from tagrec_cli.config import LOVED_RATING, TOP_K
 from tagrec_cli.errors import quoted
 
 # Options both query commands take.
@@ -105,7 +105,7 @@ def recommend(
     unrated: Annotated[bool, typer.Option(
         "--unrated", help="Rank only the movies nobody has rated yet (those added with "
         "`tagrec embed --add-movies`, and catalogue movies without a rating), by their "
-        "similarity to the movies the user rated 4 or more.")] = False,
+        f"similarity to the movies the user rated {LOVED_RATING:g} or more.")] = False,
     as_json: JsonOpt = False,
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
