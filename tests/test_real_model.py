@@ -36,3 +36,14 @@ def test_default_model_end_to_end_offline(tmp_path: Path, small_data: Path, monk
     assert len(recs) == 10
     scores = np.array([x["score"] for x in recs])
     assert np.all(np.diff(scores) <= 0) and np.all(np.abs(scores) <= 1.0 + 1e-6)
+    # a movie added now is among the unrated ones, ranked by the user's content profile
+    new = tmp_path / "new.csv"
+    new.write_text("movieId,title,genres,tags\n990001,Night Heist (2031),Crime,heist|twist\n")
+    assert runner.invoke(app, ["embed", "--add-movies", str(new)], env=env).exit_code == 0
+    r = runner.invoke(app, ["recommend", "--user", "42", "--unrated", "--json", "-k", "1000"],
+                      env=env)
+    assert r.exit_code == 0, r.output
+    unrated = [x["movieId"] for x in json.loads(r.stdout)["recommendations"]]
+    rated = set(np.loadtxt(small_data / "ratings.csv", delimiter=",", skiprows=1,
+                           usecols=1, dtype=np.int64).tolist())
+    assert 990001 in unrated and not rated & set(unrated)
