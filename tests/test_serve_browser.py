@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_serve import BOLD_TAG, HTML_MOVIES, IMG_TITLE, SCRIPT_TITLE
+from test_serve import BOLD_TAG, HTML_MOVIES, IMG_TITLE, SCRIPT_TITLE, USER
 
 from tagrec_cli.embed import add_movies
 from tagrec_cli.serve import create_app
@@ -159,6 +159,25 @@ def test_a_script_title_is_shown_as_text_and_clicking_it_lists_similar_movies(si
     assert driver.find_elements(By.CSS_SELECTOR, "#results img, #results b") == []
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018
+
+
+def test_unrated_only_asks_for_the_movies_nobody_rated(site):
+    import json
+    from urllib.request import urlopen
+
+    from selenium.webdriver.common.by import By
+
+    url, driver = site
+    driver.get(url + "/")
+    driver.find_element(By.ID, "unrated").click()
+    ask(driver, "user", str(USER))
+    rows = wait_for(driver, f"Top 10 unrated for user {USER}")
+    titles = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
+    with urlopen(f"{url}/recommend?user={USER}&unrated=true", timeout=WAIT_S) as response:
+        expected = json.load(response)  # = `recommend --unrated --json` (tests/test_serve.py)
+    assert titles == [r["title"] for r in expected["recommendations"]]
+    with urlopen(f"{url}/recommend?user={USER}", timeout=WAIT_S) as response:
+        assert titles != [r["title"] for r in json.load(response)["recommendations"]]
 
 
 def test_an_unknown_user_shows_the_error_line(site):
