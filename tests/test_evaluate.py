@@ -92,24 +92,6 @@ def test_itemknn_keeps_only_the_nearest_neighbours():
     assert ((rows < 5) == (cols < 5)).all() and (rows != cols).all()
 
 
-def test_itemknn_neighbours_break_ties_by_column():
-    sims = np.array([[0.2, 0.5, 0.2, 0.1], [0.3, 0.3, 0.3, 0.3]])
-    assert bl.nearest_columns(sims, 2).tolist() == [[True, True, False, False],
-                                                    [True, True, False, False]]
-    assert bl.nearest_columns(sims, 4).all() and bl.nearest_columns(sims, 9).all()
-    rng = np.random.default_rng(0)
-    x = rng.integers(1, 5, size=(40, 30)).astype(np.float64)  # many ties, all > 0
-    for keep in (1, 7, 29):
-        m = bl.nearest_columns(x, keep)
-        assert (m.sum(axis=1) == keep).all()
-        for row, kept in zip(x, m, strict=True):  # nothing dropped beats anything kept
-            assert row[kept].min() >= row[~kept].max()
-            tied = np.flatnonzero(row == row[kept].min())  # the lowest tied columns kept
-            assert kept[tied].tolist() == sorted(kept[tied].tolist(), reverse=True)
-    # a cut at 0: every zero is kept (ItemKNN then drops them with every other zero)
-    assert bl.nearest_columns(np.array([[0.4, 0.0, 0.0]]), 2).tolist() == [[True] * 3]
-
-
 def test_grid_lists_every_combination():
     from tagrec_cli.config import BASELINE_GRIDS
     from tagrec_cli.evaluate import grid
