@@ -71,16 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     users = evaluated[in_slice]  # rows of data.history
     u = rows_of(user_ids, data.user_ids[users])
     cold = np.flatnonzero(data.popularity == 0)  # catalogue rows
-    every = unit(movie_text[rows_of(movie_ids, data.movie_ids)])  # (N, dim) catalogue order
-    liked = collab.workspace_liked(args.stage, user_ids, model.id_movies.cpu().numpy(),
-                                   float(data.manifest["settings"].get("like_threshold", 2.5)))
+    heads_of_data = movie_text[rows_of(movie_ids, data.movie_ids)]  # (N, dim) catalogue order
+    every = unit(heads_of_data)
+    like = float(data.manifest["settings"].get("like_threshold", 2.5))
+    liked = collab.workspace_liked(args.stage, user_ids, model.id_movies.cpu().numpy(), like)
     with torch.inference_mode():
         pool = collab.pool(model, liked).numpy()[u]  # (U, dim)
     text = user_text[u]
     cold_vecs = every[cold]  # (C, dim)
-    served = unit(movie_text[rows_of(movie_ids, data.movie_ids)]
+    served = unit(heads_of_data
                   + collab.movie_part(model, data.movie_ids).detach().numpy())  # (N, dim)
-    like = float(data.manifest["settings"].get("like_threshold", 2.5))
     history = data.history[users]
     liked_at = {4.0: (history >= 4).astype(np.float64),  # (U, N) each
                 like: (history >= like).astype(np.float64)}

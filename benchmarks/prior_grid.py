@@ -50,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     base, _ = ev.tagrec_scorer(stage, data)
     store = Store(stage)
     # as Store.movie_prior: over the movie table's rows, then the evaluated movies' rows
-    table, catalogue = store.table("movie"), store.catalogue
-    at = catalogue.rows(table.ids)
-    counts = np.where(at >= 0, catalogue.rating_counts()[np.maximum(at, 0)], 0)
-    rows_of_data = table.rows_of(data.movie_ids)
+    counts = store.rating_counts
+    rows_of_data = store.table("movie").rows_of(data.movie_ids)
     history_n = np.diff(data.history.indptr)
     evaluated = np.flatnonzero([bool(r) for r in data.relevant])
     slices, _ = ev.user_slices(data, evaluated)

@@ -153,10 +153,9 @@ def recommend(
                                 include_seen)
     ranked = (rank_unrated if unrated else rank)(store, queries, k)
     results = _results(store, ranked, k, "user" if user else "query")
-    what = "unrated movies" if unrated else ""
+    what = "unrated movies " if unrated else ""
     _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
-                           f"{what}{' ' if what else ''}for "
-                           f"{'user ' + str(res['user']) if user else res['query']}")
+                           f"{what}for {'user ' + str(res['user']) if user else res['query']}")
 
 
 @command()
