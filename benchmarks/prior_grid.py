@@ -9,6 +9,8 @@ evaluate's (all users, low history, cold movies, validation's own new users), ND
     python benchmarks/prior_grid.py ws/evaluate/valid --json benchmarks/results/prior-grid.json
     python benchmarks/prior_grid.py ws/evaluate/valid --strengths 0.05 --shrinks 10 \
         --colds 0,0.5,1,1.5,2,3 --json cold-grid.json
+    python benchmarks/prior_grid.py ws/evaluate/valid --strengths 0.05 --shrinks 10 \
+        --cold-neighbours 0,20 --json nb.json   # a cold movie's prior from its neighbours
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tagrec_cli import prior, protocol
 from tagrec_cli.baselines import DotScorer
 from tagrec_cli.config import RELEVANT_RATING, TOP_K
 from tagrec_cli.store import Store
+from tagrec_cli.topk import top_k
 
 STRENGTHS = "0,0.02,0.03,0.05,0.08"
 SHRINKS = "0,5,10,20,40"
@@ -33,6 +36,21 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
+def neighbour_prior(values: np.ndarray, vectors: np.ndarray, rated: np.ndarray, k: int,
+                    block: int = 512) -> np.ndarray:
+    """(N,) prior, (N, dim) unit movie vectors, (N,) bool rated -> (N,) prior where each
+    unrated movie has the mean prior of its k nearest rated movies by cosine (QUALITY.md,
+    "A cold movie's prior from its neighbours": a candidate that failed its rule)."""
+    out = values.astype(np.float32).copy()
+    warm, cold = np.flatnonzero(rated), np.flatnonzero(~rated)
+    kk = min(k, len(warm))
+    for start in range(0, len(cold), block):
+        rows = cold[start:start + block]
+        near, _ = top_k(vectors[rows] @ vectors[warm].T, kk)  # (B, kk) positions in warm
+        out[rows] = values[warm[near]].mean(axis=1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", type=Path, help="a trained stage: WS/evaluate/valid")
@@ -40,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shrinks", type=floats, default=floats(SHRINKS))
     ap.add_argument("--colds", type=floats, default=[0.0],
                     help="cold priors: the prior of a movie nobody rated (z units)")
+    ap.add_argument("--cold-neighbours", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[0], help="0: the cold prior above; K: a movie nobody rated "
+                    "gets the mean prior of its K nearest rated movies instead")
     ap.add_argument("--target", choices=("valid", "test"), default="valid",
                     help="the part scored: test only to report a setting chosen on valid "
                     "(WS/evaluate/test), never to choose one")
@@ -61,15 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     like = float(data.manifest.get("settings", {}).get("like_threshold", 2.5))
     encode = protocol.user_encoder(stage, "cpu", like)
     rows = []
-    grid = [(strength, shrink, cold) for strength in args.strengths
+    table = store.table("movie")
+    grid = [(strength, shrink, cold, near) for strength in args.strengths
             for shrink in (args.shrinks if strength else [0.0])
-            for cold in (args.colds if strength else [0.0])]
-    for strength, shrink, cold in grid:
+            for cold in (args.colds if strength else [0.0])
+            for near in (args.cold_neighbours if strength else [0])]
+    for strength, shrink, cold, near in grid:
+        movie_prior = prior.movie_prior(counts, cold)
+        if near:
+            movie_prior = neighbour_prior(movie_prior, table.vectors, counts > 0, near)
         scorer = DotScorer(base.users, base.items,
                            user_weights=prior.weights(history_n, strength, shrink),
-                           item_prior=prior.movie_prior(counts, cold)[rows_of_data])
+                           item_prior=movie_prior[rows_of_data])
         top = ev.evaluate_scorer(scorer, data, evaluated, k)
-        row = {"strength": strength, "shrink": shrink, "cold_prior": cold}
+        row = {"strength": strength, "shrink": shrink, "cold_prior": cold,
+               "cold_neighbours": near}
         for name, rel in slices.items():
             row[name] = ev.ranking_metrics(top, rel, k)["ndcg"]
         new = ev.new_users_slice(stage, data, {}, k, RELEVANT_RATING, scorer, encode,
