@@ -43,12 +43,20 @@ def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         raise DataError(f"{path}: missing column {missing[0]!r} "
                         f"(expected columns {','.join(schema)}; found {','.join(header)})")
     names = column_names(header)
+    # polars reads LF and CRLF line ends alike, but takes only one "\r" off the last field:
+    # with "\r\r\n" (a CRLF file converted to CRLF again) an integer there keeps a "\r" and
+    # does not parse, and text keeps it. Such a file's last column, if wanted, is read as
+    # text and stripped; LF and CRLF files, the usual case, keep the plain typed read.
+    last = names[-1] if names[-1] in schema and _has_cr_cr_lf(path) else None
+    read_as = {c: pl.String if c == last else schema.get(c, pl.String) for c in names}
+    columns = [_strip_cr(c, schema[c]) if c == last else pl.col(c) for c in schema]
     try:
         # Our own header names, not polars': a header line ending in "\r," or with a
         # trailing comma then reads as the same columns plus an empty extra one.
+        # glob=False: a folder named "w[1]" is a path, not a pattern.
         df = (pl.scan_csv(path, has_header=False, skip_rows=1, encoding="utf8",
-                          schema={c: schema.get(c, pl.String) for c in names})
-              .select(list(schema)).collect())
+                          schema=read_as, glob=False)
+              .select(columns).collect())
     except pl.exceptions.PolarsError as exc:
         raise _diagnose(path, names, schema, exc) from None
     for column in schema:
@@ -89,6 +97,22 @@ def read_movielens(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
     return ratings, tags, movies
 
 
+#: How much of a file _has_cr_cr_lf looks at for line ends.
+CR_PROBE_BYTES = 1 << 16
+
+
+def _has_cr_cr_lf(path: Path) -> bool:
+    """Whether the first CR_PROBE_BYTES of the file hold a "\r\r\n" line end."""
+    with open(path, "rb") as f:
+        return b"\r\r\n" in f.read(CR_PROBE_BYTES)
+
+
+def _strip_cr(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Text column `column` without trailing carriage returns, empty as null, as `dtype`."""
+    text = pl.col(column).str.strip_chars_end("\r")
+    return pl.when(text != "").then(text).cast(dtype).alias(column)
+
+
 def _read_header(path: Path) -> list[str]:
     with open(path, "rb") as f:
         first = f.readline()
@@ -113,7 +137,7 @@ def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
                                  "UTF-8 (save the file as UTF-8)")
     try:
         text = pl.read_csv(path, has_header=False, skip_rows=1, new_columns=header,
-                           infer_schema=False, encoding="utf8")
+                           infer_schema=False, encoding="utf8", glob=False)
     except Exception as err:  # noqa: BLE001 - any parse failure is reported the same way
         first = str(err).strip().splitlines()[0]
         return DataError(f"{path}: cannot parse CSV ({first})")

@@ -30,7 +30,7 @@ def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl
     ingest_manifest(workdir)
     path = Path(workdir) / artifacts.INGEST_DIR / name
     try:
-        return pl.read_parquet(path, columns=columns)
+        return pl.read_parquet(path, columns=columns, glob=False)  # a path, not a pattern
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec ingest`") from None
