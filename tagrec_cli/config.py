@@ -9,7 +9,7 @@ the valid set.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from tagrec_cli.errors import SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
@@ -53,6 +53,24 @@ def _check(checks: dict[str, bool]) -> None:
             raise SettingError(message)
 
 
+def check_finite(**values: float) -> None:
+    """Every named number must be finite: NaN passes no range check by failing it (NaN >= 0
+    is False, but so is NaN < 0), and an infinite rate or threshold trains or filters
+    nothing useful.
+
+    Example: check_finite(lr=float("nan")) -> SettingError("lr: must be a finite number")
+    """
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise SettingError(f"{', '.join(bad)}: must be a finite number")
+
+
+def _finite_fields(config: object) -> None:
+    """check_finite over a config's float fields."""
+    check_finite(**{f.name: getattr(config, f.name) for f in fields(config)
+                    if isinstance(getattr(config, f.name), float)})
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
@@ -86,6 +104,7 @@ class IngestConfig:
     chunk_users: int = 2048  # users per chunk of the sparse top-tags product
 
     def __post_init__(self) -> None:
+        _finite_fields(self)
         _check({
             "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
             "test_fraction must be >= 0 and holdout_fraction + test_fraction < 1":
@@ -138,11 +157,11 @@ class ModelConfig:
         return 0 if self.features is None else len(FEATURE_NAMES[side])
 
     def __post_init__(self) -> None:
+        _finite_fields(self)
         _choice("pooling", self.pooling, POOLINGS)
         _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
                 "popularity_prior and prior_shrink must be >= 0":
-                    self.popularity_prior >= 0 and self.prior_shrink >= 0,
-                "cold_prior must be a finite number": math.isfinite(self.cold_prior)})
+                    self.popularity_prior >= 0 and self.prior_shrink >= 0})
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,7 @@ class TrainConfig:
     log_every: int = 50  # steps between reads of the loss from the device (progress display)
 
     def __post_init__(self) -> None:
+        _finite_fields(self)
         _check({"epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
                 "max_steps must be >= 0": self.max_steps >= 0,
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})

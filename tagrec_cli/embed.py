@@ -231,8 +231,9 @@ def merge_movies(table_ids: np.ndarray, table_vecs: np.ndarray, catalogue: dict[
 def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: torch.device,
                  cfg: IngestConfig, batch_size: int, precision: str, model_dir: str) -> int:
     """Add the movies of every CSV kept in folder/added/ to the tables being written in tmp,
-    in the order they were added; a movie the ingest data now has keeps the ingest's row.
-    Returns how many movies were added."""
+    in the order they were added. A movie the ingest data now has keeps the ingest's row,
+    unless its CSV was added with --replace (kept_name): the user asked for theirs to win.
+    Returns how many movies were added (not counting replaced ones)."""
     kept = sorted((Path(folder) / ADDED_DIR).glob("*.csv"))
     if not kept:
         return 0
@@ -245,16 +246,29 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
         new = read_new_movies(path, cfg.max_tags)
-        new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
+        if not replaces(path):
+            new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
         if new.height == 0:
             continue
         new_ids, new_vecs, info = encode_new_movies(model, tokenizer, dev, cfg, new,
                                                     batch_size, precision)
         ids, vecs, catalogue, _ = merge_movies(ids, vecs, catalogue, new_ids, new_vecs, info)
-        added |= set(new_ids.tolist())
+        added |= set(new_ids.tolist()) - in_ingest
     write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
     write_catalogue(tmp / artifacts.CATALOGUE_FILE, catalogue)
     return len(added)
+
+
+def kept_name(n: int, csv_path: Path, replace: bool) -> str:
+    """The name a CSV added with --add-movies is kept under in added/: its order, an "r"
+    where --replace was given, and its own name. Example: (2, "new films.csv", True) ->
+    "0002r-new films.csv"."""
+    return f"{n:04d}{'r' if replace else ''}-{Path(csv_path).stem[:60]}.csv"
+
+
+def replaces(kept: Path) -> bool:
+    """Whether a kept CSV (kept_name) was added with --replace."""
+    return kept.name[4:5] == "r"
 
 
 def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
@@ -286,7 +300,7 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
         # The CSV is kept, so that every later `tagrec embed` adds these movies again.
         (tmp / ADDED_DIR).mkdir(exist_ok=True)
         n = len(list((tmp / ADDED_DIR).glob("*.csv"))) + 1
-        shutil.copy2(csv_path, tmp / ADDED_DIR / f"{n:04d}-{Path(csv_path).stem[:60]}.csv")
+        shutil.copy2(csv_path, tmp / ADDED_DIR / kept_name(n, csv_path, replace))
         write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"])
         write_catalogue(tmp / artifacts.CATALOGUE_FILE, merged)
         fields = {k: v for k, v in manifest.items()

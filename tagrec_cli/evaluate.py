@@ -63,6 +63,7 @@ from tagrec_cli.config import (
     RELEVANT_RATING,
     TOP_K,
     IngestConfig,
+    check_finite,
 )
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
@@ -373,13 +374,25 @@ class Tuning:
     skipped: dict[str, str]
 
 
+def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> None:
+    """evaluate's cut and relevance threshold: 1 <= k <= the catalogue's movies (a top
+    10^11 is a typo, and its padding would not fit in memory), a finite threshold."""
+    check_finite(relevant_rating=relevant_rating)
+    if k < 1:
+        raise TagrecError(f"-k must be at least 1 (got {k})")
+    if n_movies is not None and k > n_movies:
+        raise TagrecError(f"-k must be at most the catalogue's {n_movies:,} movies (got {k:,})")
+
+
 def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
                    relevant_rating: float = RELEVANT_RATING, block_size: int = 256,
                    progress: Callable[[str], None] | None = None) -> Tuning:
     """Fit every grid setting of each named baseline on history and score NDCG@k on the
     validation part; the first best is chosen (ties: the earlier setting)."""
     say = progress or (lambda _msg: None)
+    check_query(k, relevant_rating)
     data = load_eval_data(workdir, relevant_rating, "valid")
+    check_query(k, relevant_rating, len(data.movie_ids))
     evaluated = np.flatnonzero([bool(r) for r in data.relevant])
     relevant = [data.relevant[u] for u in evaluated]
     tried: dict[str, list[dict]] = {}
@@ -509,14 +522,14 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
     """Evaluate tagrec (unless include_tagrec is False) and the named baselines on one part
     of the workspace's split, each baseline with `params[name]` (else DEFAULT_PARAMS);
     the new-users slice too when the workspace has new users."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
+    check_query(k, relevant_rating)
     names = check_names(baselines)
     params = params or {}
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     say("reading the workspace")
     data = load_eval_data(workdir, relevant_rating, target)
+    check_query(k, relevant_rating, len(data.movie_ids))
     n_items = len(data.movie_ids)
     tagrec, config_hash = (tagrec_scorer(workdir, data) if include_tagrec else (None, None))
 

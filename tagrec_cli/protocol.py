@@ -50,6 +50,7 @@ from tagrec_cli.evaluate import (
     EvalReport,
     Tuning,
     check_names,
+    check_query,
     run_evaluate,
     tune_baselines,
 )
@@ -167,6 +168,7 @@ def run_protocol(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = BASEL
     """Fit and score the workspace's settings on evaluate's split (module docstring)."""
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
+    check_query(k, relevant_rating)  # before any stage is fitted; the catalogue's cap later
     names = check_names(baselines)
     workdir = Path(workdir)
     data_dir, served, model, training = workspace_settings(workdir, include_tagrec)

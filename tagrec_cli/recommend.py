@@ -65,6 +65,9 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
     # differently from a single query's, which could reorder near-ties.
     scores = (np.stack([items @ q for q in queries]) if len(queries)
               else np.zeros((0, len(items)), np.float32))  # (Q, N)
+    # A k beyond the table is every movie: top_k pads its (Q, k) answer, and a typo's
+    # -k 10^11 must not ask for that much memory.
+    k = min(k, max(len(items), 1))
     cols, values = top_k(prior.scores(scores, weights, item_prior), k, exclude)
     keep = [c >= 0 for c in cols]
     return ([c[m] for c, m in zip(cols, keep, strict=True)],

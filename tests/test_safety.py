@@ -116,6 +116,84 @@ def test_odd_options_are_one_line_errors(trained_evil: Path):
         invoke(["similar", "--movie", "99999999999999999999"], trained_evil))
 
 
+def test_a_huge_k_is_every_movie_not_an_out_of_memory(trained_evil: Path):
+    from tagrec_cli.store import Store
+
+    n = len(Store(trained_evil).table("movie").ids)
+    for args in (["recommend", "--user", "1"], ["recommend", "--tags", "x"],
+                 ["similar", "--movie", "1"]):
+        whole = invoke([*args, "-k", str(n), "--json"], trained_evil)
+        huge = invoke([*args, "-k", str(10 ** 11), "--json"], trained_evil)
+        assert huge.exit_code == 0, huge.output
+        assert json.loads(huge.stdout) == json.loads(whole.stdout)
+        assert len(json.loads(huge.stdout)["recommendations"]) > n // 2
+    r = invoke(["evaluate", "--baselines-only", "--baselines", "popular", "--validation-only",
+                "-k", str(10 ** 11)], trained_evil)
+    assert f"-k must be at most the catalogue's {n:,} movies" in one_line_error(r)
+
+
+@pytest.mark.parametrize("args, name", [
+    (["ingest", "--like-threshold", "nan"], "like_threshold"),
+    (["ingest", "--liked-rating", "inf"], "liked_rating"),
+    (["train", "--lr", "nan"], "lr"),
+    (["train", "--temperature", "inf"], "temperature"),
+    (["train", "--margin", "nan"], "margin"),
+    (["train", "--positive-rating", "nan"], "positive_rating"),
+    (["train", "--bce-weight", "inf"], "bce_weight"),
+    (["evaluate", "--relevant-rating", "nan", "--baselines-only", "--validation-only"],
+     "relevant_rating"),
+])
+def test_non_finite_settings_are_one_line_errors(ws: Path, evil_data: Path, args, name):
+    before = snapshot(ws)
+    extra = ["--data", str(evil_data)] if args[0] == "ingest" else []
+    r = invoke([*args, *extra], ws)
+    assert one_line_error(r) == f"Error: {name}: must be a finite number"
+    assert snapshot(ws) == before
+
+
+def test_a_diverged_training_keeps_the_previous_model(ws: Path, tiny_bert: Path):
+    model = ws / artifacts.MODEL_DIR
+    before = snapshot(model)
+    r = invoke(["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "1",
+                "--device", "cpu", "--head-lr", "1e30"], ws)
+    assert "training diverged in epoch 1" in one_line_error(r)
+    assert f"{model} is unchanged" in r.stderr
+    assert snapshot(model) == before
+    assert invoke(["recommend", "--user", "1"], ws).exit_code == 0
+
+
+def test_paths_are_printed_as_text(tmp_path: Path):
+    out = tmp_path / "d[/]x[bold]y\x1b[31m"
+    r = invoke(["sample-data", "--out", str(out), "--users", "20", "--movies", "30"])
+    assert r.exit_code == 0, r.output
+    assert plain(str(out)) in " ".join(r.stdout.split()) and "\x1b" not in r.stdout
+    assert (out / "ratings.csv").is_file()
+
+
+def test_sample_data_never_overwrites_a_dataset_unasked(sample_dir: Path, tmp_path: Path):
+    data = copy_data(sample_dir, tmp_path / "data")
+    before = snapshot(data)
+    r = invoke(["sample-data", "--out", str(data), "--users", "20", "--movies", "30"])
+    assert "already has ratings.csv, tags.csv, movies.csv; use --force" in one_line_error(r)
+    assert snapshot(data) == before
+    r = invoke(["sample-data", "--out", str(data), "--users", "20", "--movies", "30",
+                "--force"])
+    assert r.exit_code == 0 and snapshot(data) != before
+
+
+def test_a_workspace_where_nobody_tagged_anything_recommends(tmp_path: Path, tiny_bert: Path):
+    data, ws = tmp_path / "data", tmp_path / "ws"
+    assert invoke(["sample-data", "--out", str(data), "--users", "1", "--movies", "2"]
+                  ).exit_code == 0
+    for args in (["ingest", "--data", str(data)],
+                 ["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "1",
+                  "--device", "cpu"],
+                 ["embed", "--device", "cpu"],
+                 ["recommend", "--user", "1"], ["recommend", "--user", "1", "--json"]):
+        r = invoke(args, ws)
+        assert r.exit_code == 0, (args, r.output)
+
+
 def test_a_huge_quoted_input_gives_a_short_error(trained_evil: Path, tmp_path: Path):
     assert quoted("x" * 100, 10) == "'xxxxxxxxxx'… (100 characters)"
     tags = tmp_path / "tags.txt"
@@ -469,12 +547,29 @@ def test_added_movies_survive_a_full_embed(ws: Path, tmp_path: Path):
         [m["score"] for m in added["recommendations"]], abs=1e-5)
     assert (ws / "embeddings" / "added").is_dir()
     title = json.loads(invoke(["similar", "--movie", "4", "--json", "-k", "1"], ws).stdout)
-    assert title["query"]["title"] != "Replaced Title (1999)"  # the ingest's row wins again
+    # --replace asked for the user's row to win over the ingest's: a full embed keeps it
+    assert title["query"]["title"] == "Replaced Title (1999)"
+    assert [p.name for p in (ws / "embeddings" / "added").iterdir()] == ["0001r-new.csv"]
     manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
     assert manifest["added_movies"] == 1
     from tagrec_cli.store import Store
 
     assert manifest["movies"] == len(Store(ws).table("movie").ids)
+
+
+def test_an_added_movie_the_ingest_now_has_keeps_the_ingest_row(ws: Path, tmp_path: Path):
+    new = tmp_path / "new.csv"
+    new.write_text("movieId,title,genres,tags\n900001,Heist Again (2031),Crime,x\n")
+    assert invoke(["embed", "--add-movies", str(new)], ws).exit_code == 0
+    kept = ws / "embeddings" / "added" / "0001-new.csv"
+    assert kept.is_file()
+    # as if the user's data gained movie 4 under the added CSV: without --replace, the
+    # ingest's row wins at the next full embed
+    kept.write_text("movieId,title,genres,tags\n900001,Heist Again (2031),Crime,x\n"
+                    "4,Not The Ingest Title (1999),Drama,x\n")
+    assert invoke(["embed", "--device", "cpu"], ws).exit_code == 0
+    title = json.loads(invoke(["similar", "--movie", "4", "--json", "-k", "1"], ws).stdout)
+    assert title["query"]["title"] != "Not The Ingest Title (1999)"
 
 
 def test_clean_removes_only_what_no_artifact_needs(ws: Path):

@@ -17,6 +17,7 @@ from tagrec_cli.cli.app import (
     err,
     fail,
     out,
+    plain,
     shown,
 )
 from tagrec_cli.config import IngestConfig
@@ -29,21 +30,27 @@ def sample_data(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False,
                                           help="Folder to write the CSV files into.")],
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 600,
-    movies: Annotated[int, typer.Option(min=1, help="Number of movies.")] = 1500,
+    movies: Annotated[int, typer.Option(min=2, help="Number of movies.")] = 1500,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 42,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite the CSV files a folder already has.")] = False,
 ) -> None:
     """Generate a synthetic MovieLens-format dataset with learnable taste structure.
 
     Example: tagrec sample-data --out my_data --users 300 --movies 800 --seed 7
     """
+    from tagrec_cli.datasets.movielens import SCHEMAS
     from tagrec_cli.datasets.synth import generate_movielens
 
+    there = [name for name in SCHEMAS if (out_dir / name).exists()]
+    if there and not force:  # it may be a real dataset: never replaced without being asked
+        fail(f"{out_dir} already has {', '.join(there)}; use --force to overwrite")
     try:
         s = generate_movielens(out_dir, n_users=users, n_movies=movies, seed=seed)
     except ValueError as exc:
         fail(str(exc))
-    out.print(f"wrote {s.n_users} users, {s.n_movies} movies, {s.n_ratings} ratings and "
-              f"{s.n_tags} tag applications to {s.out_dir}")
+    out.print(shown(f"wrote {s.n_users} users, {s.n_movies} movies, {s.n_ratings} ratings "
+                    f"and {s.n_tags} tag applications to {s.out_dir}"), highlight=False)
 
 
 class DatasetName(StrEnum):
@@ -103,21 +110,23 @@ def download(
         done, total = progress.tasks[0].completed, progress.tasks[0].total
         retry = shlex.join(["tagrec", "download", name.value]
                            + ([] if dest == Path(".") else ["--dest", str(dest)]))
-        err.print(f"download interrupted after {human_size(done)}"
-                  f"{'' if total is None else ' of ' + human_size(total)}: nothing was kept "
-                  f"— run `{retry}` again", highlight=False, markup=False, soft_wrap=True)
+        err.print(plain(f"download interrupted after {human_size(done)}"
+                        f"{'' if total is None else ' of ' + human_size(total)}: nothing was "
+                        f"kept — run `{retry}` again"), highlight=False, markup=False,
+                  soft_wrap=True)
         raise typer.Exit(130) from None
     if result.downloaded:
-        out.print(f"downloaded {name.value}.zip ({result.size:,} bytes, checksum verified) "
-                  f"and unpacked it into {result.folder}", highlight=False, markup=False,
-                  soft_wrap=True)
+        out.print(plain(f"downloaded {name.value}.zip ({result.size:,} bytes, checksum "
+                        f"verified) and unpacked it into {result.folder}"), highlight=False,
+                  markup=False, soft_wrap=True)
     else:
-        out.print(f"{result.folder} already has ratings.csv; nothing downloaded (use --force "
-                  "to download it again)", highlight=False, markup=False, soft_wrap=True)
-    if result.archive is not None:
-        out.print(f"kept the archive as {result.archive}", highlight=False, markup=False,
+        out.print(plain(f"{result.folder} already has ratings.csv; nothing downloaded (use "
+                        "--force to download it again)"), highlight=False, markup=False,
                   soft_wrap=True)
-    out.print(f"next: {shlex.join(['tagrec', 'ingest', '--data', str(result.folder)])}",
+    if result.archive is not None:
+        out.print(plain(f"kept the archive as {result.archive}"), highlight=False, markup=False,
+                  soft_wrap=True)
+    out.print(plain(f"next: {shlex.join(['tagrec', 'ingest', '--data', str(result.folder)])}"),
               highlight=False, markup=False, soft_wrap=True)
 
 

@@ -204,7 +204,7 @@ def train(
     best = next(m for m in result.epochs if m["epoch"] == result.best_epoch)
     chosen = (f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f})" if _validated(best)
               else f"epoch {result.best_epoch} ({NO_VALIDATION})")
-    out.print(f"{chosen} saved to {result.model_dir} in {result.seconds:.1f} s",
+    out.print(shown(f"{chosen} saved to {result.model_dir} in {result.seconds:.1f} s"),
               highlight=False)
     if result.interrupted:
         err.print("interrupted: the best model so far is kept")
@@ -265,6 +265,6 @@ def embed(
               if summary.reused else "")
     if summary.readded:
         reused += f"; {summary.readded:,} movies added earlier with --add-movies added again"
-    out.print(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
-              f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s{reused}",
-              highlight=False)
+    out.print(shown(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
+                    f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s"
+                    f"{reused}"), highlight=False)

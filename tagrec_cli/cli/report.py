@@ -76,7 +76,7 @@ def evaluate(
                     f"{report.seconds:.1f} s"), highlight=False, soft_wrap=True)
     if json_path is not None:
         artifacts.write_json(json_path, report.to_dict())
-        out.print(f"wrote {json_path}", highlight=False)
+        out.print(shown(f"wrote {json_path}"), highlight=False)
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tagrec_cli.cli.app import DEFAULT_WORKDIR, WorkdirOpt, command, err, fail
+from tagrec_cli.cli.app import DEFAULT_WORKDIR, WorkdirOpt, command, err, fail, shown
 from tagrec_cli.cli.query import AllowStaleOpt
 from tagrec_cli.config import SERVE_HOST, SERVE_PORT
 
@@ -38,6 +38,6 @@ def serve(
         fail("--host is empty")
     check_workspace(workdir, allow_stale)  # one line now, rather than a traceback per worker
     if host != SERVE_HOST:
-        err.print(f"note: listening on {host}: anyone who can reach it can query it",
+        err.print(shown(f"note: listening on {host}: anyone who can reach it can query it"),
                   highlight=False)
     run_server(workdir, host, port, workers, allow_stale)

@@ -313,6 +313,8 @@ class UserTags:
         if i < 0:
             return []
         lo, hi = (int(v) for v in self.indptr[i:i + 2])
+        if hi <= lo:  # safetensors cannot slice [0:0] of an empty tensor (no user has tags)
+            return []
         ids = self.file.get_slice("tags.ids")[lo:hi].tolist()
         return [self.vocabulary[t] for t in ids]
 

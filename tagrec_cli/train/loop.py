@@ -190,6 +190,7 @@ def train_epochs(run: Run, on_step: OnStep | None,
     try:
         for epoch in range(1, len(run.schedule) + 1):  # fewer than cfg.epochs: max_steps
             extra, step = train_epoch(run, epoch, step, on_step)
+            check_finite(run, epoch, extra["train_loss"])
             auc = validate(run, epoch, extra, on_epoch)["auc"]
             # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
             # kept.
@@ -430,6 +431,20 @@ def validate(run: Run, epoch: int, extra: dict[str, float],
     if on_epoch:
         on_epoch(metrics)
     return metrics
+
+
+def check_finite(run: Run, epoch: int, loss: float) -> None:
+    """A diverged run (a NaN or infinite loss, e.g. from too high a learning rate) stops
+    before it is validated or saved: NaN weights would rank nothing, and the AUC of NaN
+    scores is NaN, which `train_epochs` reads as "no validation pairs" and would save."""
+    if math.isfinite(loss) and all(bool(torch.isfinite(p).all())
+                                   for p in run.model.parameters() if p.requires_grad):
+        return
+    kept = (f"epoch {run.result.best_epoch}'s model is saved" if run.result.model_dir
+            else f"{run.out_dir} is unchanged")
+    raise TagrecError(f"training diverged in epoch {epoch}: the loss or the weights are not "
+                      f"finite numbers, so nothing of this epoch was saved ({kept}); "
+                      "lower --lr or --head-lr")
 
 
 def save(run: Run, epoch: int) -> None:
