@@ -499,11 +499,33 @@ def app_from_env():
     return create_app(Path(os.environ[WORKDIR_VAR]), os.environ.get(STALE_VAR) == "1")
 
 
+def check_port(host: str, port: int) -> None:
+    """One line, not uvicorn's log and exit 3, when the address is taken or cannot be bound
+    (a port another server holds, a host this machine does not have). The socket is closed
+    again at once, so a server that takes the port in between still gets uvicorn's error."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TagrecError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listening one not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise TagrecError(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
+                              "(is another server running there? try --port)") from None
+
+
 def run_server(workdir: Path, host: str = SERVE_HOST, port: int = SERVE_PORT,
                workers: int = 1, allow_stale: bool = False, log_level: str = "info") -> None:
     """Serve until interrupted: `workers` processes, each with the workspace in memory."""
     import uvicorn
 
+    check_port(host, port)
     os.environ[WORKDIR_VAR] = str(Path(workdir).resolve())
     os.environ[STALE_VAR] = "1" if allow_stale else "0"
     uvicorn.run("tagrec_cli.serve:app_from_env", factory=True, host=host, port=port,

@@ -254,6 +254,18 @@ def test_a_workspace_without_tables_answers_503_and_serve_refuses_to_start(tmp_p
     assert cli_error(tmp_path, "serve") == response.json()["error"]
 
 
+def test_a_port_another_server_holds_is_a_one_line_error(served):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        message = cli_error(served, "serve", "--port", str(port))
+    assert message.startswith(f"cannot serve on 127.0.0.1:{port}: ")
+    assert "another server" in message
+
+
 def test_serve_help():
     result = invoke(["serve", "--help"])
     assert result.exit_code == 0
