@@ -388,6 +388,20 @@ def test_a_repeated_header_names_its_line(sample_dir: Path, tmp_path: Path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("name, row", [("ratings.csv", "1,2,3.5,1000,oops"),
+                                       ("movies.csv", "999999,Dogs, Cats (2001),Comedy")])
+def test_a_row_wider_than_the_header_names_its_line(sample_dir: Path, tmp_path: Path, name,
+                                                    row):
+    data = copy_data(sample_dir, tmp_path / "data")
+    lines = (data / name).read_text(encoding="utf-8").splitlines()
+    (data / name).write_text("\n".join(lines[:7] + [row] + lines[7:]) + "\n")
+    r = invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")])
+    width = len(lines[0].split(","))
+    assert one_line_error(r) == (f"Error: {data / name}, line 8: {width + 1} fields, but the "
+                                 f"header has {width} (a comma in a value that is not quoted?)")
+    assert not (tmp_path / "w").exists()
+
+
 def test_a_header_without_a_final_newline(sample_dir: Path, tmp_path: Path):
     data = copy_data(sample_dir, tmp_path / "data")
     (data / "tags.csv").write_text("userId,movieId,tag,timestamp")  # no tags, no newline

@@ -125,6 +125,21 @@ def _read_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
 
 
+def _too_wide(path: Path, width: int) -> DataError | None:
+    """The first line with more fields than the header (an unquoted comma in a title or tag,
+    say), which polars words in its own terms; None when there is none."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the header
+        for row in reader:
+            if len(row) > width:
+                return DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the "
+                                 f"header has {width} (a comma in a value that is not quoted?)")
+    return None
+
+
 def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
               exc: Exception) -> DataError:
     """Find the first offending line after the fast typed read failed."""
@@ -139,8 +154,8 @@ def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
         text = pl.read_csv(path, has_header=False, skip_rows=1, new_columns=header,
                            infer_schema=False, encoding="utf8", glob=False)
     except Exception as err:  # noqa: BLE001 - any parse failure is reported the same way
-        first = str(err).strip().splitlines()[0]
-        return DataError(f"{path}: cannot parse CSV ({first})")
+        return _too_wide(path, len(header)) or DataError(
+            f"{path}: cannot parse CSV ({str(err).strip().splitlines()[0]})")
     for column, dtype in schema.items():
         if dtype == pl.String:
             continue
