@@ -183,6 +183,8 @@ def run_protocol(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = BASEL
     valid_cfg = replace(served, holdout_fraction=VALID_FRACTION, test_fraction=TEST_FRACTION,
                         new_users=NEW_USER_SHARE, valid_new_users=NEW_USER_SHARE)
     stage_ingest(data_dir, valid_dir, valid_cfg, say)
+    # the catalogue's cap on k now, before hours of training rather than after
+    check_query(k, relevant_rating, ingested.documents(valid_dir, "movie").height)
     best_epoch = encode = None
     if model is not None and training is not None:
         best_epoch = stage_model(valid_dir, model, training, say)

@@ -151,3 +151,13 @@ def test_read_table_reports_a_too_long_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"ratings.csv, line 3: 5 fields, but the header has 4 "
                                         r"\(a comma in a value that is not quoted\?\)$"):
         read_table(tmp_path, "ratings.csv")
+
+
+def test_an_unclosed_quote_in_a_large_file_is_polars_one_line(tmp_path: Path) -> None:
+    # the csv module gives up on the quoted "field" past its 128 KB limit: polars' message
+    rows = "".join(f"1,{m},4.0,{m}\n" for m in range(3, 20_000))
+    path = tmp_path / "ratings.csv"
+    path.write_text(f'userId,movieId,rating,timestamp\n1,1,4.0,5\n1,"2,4.0,6\n{rows}')
+    with pytest.raises(DataError, match="ratings.csv: cannot parse CSV") as info:
+        read_table(tmp_path, "ratings.csv")
+    assert "\n" not in str(info.value)

@@ -132,6 +132,16 @@ def test_a_huge_k_is_every_movie_not_an_out_of_memory(trained_evil: Path):
     assert f"-k must be at most the catalogue's {n:,} movies" in one_line_error(r)
 
 
+def test_evaluate_refuses_a_huge_k_before_it_trains(ws: Path):
+    from tagrec_cli import artifacts
+
+    r = invoke(["evaluate", "--baselines", "popular", "--validation-only", "-k",
+                str(10 ** 11)], ws)
+    assert "-k must be at most the catalogue's" in one_line_error(r)
+    valid = ws / artifacts.EVALUATE_DIR / artifacts.EVALUATE_STAGE["valid"]
+    assert not (valid / artifacts.MODEL_DIR).exists()  # no stage model was fitted
+
+
 @pytest.mark.parametrize("args, name", [
     (["ingest", "--like-threshold", "nan"], "like_threshold"),
     (["ingest", "--liked-rating", "inf"], "liked_rating"),
@@ -185,6 +195,7 @@ def test_a_workspace_where_nobody_tagged_anything_recommends(tmp_path: Path, tin
     data, ws = tmp_path / "data", tmp_path / "ws"
     assert invoke(["sample-data", "--out", str(data), "--users", "1", "--movies", "2"]
                   ).exit_code == 0
+    (data / "tags.csv").write_text("userId,movieId,tag,timestamp\n")  # nobody tagged
     for args in (["ingest", "--data", str(data)],
                  ["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "1",
                   "--device", "cpu"],
@@ -388,13 +399,14 @@ def test_a_repeated_header_names_its_line(sample_dir: Path, tmp_path: Path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r\r\n"], ids=["lf", "crlf", "crcrlf"])
 @pytest.mark.parametrize("name, row", [("ratings.csv", "1,2,3.5,1000,oops"),
                                        ("movies.csv", "999999,Dogs, Cats (2001),Comedy")])
 def test_a_row_wider_than_the_header_names_its_line(sample_dir: Path, tmp_path: Path, name,
-                                                    row):
+                                                    row, end):
     data = copy_data(sample_dir, tmp_path / "data")
     lines = (data / name).read_text(encoding="utf-8").splitlines()
-    (data / name).write_text("\n".join(lines[:7] + [row] + lines[7:]) + "\n")
+    (data / name).write_bytes(end.join(lines[:7] + [row] + lines[7:]).encode() + end.encode())
     r = invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")])
     width = len(lines[0].split(","))
     assert one_line_error(r) == (f"Error: {data / name}, line 8: {width + 1} fields, but the "

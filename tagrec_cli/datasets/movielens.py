@@ -127,16 +127,22 @@ def _read_header(path: Path) -> list[str]:
 
 def _too_wide(path: Path, width: int) -> DataError | None:
     """The first line with more fields than the header (an unquoted comma in a title or tag,
-    say), which polars words in its own terms; None when there is none."""
+    say), which polars words in its own terms; None when there is none, or when the file
+    is too broken for the csv module too (an unclosed quote: polars' message then)."""
     import csv
 
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    # newline="\n": a line ends at \n alone, so a \r\r\n file counts its lines as ingest does
+    with open(path, encoding="utf-8-sig", newline="\n") as f:
         reader = csv.reader(f)
-        next(reader, None)  # the header
-        for row in reader:
-            if len(row) > width:
-                return DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the "
-                                 f"header has {width} (a comma in a value that is not quoted?)")
+        try:
+            next(reader, None)  # the header
+            for row in reader:
+                if len(row) > width:
+                    return DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but "
+                                     f"the header has {width} (a comma in a value that is "
+                                     "not quoted?)")
+        except csv.Error:
+            return None
     return None
 
 

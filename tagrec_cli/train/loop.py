@@ -190,7 +190,7 @@ def train_epochs(run: Run, on_step: OnStep | None,
     try:
         for epoch in range(1, len(run.schedule) + 1):  # fewer than cfg.epochs: max_steps
             extra, step = train_epoch(run, epoch, step, on_step)
-            check_finite(run, epoch, extra["train_loss"])
+            stop_if_diverged(run, epoch, extra["train_loss"])
             auc = validate(run, epoch, extra, on_epoch)["auc"]
             # Without validation pairs (refit with --holdout-fraction 0) the last epoch is
             # kept.
@@ -433,7 +433,7 @@ def validate(run: Run, epoch: int, extra: dict[str, float],
     return metrics
 
 
-def check_finite(run: Run, epoch: int, loss: float) -> None:
+def stop_if_diverged(run: Run, epoch: int, loss: float) -> None:
     """A diverged run (a NaN or infinite loss, e.g. from too high a learning rate) stops
     before it is validated or saved: NaN weights would rank nothing, and the AUC of NaN
     scores is NaN, which `train_epochs` reads as "no validation pairs" and would save."""
