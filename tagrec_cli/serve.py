@@ -503,6 +503,7 @@ def check_port(host: str, port: int) -> None:
     """One line, not uvicorn's log and exit 3, when the address is taken or cannot be bound
     (a port another server holds, a host this machine does not have). The socket is closed
     again at once, so a server that takes the port in between still gets uvicorn's error."""
+    import errno
     import socket
 
     try:
@@ -516,8 +517,10 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise TagrecError(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
-                              "(is another server running there? try --port)") from None
+            hint = (" (is another server running there? try --port)"
+                    if exc.errno == errno.EADDRINUSE else "")
+            raise TagrecError(f"cannot serve on {host}:{port}: {exc.strerror or exc}{hint}"
+                              ) from None
 
 
 def run_server(workdir: Path, host: str = SERVE_HOST, port: int = SERVE_PORT,

@@ -266,6 +266,30 @@ def test_a_port_another_server_holds_is_a_one_line_error(served):
     assert "another server" in message
 
 
+def test_a_taken_port_on_a_public_host_prints_the_error_alone(served):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        # cli_error: stderr is the one error line, without the public host's note
+        message = cli_error(served, "serve", "--host", "0.0.0.0", "--port", str(port))
+    assert message.startswith(f"cannot serve on 0.0.0.0:{port}: ")
+
+
+def test_an_address_that_cannot_be_bound_has_no_port_hint(served, monkeypatch):
+    import errno
+    import socket
+
+    def refuse(self, address):  # as binding an address this machine lacks fails
+        raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    message = cli_error(served, "serve", "--port", "8000")
+    assert message == "cannot serve on 127.0.0.1:8000: Cannot assign requested address"
+
+
 def test_serve_help():
     result = invoke(["serve", "--help"])
     assert result.exit_code == 0

@@ -32,11 +32,12 @@ def serve(
 
     Example: tagrec serve --port 8000   (then open http://127.0.0.1:8000/)
     """
-    from tagrec_cli.serve import check_workspace, run_server
+    from tagrec_cli.serve import check_port, check_workspace, run_server
 
     if not host:
         fail("--host is empty")
     check_workspace(workdir, allow_stale)  # one line now, rather than a traceback per worker
+    check_port(host, port)  # before the note below: a taken port is the only line printed
     if host != SERVE_HOST:
         err.print(shown(f"note: listening on {host}: anyone who can reach it can query it"),
                   highlight=False)
