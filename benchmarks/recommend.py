@@ -5,7 +5,9 @@ the tables, ranking, printing), run round-robin with `python -c pass` and the ot
 a change in the machine's load touches every command alike; the median is reported. It also
 checks that every answer has k movies, that `--user` returns none the user already rated
 (and `--unrated` none that anybody rated; it is left out where every movie is), and which of
-polars, torch and scipy each command imported (none, on the query path).
+polars, torch and scipy each command imported (none, on the query path). `--ratings FILE`
+is timed on a file of the same user's ratings (movieId,rating, written to a temporary
+folder): a new user known by as many ratings, whose answer must leave them all out.
 
     python benchmarks/recommend.py --workdir WS --runs 7
     python benchmarks/recommend.py --workdir WS --user 42 --movie 2 --tags "pixar, animation"
@@ -27,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,23 +47,28 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
            f"recommend --user {args.user} --unrated": ["recommend", "--user", str(args.user),
                                                       "--unrated", *ws],
+           f"recommend --ratings ({len(args.seen)} of user {args.user}'s)":
+               ["recommend", "--ratings", str(args.ratings_file), *ws],
            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
     if args.skip_tags:  # random tables (random_tables.py): no model to encode a query with
         out.pop(f'recommend --tags "{args.tags}"')
+        out.pop(f"recommend --ratings ({len(args.seen)} of user {args.user}'s)")
     if not args.unrated_ids:  # every movie rated: --unrated is an error there
         out.pop(f"recommend --user {args.user} --unrated")
     return out
 
 
-def workspace_lists(workdir: Path, user: int) -> tuple[list[int], list[int]]:
-    """The user's rated movies and the movies nobody rated, from the tables the queries read."""
+def workspace_lists(workdir: Path, user: int) -> tuple[list[int], list[float], list[int]]:
+    """The user's rated movies and their ratings, and the movies nobody rated, from the tables
+    the queries read."""
     code = ("import sys, json; from tagrec_cli.store import Store; s = Store(sys.argv[1]); "
-            f"print(json.dumps([s.seen.of({user})[0].tolist(), "
+            f"m, r = s.seen.of({user}); "
+            "print(json.dumps([m.tolist(), r.tolist(), "
             "s.table('movie').ids[s.unrated_rows].tolist()]))")
     out = subprocess.run([sys.executable, "-c", code, str(workdir)], capture_output=True,
                          text=True, check=True).stdout
-    seen, unrated = json.loads(out)
-    return seen, unrated
+    seen, stars, unrated = json.loads(out)
+    return seen, stars, unrated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,12 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tags", default="pixar, animation")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--skip-tags", action="store_true", help="no --tags query (no model)")
+    ap.add_argument("--skip-tags", action="store_true",
+                    help="no --tags or --ratings query (random tables: no model)")
     ap.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
                     help="run every command under this checkout too (repeatable)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/recommend.json"))
     args = ap.parse_args(argv)
-    seen, args.unrated_ids = workspace_lists(args.workdir, args.user)
+    args.seen, stars, args.unrated_ids = workspace_lists(args.workdir, args.user)
+    with tempfile.TemporaryDirectory() as folder:
+        args.ratings_file = Path(folder) / "ratings.csv"
+        args.ratings_file.write_text("movieId,rating\n" + "".join(
+            f"{m},{r}\n" for m, r in zip(args.seen, stars, strict=True)))
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    seen = args.seen
 
     codes = dict(c.split("=", 1) for c in args.code) or {"": "."}
     envs, cwds = {}, {}  # each code runs in its own folder: `-m` puts the cwd first on sys.path
@@ -114,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                        for code in codes}) == 1
             for name in commands(args)} if len(codes) > 1 else {}
     for code in codes:
-        for query in (f"recommend --user {args.user}", f"recommend --user {args.user} --unrated"):
+        for query in (f"recommend --user {args.user}", f"recommend --user {args.user} --unrated",
+                      f"recommend --ratings ({len(seen)} of user {args.user}'s)"):
             user_cmd = f"{code}: {query}" if code else query
             if user_cmd not in answers:
                 continue
