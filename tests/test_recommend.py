@@ -245,6 +245,15 @@ def test_tags_query_ranks_by_the_torch_encoded_document(trained):
         assert ("drama" in row["because"]["tags"]) == ("Drama" in row["genres"].split("|"))
 
 
+def test_emoji_codes_in_data_are_printed_as_text():
+    from tagrec_cli.cli.app import err, out, shown
+
+    for console in (out, err):  # tables and errors alike: a title ":fire:" is not 🔥
+        with console.capture() as captured:
+            console.print(shown("Back :fire: :smile: (2024)"))
+        assert captured.get().strip() == "Back :fire: :smile: (2024)"
+
+
 def test_markup_in_tags_is_printed_as_text(trained):
     r = invoke(["recommend", "--tags", "drama, [/], [bold]x[/bold]", "-k", "30"], trained)
     assert r.exit_code == 0, r.output  # rich would raise on "[/]" read as markup
@@ -327,6 +336,7 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     (["similar", "--movie", "999999"], "unknown movie 999999"),
     (["similar", "--title", "qqqqzz"], "no movie title contains 'qqqqzz'"),
     (["similar", "--title", "[/] [bold]"], "no movie title contains '[/] [bold]'"),  # not markup
+    (["similar", "--title", ":fire: zz"], "no movie title contains ':fire: zz'"),  # not 🔥
 ])
 def test_bad_queries_are_one_line_errors(trained, args, message):
     r = invoke(args, trained)

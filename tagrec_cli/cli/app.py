@@ -63,8 +63,9 @@ class LazyConsole:
         return repr(self._get())
 
 
-out = LazyConsole()
-err = LazyConsole(stderr=True)
+# emoji=False: a title or tag like ":fire:" is data, printed as written (rich would draw 🔥)
+out = LazyConsole(emoji=False)
+err = LazyConsole(stderr=True, emoji=False)
 
 WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", "-w", envvar=WORKDIR_ENV, file_okay=False,
