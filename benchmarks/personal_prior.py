@@ -3,9 +3,10 @@ popularity weight": the rule was written before this ran).
 
 The default prior (tagrec_cli/prior.py) gives every user known by n ratings the same weight,
 strength x (1 + shrink / n). But users differ in how popular the movies they rate are: on
-ml-latest-small's validation split the tenth of users whose history is least popular have a
-relevant movie nobody rated before in 55% of cases, the most popular tenth in 2%. The
-candidate scales each user's weight by their affinity for popular movies:
+ml-latest-small (its validation split approximated outside the project, QUALITY.md) the
+tenth of users whose history is least popular have a relevant movie nobody rated before in
+55% of cases, the most popular tenth in 2%. The candidate scales each user's weight by
+their affinity for popular movies:
 
     affinity(u) = max(0, mu'(u) / mu)
     mu'(u)      = (sum of prior(m) over u's rated movies + shrink x mu) / (n + shrink)
