@@ -275,8 +275,9 @@ def closest_history(history_vectors: np.ndarray, history_ids: np.ndarray,
 def reasons(store: Store, recs: list[Recommendation]) -> list[list[dict]]:
     """Per recommendation row: {"tags": shared tags (rarest first), "like": history movie}.
 
-    "like" is the movie the user rated (liked ones first) closest to the recommended one in
-    the movie table; None for tags-only queries. No encoder pass: documents and tables only.
+    "like" is the movie the user liked (rated >= liked_rating) closest to the recommended
+    one in the movie table; None for tags-only queries and for a user who liked nothing (a
+    movie they disliked is no reason). No encoder pass: documents and tables only.
     """
     catalogue = store.catalogue
     movies = store.table("movie")
@@ -292,7 +293,7 @@ def reasons(store: Store, recs: list[Recommendation]) -> list[list[dict]]:
                 store.seen.of(rec.user) if rec.user is not None else None)
         if seen is not None:
             history, ratings = seen
-            history = history[ratings >= liked] if (ratings >= liked).any() else history
+            history = history[ratings >= liked]  # none liked: no "like" (closest_history: -1)
             h_rows = movies.rows_of(history)
             history, h_rows = history[h_rows >= 0], h_rows[h_rows >= 0]
             like = closest_history(movies.vectors[h_rows], history,

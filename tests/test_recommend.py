@@ -625,6 +625,19 @@ def test_a_bad_ratings_file_is_one_line(trained, tmp_path, text, message):
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_a_disliked_movie_is_never_given_as_a_reason(trained, tmp_path):
+    a, b, c = Store(trained).catalogue.ids[:3].tolist()
+    path = tmp_path / "mine.csv"
+    path.write_text(f"movieId,rating\n{a},1\n{b},2\n")  # nothing liked (>= 2.5)
+    r = invoke(["recommend", "--ratings", str(path), "--json", "-k", "20"], trained)
+    assert r.exit_code == 0, r.output
+    assert [m["because"]["like"] for m in json.loads(r.stdout)["recommendations"]] == [None] * 20
+    path.write_text(f"movieId,rating\n{a},1\n{b},2\n{c},4\n")  # one liked: that one
+    r = invoke(["recommend", "--ratings", str(path), "--json", "-k", "20"], trained)
+    likes = {m["because"]["like"]["movieId"] for m in json.loads(r.stdout)["recommendations"]}
+    assert likes == {c}
+
+
 def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_path):
     a, b = Store(trained).catalogue.ids[:2].tolist()
     path = tmp_path / "mine.csv"
