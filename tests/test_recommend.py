@@ -344,6 +344,25 @@ def test_bad_queries_are_one_line_errors(trained, args, message):
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("option", ["--ratings", "--tags-file"])
+def test_a_query_file_that_never_ends_is_one_line(trained, option):
+    r = invoke(["recommend", option, "/dev/zero"], trained)  # not a MemoryError
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip() == ("Error: /dev/zero is larger than 16 MiB: a query file holds "
+                                "one person's ratings or tags")
+
+
+def test_read_query_text_reads_up_to_its_limit(tmp_path):
+    from tagrec_cli.datasets.user_ratings import read_query_text
+    from tagrec_cli.errors import DataError
+
+    path = tmp_path / "q.txt"
+    path.write_bytes(b"\xef\xbb\xbfheist, noir")  # a BOM, then 11 bytes
+    assert read_query_text(path, limit=14) == "heist, noir"
+    with pytest.raises(DataError, match="larger than"):
+        read_query_text(path, limit=13)
+
+
 def test_tags_file_not_utf8(tmp_path, trained):
     path = tmp_path / "tags.txt"
     path.write_bytes(b"caf\xe9, noir")

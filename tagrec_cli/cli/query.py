@@ -126,10 +126,9 @@ def recommend(
         fail("give --ratings alone (it describes a new user; --user and --tags describe "
              "others)")
     if tags_file is not None:
-        try:
-            tags = tags_file.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            fail(f"{tags_file} is not UTF-8 text")
+        from tagrec_cli.datasets.user_ratings import read_query_text
+
+        tags = read_query_text(tags_file)
     if not user and tags is None and ratings is None:
         fail("give --user ID, --tags \"tag, tag\" for a taste, or --ratings FILE for a new "
              "user")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrec_cli.config import MAX_RATING, MIN_RATING
+from tagrec_cli.config import MAX_RATING, MIN_RATING, QUERY_FILE_LIMIT
 from tagrec_cli.errors import DataError, quoted
 
 REQUIRED = ("movieId", "rating")
@@ -28,14 +28,27 @@ class UserRatings:
     timestamps: np.ndarray  # (n,) float64 seconds, NaN where the file gives none
 
 
-def read_user_ratings(path: Path) -> UserRatings:
+def read_query_text(path: Path, limit: int = QUERY_FILE_LIMIT) -> str:
+    """The text of a file one query is read from (a ratings or tags file), at most `limit`
+    bytes: a larger file, one that is not UTF-8 or cannot be read is a DataError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text") from None
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise DataError(f"{path} is larger than {limit / 2**20:g} MiB: a query file holds "
+                        "one person's ratings or tags")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text") from None
+
+
+def read_user_ratings(path: Path) -> UserRatings:
+    path = Path(path)
+    text = read_query_text(path)
     rows = csv.reader(text.splitlines())
     try:
         header = [h.strip() for h in next(rows, [])]
