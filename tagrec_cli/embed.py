@@ -154,8 +154,11 @@ def read_new_movies(path: Path, max_tags: int):
     to rank them by), capped at max_tags.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path} does not exist (expected a CSV with columns "
+                        f"{','.join(NEW_MOVIE_COLUMNS)})")
+    if not path.is_file():  # a folder, a pipe, a device: read twice (header, then rows)
+        raise DataError(f"{path} is not a regular file (expected a CSV file with columns "
                         f"{','.join(NEW_MOVIE_COLUMNS)})")
     schema = {"movieId": pl.Int64, "title": pl.String, "genres": pl.String, "tags": pl.String}
     df = read_csv(path, schema)

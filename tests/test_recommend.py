@@ -504,6 +504,9 @@ def test_add_existing_movie_needs_replace(tmp_path, ws):
     (["900001,A,Drama,a", "900001,B,Drama,b"], "appears more than once"),
     (["900001,,Drama,a"], "empty title"),
     ([], "has no movies"),
+    (["900002,Short (2024)"], "line 2: 2 fields, but the header has 4"),
+    (["900001,\"Unclosed (2024),Drama,a", "900002,B,Drama,b"],
+     "line 2: a quote (\") that is not closed on its line (the value runs to line 3)"),
 ])
 def test_bad_add_movies_file_changes_nothing(tmp_path, ws, rows, message):
     table = ws / "embeddings" / "movies.safetensors"
@@ -520,6 +523,8 @@ def test_add_movies_missing_column_and_missing_file(tmp_path, ws):
     assert r.exit_code == 1 and "missing column 'genres'" in r.stderr
     r = invoke(["embed", "--add-movies", str(tmp_path / "nope.csv")], ws)
     assert r.exit_code == 1 and "does not exist" in r.stderr
+    r = invoke(["embed", "--add-movies", "/dev/null"], ws)  # exists, but is no file
+    assert r.exit_code == 1 and "/dev/null is not a regular file" in r.stderr
     r = invoke(["embed", "--replace"], ws)
     assert r.exit_code == 1 and "--replace only goes with --add-movies" in r.stderr
 

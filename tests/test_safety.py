@@ -414,6 +414,22 @@ def test_a_row_wider_than_the_header_names_its_line(sample_dir: Path, tmp_path: 
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("row, message", [
+    ("1,2", "line 8: empty 'rating' (expected a number)"),  # polars reads the row short
+    ('1,"2,3.5,1000', 'line 8: a quote (") that is not closed on its line (the value runs to '
+                     "line 10)"),
+])
+def test_a_short_row_or_an_open_quote_names_its_line(sample_dir: Path, tmp_path: Path, row,
+                                                     message):
+    data = copy_data(sample_dir, tmp_path / "data")
+    lines = (data / "ratings.csv").read_text(encoding="utf-8").splitlines()
+    # the open quote runs on through the two lines after it, to the end of the file
+    (data / "ratings.csv").write_text("\n".join(lines[:7] + [row] + lines[7:9]) + "\n")
+    r = invoke(["ingest", "--data", str(data), "--workdir", str(tmp_path / "w")])
+    assert one_line_error(r) == f"Error: {data / 'ratings.csv'}, {message}"
+    assert not (tmp_path / "w").exists()
+
+
 def test_a_header_without_a_final_newline(sample_dir: Path, tmp_path: Path):
     data = copy_data(sample_dir, tmp_path / "data")
     (data / "tags.csv").write_text("userId,movieId,tag,timestamp")  # no tags, no newline

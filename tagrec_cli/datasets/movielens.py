@@ -125,10 +125,11 @@ def _read_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
 
 
-def _too_wide(path: Path, width: int) -> DataError | None:
-    """The first line with more fields than the header (an unquoted comma in a title or tag,
-    say), which polars words in its own terms; None when there is none, or when the file
-    is too broken for the csv module too (an unclosed quote: polars' message then)."""
+def _misshapen_row(path: Path, width: int) -> DataError | None:
+    """The first row that is not `width` fields (an unquoted comma in a title or tag, a
+    missing field) or whose quote never closes, which polars words in its own terms; None
+    when there is none, or when the file is too broken for the csv module too (a quote
+    open past its 128 KB field limit: polars' message then)."""
     import csv
 
     # newline="\n": a line ends at \n alone, so a \r\r\n file counts its lines as ingest does
@@ -136,11 +137,18 @@ def _too_wide(path: Path, width: int) -> DataError | None:
         reader = csv.reader(f)
         try:
             next(reader, None)  # the header
+            end = reader.line_num
             for row in reader:
-                if len(row) > width:
-                    return DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but "
-                                     f"the header has {width} (a comma in a value that is "
-                                     "not quoted?)")
+                start, end = end + 1, reader.line_num
+                if not row:  # a blank line
+                    continue
+                if any("\n" in cell for cell in row):
+                    return DataError(f"{path}, line {start}: a quote (\") that is not closed on "
+                                     f"its line (the value runs to line {end})")
+                if len(row) != width:
+                    why = " (a comma in a value that is not quoted?)" if len(row) > width else ""
+                    return DataError(f"{path}, line {start}: {len(row)} fields, but the "
+                                     f"header has {width}{why}")
         except csv.Error:
             return None
     return None
@@ -160,7 +168,7 @@ def _diagnose(path: Path, header: list[str], schema: dict[str, pl.DataType],
         text = pl.read_csv(path, has_header=False, skip_rows=1, new_columns=header,
                            infer_schema=False, encoding="utf8", glob=False)
     except Exception as err:  # noqa: BLE001 - any parse failure is reported the same way
-        return _too_wide(path, len(header)) or DataError(
+        return _misshapen_row(path, len(header)) or DataError(
             f"{path}: cannot parse CSV ({str(err).strip().splitlines()[0]})")
     for column, dtype in schema.items():
         if dtype == pl.String:
