@@ -101,6 +101,7 @@ def movie_with_tags(workdir: Path, at_least: int = 2) -> int:
     ("", []),
     ("Amélie-like\nfilm noir\n\n", ["amélie-like", "film noir"]),
     ("日本, émigré ,  ", ["日本", "émigré"]),
+    ("heist\rnoir\r\ndrama", ["heist", "noir", "drama"]),  # old Mac and Windows line ends
 ])
 def test_parse_tags(text, tags):
     assert parse_tags(text) == tags
@@ -633,6 +634,9 @@ def test_ratings_of_a_new_user_are_served_as_ingest_serves_that_user(trained, sa
     ("movieId,rating\n1,7\n", "line 2: rating 7 is outside 0.5–5.0"),
     ("movieId,rating\n1,4\n2,nan\n", "line 3: rating 'nan' is not a number"),
     ("movieId,rating\nx1,4\n", "line 2: movieId 'x1' is not an integer"),
+    ("movieId,rating\n1_0,4\n", "line 2: movieId '1_0' is not an integer"),  # not 10
+    ("movieId,rating\n\u0661,4\n", "line 2: movieId '\u0661' is not an integer"),  # not 1
+    ("movieId,rating\n1,4_0\n", "line 2: rating '4_0' is not a number"),
     ("movieId,rating\n1,4\n1,5\n", "line 3: movie 1 was already rated on line 2"),
     ("movieId,rating,timestamp\n1,4,yesterday\n", "timestamp 'yesterday' is not an integer"),
     ("movieId,rating\n", "holds no ratings"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +100,17 @@ def user_ratings(rows: list[tuple[str, str, dict[str, str]]], empty: str) -> Use
                        np.array(stamps, np.float64))
 
 
+# As a CSV writes numbers: ASCII digits only. int() and float() alone would also take "1_0"
+# (10) and other scripts' digits ("١" is 1), which no ratings file means.
+_NUMBER = {int: re.compile(r"[+-]?[0-9]+"),
+           float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(nan|inf)",
+                             re.IGNORECASE)}
+
+
 def _number(kind: type, text: str, where: str, column: str):
     try:
+        if not _NUMBER[kind].fullmatch(text):
+            raise ValueError(text)
         value = kind(text)
     except ValueError:
         raise DataError(f"{where}: {column} {quoted(text)} is not "

@@ -48,7 +48,8 @@ def parse_tags(text: str) -> list[str]:
 
     Example: 'Dark comedy, "rock, paper", heist' -> ['dark comedy', 'rock, paper', 'heist']
     """
-    rows = csv.reader(io.StringIO(text), skipinitialspace=True)
+    # newline=None: "\r" and "\r\n" end a line as "\n" does (csv would refuse a bare "\r")
+    rows = csv.reader(io.StringIO(text, newline=None), skipinitialspace=True)
     try:
         return clean_tags([tag for row in rows for tag in row])
     except csv.Error as exc:
