@@ -8,9 +8,11 @@
     GET /                                               web/index.html (no external fetch)
 
 Answers are the dicts recommend.results() builds, so the JSON is the CLI's `--json`. An error
-is {"error": one line, "parameter": the query parameter or null}: 400 for a bad value, 404
-for an unknown user or movie, 503 while the workspace cannot answer (no tables, stale or
-damaged ones); never a traceback. fastapi is imported only here (and only by `tagrec serve`).
+is {"error": one line, "parameter": the query parameter ("body" for the POST body) or null}:
+400 for a bad value, 404 for an unknown user or movie or page, 405 for a method a route does
+not take (with Allow), 413 for a body over MAX_BODY, 415 for a body that is not JSON, 503
+while the workspace cannot answer (no tables, stale or damaged ones); never a traceback.
+fastapi is imported only here (and only by `tagrec serve`).
 
 Generations. `tagrec embed` replaces embeddings/ whole by rename, so the manifest file's
 (inode, mtime_ns) names one generation of tables. A request compares it (one stat) with the
@@ -37,17 +39,55 @@ from typing import Any
 import numpy as np
 
 from tagrec_cli import __version__, artifacts
-from tagrec_cli.config import LOVED_RATING, SERVE_HOST, SERVE_PORT, TOP_K
+from tagrec_cli.config import LOVED_RATING, QUERY_FILE_LIMIT, SERVE_HOST, SERVE_PORT, TOP_K
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.store import Store
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
 
 MAX_K = 1000  # movies per answer at most: a bigger k is a 400, not a megabyte of JSON
+# A POST body is at most what a --ratings file may be (config.QUERY_FILE_LIMIT): a bigger
+# one is a 413 before it is read, not memory spent on whatever a client sends.
+MAX_BODY = QUERY_FILE_LIMIT
+BODY_SHAPE = '{"ratings": [{"movieId": ID, "rating": R}, ...]}'
+
 SEARCH_LIMIT = 20  # /movies: matches listed by default
 USER_TAGS_CACHE = 65536  # users whose document tags a worker keeps in memory
 SWAP_WAIT_S = 5.0  # how long a request waits for embeddings/ to reappear during a swap
 HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is refused before it is read (its
+    Content-Length) or as soon as the bytes read pass it (a chunked body). The refusal is an
+    HTTPException raised where the route reads the body, so it is answered as every error
+    is (create_app's handlers), with status 413."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.exceptions import HTTPException
+
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        declared = int(length) if length.isdigit() else 0
+        read = 0
+
+        async def limited() -> dict:
+            nonlocal read
+            if declared <= self.limit:
+                message = await receive()
+                if message["type"] == "http.request":
+                    read += len(message.get("body", b""))
+                if read <= self.limit:
+                    return message
+            raise HTTPException(413, f"the body is larger than {self.limit / 2**20:g} MiB "
+                                     "(one person's ratings are kilobytes)")
+
+        await self.app(scope, limited, send)
 
 
 class ApiError(Exception):
@@ -327,6 +367,12 @@ def page() -> tuple[str, str]:
 
 def validation_message(err: dict) -> tuple[str, str | None]:
     """One of FastAPI's validation errors as (one line, parameter name)."""
+    if err.get("type") == "json_invalid":  # loc: ("body", character offset)
+        where = err.get("loc", ("body", "?"))[-1]
+        why = str((err.get("ctx") or {}).get("error", "JSON decode error"))
+        return f"the body is not JSON: {why} at character {where}", "body"
+    if tuple(err.get("loc", ())) == ("body",) and err.get("type") == "missing":
+        return f"the body is empty: {BODY_SHAPE}", "body"
     loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body")]
     name = loc[0] if loc else None
     got = err.get("input")
@@ -344,8 +390,7 @@ def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dic
 
     items = body.get("ratings") if isinstance(body, dict) else None
     if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-        raise ApiError(400, 'the body must be {"ratings": [{"movieId": ID, "rating": R}, ...]}',
-                       "ratings")
+        raise ApiError(400, f"the body must be {BODY_SHAPE}", "ratings")
     rows = [(f"ratings[{i}]", f"ratings[{i}]",
              {c: "" if x.get(c) is None else str(x[c]) for c in ("movieId", "rating",
                                                               "timestamp")})
@@ -365,7 +410,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
     """The FastAPI app over the workspace `workdir` (opened now, reopened when replaced)."""
     import json
 
-    from fastapi import Body, FastAPI, Query, Request
+    from fastapi import Body, FastAPI, Header, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
@@ -389,9 +434,13 @@ def create_app(workdir: Path, allow_stale: bool = False):
     app = FastAPI(title="tagrec", version=__version__, default_response_class=Json,
                   description="Movie recommendations from tags, users and titles.")
     app.state.workspace = ws
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
-    def error(status: int, message: str, parameter: str | None):
-        return Json({"error": message, "parameter": parameter}, status)
+    def error(status: int, message: str, parameter: str | None,
+              headers: dict[str, str] | None = None):
+        response = Json({"error": message, "parameter": parameter}, status)
+        response.headers.update(headers or {})
+        return response
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -403,9 +452,20 @@ def create_app(workdir: Path, allow_stale: bool = False):
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        message = ("no such page: " + quoted(request.url.path) if exc.status_code == 404
-                   else str(exc.detail))
-        return error(exc.status_code, message, None)
+        message, parameter, headers = str(exc.detail), None, exc.headers
+        if exc.status_code == 404:
+            message = "no such page: " + quoted(request.url.path)
+        elif exc.status_code == 405:  # starlette's Allow names the first route's methods only
+            allowed = ", ".join(sorted({m for r in app.routes
+                                        if getattr(r, "path", None) == request.url.path
+                                        for m in getattr(r, "methods", None) or ()}))
+            headers = {**(exc.headers or {}), "Allow": allowed}
+            message = f"{request.method} is not allowed here (allowed: {allowed})"
+        elif exc.status_code == 400 and request.method == "POST":  # starlette: unreadable body
+            message, parameter = f"the body is not JSON ({message})", "body"
+        elif exc.status_code == 413:
+            parameter = "body"
+        return error(exc.status_code, message, parameter, headers)
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception):  # logged with its traceback by uvicorn
@@ -442,9 +502,15 @@ def create_app(workdir: Path, allow_stale: bool = False):
     def recommend_new_user(body: Any = Body(..., examples=[{"ratings": [
                                {"movieId": 1, "rating": 4.5}, {"movieId": 2, "rating": 2}]}]),
                            k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
-                           unrated: bool = Query(False, description=UNRATED_HELP)):
+                           unrated: bool = Query(False, description=UNRATED_HELP),
+                           content_type: str = Header("", include_in_schema=False)):
         """Top-k movies for a new user given by their ratings, without retraining
         (`recommend --ratings FILE --json`, plus the rated movies the catalogue lacks)."""
+        # FastAPI reads the body as JSON when it says so or says nothing; else it is bytes
+        kind = content_type.split(";")[0].strip().lower()
+        if kind and not (kind == "application/json" or kind.endswith("+json")):
+            raise ApiError(415, f"send the body as JSON (Content-Type: application/json, not "
+                                f"{quoted(kind)})", "body")
         check_k(k)
         return Json(ws.answer(lambda s: new_user(s, body, k, unrated)))
 

@@ -217,6 +217,47 @@ def test_post_recommend_rejects_a_bad_body_with_one_line(client, body, message):
     assert response.json() == {"error": message, "parameter": "ratings"}
 
 
+@pytest.mark.parametrize("content, kind, status, error", [
+    (b'{"ratings": [{"movieId": 1, "rating": 4.5}', "application/json", 400,
+     "the body is not JSON: Expecting ',' delimiter at character 42"),
+    (b"not json", "application/json", 400,
+     "the body is not JSON: Expecting value at character 0"),
+    (b"", "application/json", 400,
+     'the body is empty: {"ratings": [{"movieId": ID, "rating": R}, ...]}'),
+    (b'{"ratings": [{"movieId": 1, "rating": 4}]}', "text/plain", 415,
+     "send the body as JSON (Content-Type: application/json, not 'text/plain')"),
+])
+def test_a_body_that_is_not_json_says_so(client, content, kind, status, error):
+    response = client.post("/recommend", content=content, headers={"Content-Type": kind})
+    assert response.status_code == status
+    assert response.json() == {"error": error, "parameter": "body"}
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(served, monkeypatch):
+    import tagrec_cli.serve as serve
+
+    monkeypatch.setattr(serve, "MAX_BODY", 2**20)  # 1 MiB for the test
+    client = TestClient(create_app(served))
+    small = {"ratings": [{"movieId": 1, "rating": 4}]}
+    assert client.post("/recommend", json=small).status_code == 200
+    big = json.dumps({**small, "pad": "x" * 2**20}).encode()
+    for headers in ({"Content-Type": "application/json"},  # Content-Length: refused at once
+                    {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}):
+        body = big if "Transfer-Encoding" not in headers else iter([big[:1000], big[1000:]])
+        response = client.post("/recommend", content=body, headers=headers)
+        assert response.status_code == 413
+        assert response.json() == {"error": "the body is larger than 1 MiB (one person's "
+                                   "ratings are kilobytes)", "parameter": "body"}
+
+
+def test_a_method_a_route_does_not_take_is_a_405_with_allow(client):
+    response = client.delete("/recommend")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"  # both /recommend routes
+    assert response.json() == {"error": "DELETE is not allowed here (allowed: GET, POST)",
+                               "parameter": None}
+
+
 def test_unrated_without_an_unrated_movie_is_a_404_naming_it(served, monkeypatch):
     import numpy as np
 
