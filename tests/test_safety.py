@@ -132,6 +132,22 @@ def test_a_huge_k_is_every_movie_not_an_out_of_memory(trained_evil: Path):
     assert f"-k must be at most the catalogue's {n:,} movies" in one_line_error(r)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["similar", "--movie", "abc"],
+     "Error: Invalid value for '--movie' / '-m': 'abc' is not a valid int. "
+     "(see `tagrec similar --help`)"),
+    (["recommend", "--ratings", "."],  # a folder
+     "Error: Invalid value for '--ratings': File '.' is a directory. "
+     "(see `tagrec recommend --help`)"),
+    (["ingest", "--bogus"], "Error: No such option: --bogus (see `tagrec ingest --help`)"),
+    (["bogus"], "Error: No such command 'bogus'. (see `tagrec --help`)"),
+])
+def test_a_bad_option_is_one_line_with_status_2(args, message):
+    r = invoke(args)  # click and rich would draw a five-line box
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.strip() == message
+
+
 def test_evaluate_refuses_a_huge_k_before_it_trains(ws: Path):
     from tagrec_cli import artifacts
 

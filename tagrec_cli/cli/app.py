@@ -16,13 +16,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
 from tagrec_cli.config import DEVICES, LOSSES, POOLINGS, PRECISIONS
 from tagrec_cli.errors import TagrecError, disk_full
 
+# click's UsageError as the click that typer runs on defines it (typer 0.28 vendors its own
+# copy, so `click.UsageError` would not catch it; older typers use click itself).
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The commands' usage errors (a bad or missing option value, an unknown option or
+    command) as one line and exit status 2, naming the option and where help is; click and
+    rich would draw a five-line box. `tagrec` alone still prints the help."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            err.print(f"[bold red]Error:[/] {shown(exc.format_message())} (see `{where} "
+                      "--help`)", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="tagrec",
     help="Tag-driven movie recommender: learns user and movie embeddings from MovieLens tags.",
     no_args_is_help=True,
