@@ -23,11 +23,11 @@ prior stays 0.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from prior_grid import print_row, write_rows  # benchmarks/, first on sys.path
 
 from tagrec_cli import evaluate as ev
 from tagrec_cli import prior, protocol
@@ -101,13 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             row["affinity_quartiles"] = [round(float(q), 3)
                                          for q in np.quantile(a, [0.25, 0.5, 0.75])]
         rows.append(row)
-        print("  ".join(f"{key} {value:.4f}" if isinstance(value, float) else
-                        f"{key} {value}" for key, value in row.items()), flush=True)
+        print_row(row)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"stage": str(stage), "target": args.target, "k": k,
-                                         "mean_prior_of_a_rating": mean, "rows": rows},
-                                        indent=1))
+        write_rows(args.json, {"stage": str(stage), "target": args.target, "k": k,
+                               "mean_prior_of_a_rating": mean}, rows)
     return 0
 
 

@@ -104,13 +104,22 @@ def main(argv: list[str] | None = None) -> int:
                                  prior.weights(n, s, c))
         row["new_users"] = new["tagrec"]["ndcg"] if "tagrec" in new else None
         rows.append(row)
-        print("  ".join(f"{key} {value:.4f}" if isinstance(value, float) else
-                        f"{key} {value}" for key, value in row.items()), flush=True)
+        print_row(row)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"stage": str(stage), "target": args.target, "k": k,
-                                         "rows": rows}, indent=1))
+        write_rows(args.json, {"stage": str(stage), "target": args.target, "k": k}, rows)
     return 0
+
+
+def print_row(row: dict) -> None:
+    """One grid row as `key value` pairs, floats to four decimals."""
+    print("  ".join(f"{key} {value:.4f}" if isinstance(value, float) else
+                    f"{key} {value}" for key, value in row.items()), flush=True)
+
+
+def write_rows(path: Path, head: dict, rows: list[dict]) -> None:
+    """The grid as JSON: the run's settings (`head`) and its rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**head, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
