@@ -9,9 +9,10 @@
 
 Answers are the dicts recommend.results() builds, so the JSON is the CLI's `--json`. An error
 is {"error": one line, "parameter": the query parameter ("body" for the POST body) or null}:
-400 for a bad value, 404 for an unknown user or movie or page, 405 for a method a route does
-not take (with Allow), 413 for a body over MAX_BODY, 415 for a body that is not JSON, 503
-while the workspace cannot answer (no tables, stale or damaged ones); never a traceback.
+400 for a bad value (or a query parameter repeated, or one the route does not take), 404
+for an unknown user or movie or page, 405 for a method a route does not take (with Allow),
+413 for a body over MAX_BODY, 415 for a body that is not JSON, 503 while the workspace
+cannot answer (no tables, stale or damaged ones); never a traceback.
 fastapi is imported only here (and only by `tagrec serve`).
 
 Generations. `tagrec embed` replaces embeddings/ whole by rename, so the manifest file's
@@ -88,6 +89,45 @@ class BodyLimit:
                                      "(one person's ratings are kilobytes)")
 
         await self.app(scope, limited, send)
+
+
+class StrictQuery:
+    """ASGI middleware: an API route's query names only its own parameters, each once. A
+    repeated one (user=1&user=2) or one the route does not take (POST /recommend?user=5)
+    would otherwise be dropped silently, and the answer be for another question than the
+    one asked: a 400 naming it instead. The page (/) and FastAPI's docs are not checked."""
+
+    def __init__(self, app: Any, routes: list, respond: Callable[[str, str], Any]):
+        self.app, self.routes, self.respond = app, routes, respond  # respond: (line, name)
+
+    def problem(self, scope: dict) -> tuple[str, str] | None:
+        from urllib.parse import parse_qsl
+
+        from fastapi.routing import APIRoute
+        from starlette.routing import Match
+
+        route = next((r for r in self.routes if isinstance(r, APIRoute)
+                      and r.matches(scope)[0] == Match.FULL), None)
+        if route is None or route.path == "/":
+            return None
+        takes = {p.alias for p in route.dependant.query_params}
+        given = [name for name, _ in parse_qsl(scope.get("query_string", b"").decode(
+            "latin-1"), keep_blank_values=True)]
+        for name in dict.fromkeys(given):
+            if name not in takes:
+                return (f"{route.path} takes no parameter {quoted(name)} (it takes "
+                        f"{', '.join(sorted(takes)) or 'none'})", name)
+            if given.count(name) > 1:
+                return f"{name} is given {given.count(name)} times: give it once", name
+        return None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        found = self.problem(scope) if scope["type"] == "http" and scope.get(
+            "query_string") else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        await self.respond(*found)(scope, receive, send)
 
 
 class ApiError(Exception):
@@ -435,6 +475,9 @@ def create_app(workdir: Path, allow_stale: bool = False):
                   description="Movie recommendations from tags, users and titles.")
     app.state.workspace = ws
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    # built at the first request, when `error` below exists: the same JSON as every error
+    app.add_middleware(StrictQuery, routes=app.routes,
+                       respond=lambda message, name: error(400, message, name))
 
     def error(status: int, message: str, parameter: str | None,
               headers: dict[str, str] | None = None):

@@ -250,6 +250,29 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(served, monkeypatch):
                                    "ratings are kilobytes)", "parameter": "body"}
 
 
+@pytest.mark.parametrize("method, url, error, parameter", [
+    ("GET", f"/recommend?user={USER}&user=7", "user is given 2 times: give it once", "user"),
+    ("GET", "/similar?movie=1&movie=2", "movie is given 2 times: give it once", "movie"),
+    ("POST", f"/recommend?user={USER}",
+     "/recommend takes no parameter 'user' (it takes k, unrated)", "user"),
+    ("GET", "/recommend?tags=x&<b>=1",  # the name comes back as text, escaped
+     "/recommend takes no parameter '<b>' (it takes include_seen, k, tags, unrated, user)",
+     "<b>"),
+])
+def test_a_repeated_or_unknown_query_parameter_is_a_400_naming_it(client, method, url, error,
+                                                                   parameter):
+    response = client.request(method, url, json={"ratings": [{"movieId": 1, "rating": 4}]}
+                              if method == "POST" else None)
+    assert response.status_code == 400
+    assert response.json() == {"error": error, "parameter": parameter}
+    assert "<b>" not in response.text  # \u003c escapes, as every answer
+
+
+def test_the_page_and_the_docs_take_any_query(client):
+    assert client.get("/?utm_source=x&utm_source=y").status_code == 200
+    assert client.get("/openapi.json?x=1").status_code == 200
+
+
 def test_a_method_a_route_does_not_take_is_a_405_with_allow(client):
     response = client.delete("/recommend")
     assert response.status_code == 405
