@@ -68,7 +68,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):  # no body read
             await self.app(scope, receive, send)
             return
         from starlette.exceptions import HTTPException
@@ -98,24 +98,25 @@ class StrictQuery:
     one asked: a 400 naming it instead. The page (/) and FastAPI's docs are not checked."""
 
     def __init__(self, app: Any, routes: list, respond: Callable[[str, str], Any]):
-        self.app, self.routes, self.respond = app, routes, respond  # respond: (line, name)
+        from fastapi.routing import APIRoute
+
+        self.app, self.respond = app, respond  # respond: (line, name) -> a response
+        # (path, method) -> the query parameters it takes; the API's paths are fixed strings
+        self.takes = {(r.path, m): {p.alias for p in r.dependant.query_params}
+                      for r in routes if isinstance(r, APIRoute) and r.path != "/"
+                      for m in r.methods}
 
     def problem(self, scope: dict) -> tuple[str, str] | None:
         from urllib.parse import parse_qsl
 
-        from fastapi.routing import APIRoute
-        from starlette.routing import Match
-
-        route = next((r for r in self.routes if isinstance(r, APIRoute)
-                      and r.matches(scope)[0] == Match.FULL), None)
-        if route is None or route.path == "/":
+        takes = self.takes.get((scope["path"], scope["method"]))
+        if takes is None:  # the page, the docs, a 404 or a 405: not an API question
             return None
-        takes = {p.alias for p in route.dependant.query_params}
-        given = [name for name, _ in parse_qsl(scope.get("query_string", b"").decode(
-            "latin-1"), keep_blank_values=True)]
+        given = [name for name, _ in parse_qsl(scope["query_string"].decode("latin-1"),
+                                               keep_blank_values=True)]
         for name in dict.fromkeys(given):
             if name not in takes:
-                return (f"{route.path} takes no parameter {quoted(name)} (it takes "
+                return (f"{scope['path']} takes no parameter {quoted(name)} (it takes "
                         f"{', '.join(sorted(takes)) or 'none'})", name)
             if given.count(name) > 1:
                 return f"{name} is given {given.count(name)} times: give it once", name
