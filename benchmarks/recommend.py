@@ -47,15 +47,19 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
            f'recommend --tags "{args.tags}"': ["recommend", "--tags", args.tags, *ws],
            f"recommend --user {args.user} --unrated": ["recommend", "--user", str(args.user),
                                                       "--unrated", *ws],
-           f"recommend --ratings ({len(args.seen)} of user {args.user}'s)":
-               ["recommend", "--ratings", str(args.ratings_file), *ws],
+           ratings_query(args): ["recommend", "--ratings", str(args.ratings_file), *ws],
            f"similar --movie {args.movie}": ["similar", "--movie", str(args.movie), *ws]}
     if args.skip_tags:  # random tables (random_tables.py): no model to encode a query with
         out.pop(f'recommend --tags "{args.tags}"')
-        out.pop(f"recommend --ratings ({len(args.seen)} of user {args.user}'s)")
+        out.pop(ratings_query(args))
     if not args.unrated_ids:  # every movie rated: --unrated is an error there
         out.pop(f"recommend --user {args.user} --unrated")
     return out
+
+
+def ratings_query(args: argparse.Namespace) -> str:
+    """The --ratings command's name in the table: a file of the user's own ratings."""
+    return f"recommend --ratings ({len(args.seen)} of user {args.user}'s)"
 
 
 def workspace_lists(workdir: Path, user: int) -> tuple[list[int], list[float], list[int]]:
@@ -133,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             for name in commands(args)} if len(codes) > 1 else {}
     for code in codes:
         for query in (f"recommend --user {args.user}", f"recommend --user {args.user} --unrated",
-                      f"recommend --ratings ({len(seen)} of user {args.user}'s)"):
+                      ratings_query(args)):
             user_cmd = f"{code}: {query}" if code else query
             if user_cmd not in answers:
                 continue

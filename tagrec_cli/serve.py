@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -107,8 +108,6 @@ class StrictQuery:
                       for m in r.methods}
 
     def problem(self, scope: dict) -> tuple[str, str] | None:
-        from urllib.parse import parse_qsl
-
         takes = self.takes.get((scope["path"], scope["method"]))
         if takes is None:  # the page, the docs, a 404 or a 405: not an API question
             return None
