@@ -230,7 +230,8 @@ def recommend_for_users(store: Store, users: list[int], k: int = 10,
 
 
 def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
-    """The k movies nearest to `movie_id` in the movie table, the movie itself left out."""
+    """The k movies nearest to `movie_id` in the movie table, the movie itself left out (and,
+    for a movie nobody rated, every other such movie: unrated.similar_exclude)."""
     movies = store.table("movie")
     row = (int(movies.rows_of(np.array([movie_id]))[0])
            if INT64[0] <= movie_id <= INT64[1] else -1)
@@ -241,7 +242,7 @@ def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
     catalogue = store.catalogue
     at = int(catalogue.rows(np.array([movie_id]))[0])
     query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],
-                  np.array([row]))
+                  unrated.similar_exclude(row, store.unrated_rows, len(movies.ids)))
     return rank(store, [query], k)[0]
 
 

