@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import os
 import re
 import threading
@@ -323,29 +324,32 @@ def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, 
 
 def similar(store: ServeStore, movie: int | None, title: str | None, k: int) -> dict:
     """similar --movie / --title --json."""
-    from tagrec_cli.recommend import results, similar_movies
+    from tagrec_cli.recommend import INT64, results, similar_movies
 
     catalogue = store.catalogue
     if title is not None:
         movie = pick(store, title)
-    try:
-        rec = similar_movies(store, movie, k)
-    except ArtifactError:
-        raise
-    except TagrecError as exc:  # the CLI's "unknown movie ..." line
-        raise ApiError(404, str(exc), "movie") from None
+    elif not (INT64[0] <= movie <= INT64[1] and store.known("movie", movie)):
+        # (similar_movies' own message names the CLI's --title)
+        raise ApiError(404, f"unknown movie {movie}: not in the movie table; look a movie up "
+                            "by title with /movies?title=TEXT or /similar?title=TEXT", "movie")
+    rec = similar_movies(store, movie, k)
     res = results(store, [rec], "query")[0]
     res["query"] = {"movieId": movie, "title": catalogue.label(movie)}
     return res
 
 
+def title_matches(store: ServeStore, title: str) -> tuple[int, list[int]]:
+    """catalogue.pick, with an empty title a 400 in the API's words (pick's names --title)."""
+    if not title.strip():
+        raise ApiError(400, "title is empty", "title")
+    return store.catalogue.pick(title)
+
+
 def pick(store: ServeStore, title: str) -> int:
     """The movie a title means (catalogue.pick), or a 4xx that says what was close."""
     catalogue = store.catalogue
-    try:
-        movie, matches = catalogue.pick(title)
-    except TagrecError as exc:  # an empty title
-        raise ApiError(400, str(exc), "title") from None
+    movie, matches = title_matches(store, title)
     if not matches:
         close = catalogue.close_titles(title)
         hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
@@ -358,10 +362,7 @@ def search(store: ServeStore, title: str, limit: int) -> dict:
     if limit < 1:
         raise ApiError(400, f"limit must be at least 1 (got {limit})", "limit")
     catalogue = store.catalogue
-    try:
-        best, matches = catalogue.pick(title)
-    except TagrecError as exc:
-        raise ApiError(400, str(exc), "title") from None
+    best, matches = title_matches(store, title)
     ordered = ([best] + [m for m in matches if m != best]) if matches else []
     return {"query": title, "count": len(matches),
             "movies": catalogue.info(np.array(ordered[:limit], dtype=np.int64)),
@@ -421,6 +422,17 @@ def validation_message(err: dict) -> tuple[str, str | None]:
     return f"{name or 'request'}: {reason[:1].lower() + reason[1:]}{shown}", name
 
 
+def json_text(value: Any) -> str:
+    """A JSON value as the CSV reader's text: a string as itself, null as empty, anything
+    else as JSON writes it (true, not Python's True).
+
+    Example: "4.5" -> 4.5, 4.5 -> 4.5, True -> true, None -> ""
+    """
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dict:
     """recommend --ratings [--unrated] --json, from a JSON body {"ratings": [{"movieId": 1,
     "rating": 4.5, "timestamp": 964982703}, ...]} (timestamp optional), checked by the CSV
@@ -431,9 +443,14 @@ def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dic
     items = body.get("ratings") if isinstance(body, dict) else None
     if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
         raise ApiError(400, f"the body must be {BODY_SHAPE}", "ratings")
+    extra = sorted(set(body) - {"ratings"})
+    if extra:  # {"ratings": [...], "k": 5} must not answer with the default k silently
+        where = " (k and unrated go in the query: POST /recommend?k=5)" if set(extra) & {
+            "k", "unrated"} else ""
+        raise ApiError(400, f"the body has a key it does not take: {quoted(extra[0])}; it "
+                            f"must be {BODY_SHAPE}{where}", "body")
     rows = [(f"ratings[{i}]", f"ratings[{i}]",
-             {c: "" if x.get(c) is None else str(x[c]) for c in ("movieId", "rating",
-                                                              "timestamp")})
+             {c: json_text(x.get(c)) for c in ("movieId", "rating", "timestamp")})
             for i, x in enumerate(items)]
     try:
         query, unknown = ratings_query(store, user_ratings(rows, "ratings holds no ratings"))
@@ -534,6 +551,9 @@ def create_app(workdir: Path, allow_stale: bool = False):
             tag_list = None if tags is None else parse_tags(tags)
         except TagrecError as exc:
             raise ApiError(400, str(exc), "tags") from None
+        if tag_list == []:  # (recommend's own message names the CLI's --tags)
+            raise ApiError(400, 'tags holds no tag (give comma-separated tags, e.g. '
+                                'tags=heist, twist ending)', "tags")
         answer = functools.partial(ws.answer, lambda s: recommendation(
             s, user, tag_list, k, include_seen, unrated))
         # A known user's answer is about a millisecond of numpy: computed here, on the event

@@ -162,19 +162,38 @@ def test_a_bad_parameter_is_a_4xx_naming_it(client, query, status, parameter, me
      ["recommend", "--user", "99999999999999999999999"]),
     ("/recommend?user=999999&tags=heist", 404, "user",
      ["recommend", "--user", "999999", "--tags", "heist"]),
-    ("/recommend?tags=,,,", 400, "tags", ["recommend", "--tags", ",,,"]),
-    ("/recommend?tags=", 400, "tags", ["recommend", "--tags", ""]),
-    ("/similar?movie=999999", 404, "movie", ["similar", "--movie", "999999"]),
     ("/similar?title=zzzqqqxx", 404, "title", ["similar", "--title", "zzzqqqxx"]),
     ("/similar?title=toy stroy", 404, "title", ["similar", "--title", "toy stroy"]),
-    ("/similar?title=%20", 400, "title", ["similar", "--title", " "]),
-    ("/movies?title=", 400, "title", ["similar", "--title", ""]),
 ])
 def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, status, parameter,
                                                      args):
     response = client.get(query)
     assert response.status_code == status
     assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
+
+
+NO_TAG = "tags holds no tag (give comma-separated tags, e.g. tags=heist, twist ending)"
+NO_MOVIE = ("not in the movie table; look a movie up by title with /movies?title=TEXT or "
+            "/similar?title=TEXT")
+
+
+@pytest.mark.parametrize("query, status, parameter, message, args", [
+    ("/recommend?tags=,,,", 400, "tags", NO_TAG, ["recommend", "--tags", ",,,"]),
+    ("/recommend?tags=", 400, "tags", NO_TAG, ["recommend", "--tags", ""]),
+    ("/similar?movie=999999", 404, "movie", "unknown movie 999999: " + NO_MOVIE,
+     ["similar", "--movie", "999999"]),
+    ("/similar?movie=99999999999999999999999", 404, "movie",
+     "unknown movie 99999999999999999999999: " + NO_MOVIE,
+     ["similar", "--movie", "99999999999999999999999"]),
+    ("/similar?title=%20", 400, "title", "title is empty", ["similar", "--title", " "]),
+    ("/movies?title=", 400, "title", "title is empty", ["similar", "--title", ""]),
+])
+def test_where_the_cli_names_its_options_the_api_names_its_parameters(
+        client, served, query, status, parameter, message, args):
+    response = client.get(query)
+    assert response.status_code == status
+    assert response.json() == {"error": message, "parameter": parameter}
+    assert "--" in cli_error(served, *args)  # the CLI's line names --tags or --title
 
 
 def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_path):
@@ -210,11 +229,30 @@ def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_p
     ({"ratings": [{"movieId": 1, "rating": 4}, {"movieId": 1, "rating": 3}]},
      "ratings[1]: movie 1 was already rated on ratings[0]"),
     ({"ratings": [{"rating": 4}]}, "ratings[0]: movieId '' is not an integer"),
+    # values as JSON spells them, not as Python does
+    ({"ratings": [{"movieId": True, "rating": 4}]}, "ratings[0]: movieId 'true' is not an "
+     "integer"),
+    ({"ratings": [{"movieId": 1, "rating": [4]}]}, "ratings[0]: rating '[4]' is not a number"),
 ])
 def test_post_recommend_rejects_a_bad_body_with_one_line(client, body, message):
     response = client.post("/recommend", json=body)
     assert response.status_code == 400
     assert response.json() == {"error": message, "parameter": "ratings"}
+
+
+@pytest.mark.parametrize("body, key, where", [
+    ({"k": 5}, "k", " (k and unrated go in the query: POST /recommend?k=5)"),
+    ({"unrated": True}, "unrated", " (k and unrated go in the query: POST /recommend?k=5)"),
+    ({"tags": "heist"}, "tags", ""),
+])
+def test_a_body_key_it_does_not_take_is_a_400_not_ignored(client, body, key, where):
+    # {"ratings": [...], "k": 5} used to answer with the default k: another question
+    response = client.post("/recommend", json={"ratings": [{"movieId": 1, "rating": 4}],
+                                               **body})
+    assert response.status_code == 400
+    assert response.json() == {"error": f"the body has a key it does not take: {key!r}; it "
+                               'must be {"ratings": [{"movieId": ID, "rating": R}, ...]}'
+                               + where, "parameter": "body"}
 
 
 @pytest.mark.parametrize("content, kind, status, error", [
