@@ -97,7 +97,8 @@ class StrictQuery:
     """ASGI middleware: an API route's query names only its own parameters, each once. A
     repeated one (user=1&user=2) or one the route does not take (POST /recommend?user=5)
     would otherwise be dropped silently, and the answer be for another question than the
-    one asked: a 400 naming it instead. The page (/) and FastAPI's docs are not checked."""
+    one asked: a 400 naming it instead. The routes outside the API's schema (the page, the
+    docs) are not checked."""
 
     def __init__(self, app: Any, routes: list, respond: Callable[[str, str], Any]):
         from fastapi.routing import APIRoute
@@ -105,7 +106,7 @@ class StrictQuery:
         self.app, self.respond = app, respond  # respond: (line, name) -> a response
         # (path, method) -> the query parameters it takes; the API's paths are fixed strings
         self.takes = {(r.path, m): {p.alias for p in r.dependant.query_params}
-                      for r in routes if isinstance(r, APIRoute) and r.path != "/"
+                      for r in routes if isinstance(r, APIRoute) and r.include_in_schema
                       for m in r.methods}
 
     def problem(self, scope: dict) -> tuple[str, str] | None:
@@ -467,9 +468,10 @@ def create_app(workdir: Path, allow_stale: bool = False):
     """The FastAPI app over the workspace `workdir` (opened now, reopened when replaced)."""
     import json
 
-    from fastapi import Body, FastAPI, Header, Query, Request
+    from fastapi import Body, Header, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi_offline import FastAPIOffline
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
@@ -488,8 +490,10 @@ def create_app(workdir: Path, allow_stale: bool = False):
 
     ws = Workspace(workdir, allow_stale)
     html, csp = page()
-    app = FastAPI(title="tagrec", version=__version__, default_response_class=Json,
-                  description="Movie recommendations from tags, users and titles.")
+    # FastAPI's /docs and /redoc with Swagger UI's and ReDoc's scripts served from the
+    # package, not fetched from a CDN: they work on a machine without internet too
+    app = FastAPIOffline(title="tagrec", version=__version__, default_response_class=Json,
+                         description="Movie recommendations from tags, users and titles.")
     app.state.workspace = ws
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     # built at the first request, when `error` below exists: the same JSON as every error

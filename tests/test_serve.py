@@ -308,7 +308,8 @@ def test_a_repeated_or_unknown_query_parameter_is_a_400_naming_it(client, method
 
 def test_the_page_and_the_docs_take_any_query(client):
     assert client.get("/?utm_source=x&utm_source=y").status_code == 200
-    assert client.get("/openapi.json?x=1").status_code == 200
+    for page in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(page + "?x=1&x=2").status_code == 200
 
 
 def test_a_method_a_route_does_not_take_is_a_405_with_allow(client):
@@ -445,6 +446,20 @@ def test_openapi_docs_list_the_endpoints(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/similar", "/movies", "/health"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_everything_from_the_server(client, page):
+    # FastAPI's own pages fetch Swagger UI and ReDoc from a CDN: blank on a machine offline
+    import re
+
+    html = client.get(page).text
+    assert not re.search(r"https?://", html)
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html)
+    assert any(a.endswith(".js") for a in assets)
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 1000, asset
 
 
 # ---------------------------------------------------------------- new tables while serving
