@@ -662,6 +662,8 @@ def test_ratings_of_a_new_user_are_served_as_ingest_serves_that_user(trained, sa
     ("movieId,rating\n", "holds no ratings"),
     ("", "lacks the column movieId"),
     ("userId,movieId,rating\n1,1,4\n2,2,4\n", "the ratings of 2 users"),
+    ("movieId,rating,rating\n1,4,1\n", "line 1: the column rating appears 2 times"),
+    ("movieId, rating,movieId\n1,4,2\n", "line 1: the column movieId appears 2 times"),
     ("movieId,rating\n99999999,4\n", "none of the 1 rated movies is in the catalogue"),
     (b"movieId,rating\n1,4\xff\n", "is not UTF-8"),
 ])

@@ -59,6 +59,10 @@ def read_user_ratings(path: Path) -> UserRatings:
     if missing:
         raise DataError(f"{path} lacks the column {missing[0]} (expected a header "
                         "movieId,rating[,timestamp], e.g. from MovieLens' ratings.csv)")
+    twice = [c for c in (*REQUIRED, "timestamp", "userId") if header.count(c) > 1]
+    if twice:  # movieId,rating,rating: which one is meant?
+        raise DataError(f"{path}, line 1: the column {twice[0]} appears {header.count(twice[0])} "
+                        "times (give it once)")
     at = {c: header.index(c) for c in (*REQUIRED, "timestamp", "userId") if c in header}
     try:
         cells = [(f"{path}, line {line}", f"line {line}",
