@@ -101,6 +101,9 @@ BAD_INPUTS = [
     ("tags.csv", b"2,1,classic,5", b"2,1,classic,", "tags.csv, line 13: empty 'timestamp'"),
     ("movies.csv", b"4,Untitled", b"four,Untitled", "movies.csv, line 5: movieId 'four' is not"
      " an integer"),
+    # a needed column named twice: which one is meant? (an unneeded one is read and ignored)
+    ("movies.csv", b"movieId,title,genres", b"movieId,title,genres,title",
+     "movies.csv, line 1: the column title appears 2 times (give it once)"),
 ]
 
 

@@ -507,7 +507,7 @@ def test_add_existing_movie_needs_replace(tmp_path, ws):
     assert r.exit_code == 1 and f"movie {movie} is already in the table" in r.stderr
     assert table.read_bytes() == before  # nothing changed
     r = invoke(["embed", "--add-movies", str(csv), "--replace"], ws)
-    assert r.exit_code == 0 and "replaced 1" in r.stdout
+    assert r.exit_code == 0 and "added 0 and replaced 1 movie;" in r.stdout
     after = load_file(str(table))
     assert np.array_equal(after["ids"], old["ids"])  # overwritten in place, not appended
     row = int(np.flatnonzero(old["ids"] == movie)[0])
@@ -542,6 +542,9 @@ def test_add_movies_missing_column_and_missing_file(tmp_path, ws):
     path.write_text("movieId,title\n1,A\n", encoding="utf-8")
     r = invoke(["embed", "--add-movies", str(path)], ws)
     assert r.exit_code == 1 and "missing column 'genres'" in r.stderr
+    path.write_text("movieId,title,genres,tags,title\n900001,A (2020),Drama,x,B (2021)\n")
+    r = invoke(["embed", "--add-movies", str(path)], ws)
+    assert r.exit_code == 1 and "line 1: the column title appears 2 times" in r.stderr
     r = invoke(["embed", "--add-movies", str(tmp_path / "nope.csv")], ws)
     assert r.exit_code == 1 and "does not exist" in r.stderr
     r = invoke(["embed", "--add-movies", "/dev/null"], ws)  # exists, but is no file

@@ -245,7 +245,8 @@ def embed(
         what = f"added {len(added.added):,}"
         if added.replaced:
             what += f" and replaced {len(added.replaced):,}"
-        out.print(f"{what} movies; the movie table now holds {added.movies:,} "
+        noun = "movie" if len(added.added) + len(added.replaced) == 1 else "movies"
+        out.print(f"{what} {noun}; the movie table now holds {added.movies:,} "
                   f"({added.seconds:.1f} s)", highlight=False)
         return
     if replace:

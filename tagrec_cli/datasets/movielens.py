@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from tagrec_cli.config import MAX_RATING, MIN_RATING
+from tagrec_cli.datasets.user_ratings import check_once
 from tagrec_cli.errors import DataError, quoted
 
 # Column name -> polars type, in MovieLens order.
@@ -42,6 +43,7 @@ def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     if missing:
         raise DataError(f"{path}: missing column {missing[0]!r} "
                         f"(expected columns {','.join(schema)}; found {','.join(header)})")
+    check_once(path, header, tuple(schema))
     names = column_names(header)
     # polars reads LF and CRLF line ends alike, but takes only one "\r" off the last field:
     # with "\r\r\n" (a CRLF file converted to CRLF again) an integer there keeps a "\r" and
@@ -68,7 +70,8 @@ def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 def column_names(header: list[str]) -> list[str]:
     """Header fields as column names; an empty field (a trailing comma) or a repeat gets a
-    name of its own, so that the file's extra columns are read and ignored.
+    name of its own, so that the file's extra columns are read and ignored (a needed column
+    named twice is an error before this: user_ratings.check_once).
 
     Example: ["userId", "rating", "", ""] -> ["userId", "rating", "column_3", "column_4"]
     """

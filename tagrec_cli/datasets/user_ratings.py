@@ -47,6 +47,15 @@ def read_query_text(path: Path, limit: int = QUERY_FILE_LIMIT) -> str:
         raise DataError(f"{path} is not UTF-8 text") from None
 
 
+def check_once(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
+    """DataError if the header names one of `columns` more than once (movieId,rating,rating:
+    which one is meant?). Also for ingest's and --add-movies' files (movielens.read_csv)."""
+    twice = [c for c in columns if header.count(c) > 1]
+    if twice:
+        raise DataError(f"{path}, line 1: the column {twice[0]} appears "
+                        f"{header.count(twice[0])} times (give it once)")
+
+
 def read_user_ratings(path: Path) -> UserRatings:
     path = Path(path)
     text = read_query_text(path)
@@ -59,10 +68,7 @@ def read_user_ratings(path: Path) -> UserRatings:
     if missing:
         raise DataError(f"{path} lacks the column {missing[0]} (expected a header "
                         "movieId,rating[,timestamp], e.g. from MovieLens' ratings.csv)")
-    twice = [c for c in (*REQUIRED, "timestamp", "userId") if header.count(c) > 1]
-    if twice:  # movieId,rating,rating: which one is meant?
-        raise DataError(f"{path}, line 1: the column {twice[0]} appears {header.count(twice[0])} "
-                        "times (give it once)")
+    check_once(path, header, (*REQUIRED, "timestamp", "userId"))
     at = {c: header.index(c) for c in (*REQUIRED, "timestamp", "userId") if c in header}
     try:
         cells = [(f"{path}, line {line}", f"line {line}",
