@@ -147,11 +147,12 @@ def text_vectors(workdir: Path, model: TwoTower, table: TokenTable, side: str, d
     return vecs, int(done.sum())
 
 
-def read_new_movies(path: Path, max_tags: int):
+def read_new_movies(path: Path):
     """A CSV of movieId,title,genres,tags (tags separated by '|') -> polars DataFrame.
 
     Tags are cleaned as ingest cleans them and keep the file's order (there are no counts
-    to rank them by), capped at max_tags.
+    to rank them by); all are kept, and the document takes the first max_tags, as ingest's
+    (frames.movie_document_text).
     """
     path = Path(path)
     if not path.exists():
@@ -170,7 +171,7 @@ def read_new_movies(path: Path, max_tags: int):
     untitled = df.with_row_index().filter(pl.col("title").fill_null("").str.strip_chars() == "")
     if untitled.height:
         raise DataError(f"{path}, line {untitled['index'][0] + 2}: empty title")
-    tags = [documents.clean_tags((t or "").split("|"))[:max_tags] for t in df["tags"].to_list()]
+    tags = [documents.clean_tags((t or "").split("|")) for t in df["tags"].to_list()]
     return df.with_columns(pl.Series("tags", tags, dtype=pl.List(pl.String)),
                            pl.col("title").str.strip_chars())
 
@@ -248,7 +249,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     added: set[int] = set()
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
-        new = read_new_movies(path, cfg.max_tags)
+        new = read_new_movies(path)
         if not replaces(path):
             new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
         if new.height == 0:
@@ -281,7 +282,7 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
     folder = Path(workdir) / artifacts.EMBEDDINGS_DIR
     manifest = store.manifest
     cfg = store.ingest
-    new = read_new_movies(csv_path, cfg.max_tags)
+    new = read_new_movies(csv_path)
     catalogue = store.catalogue
     exists = catalogue.rows(new["movieId"].to_numpy()) >= 0
     if exists.any() and not replace:

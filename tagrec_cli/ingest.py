@@ -163,7 +163,8 @@ def history_tags(tags: pl.DataFrame, cutoffs: pl.DataFrame, split: pl.DataFrame,
 
 def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFrame,
                     cfg: IngestConfig) -> pl.DataFrame:
-    """One row per movie of movies.csv: tags (most users first), mean rating, document text."""
+    """One row per movie of movies.csv: all its tags (most users first), mean rating, and
+    the document text (with the first max_tags of them)."""
     # A tag's frequency on a movie = number of distinct users who applied it.
     counts = tags.unique(["movieId", "tag", "userId"]).group_by("movieId", "tag").agg(
         count=pl.len())
@@ -171,7 +172,7 @@ def movie_documents(movies: pl.DataFrame, history: pl.DataFrame, tags: pl.DataFr
         n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
         n_dislikes=(pl.col("rating") < cfg.like_threshold).sum())
     df = (frames.movie_fields(movies.unique("movieId", keep="first", maintain_order=True))
-          .join(frames.ranked_tags(counts, "movieId", cfg.max_tags), on="movieId",
+          .join(frames.ranked_tags(counts, "movieId"), on="movieId",
                 how="left")
           .join(stats, on="movieId", how="left")
           .with_columns(tags=pl.col("tags").fill_null([]),

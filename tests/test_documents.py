@@ -203,3 +203,40 @@ def test_term_ids_recorded_while_decoding_match_the_bisect():
         expected = fresh.term_id(t)  # by bisect: nothing decoded in `fresh`
         assert terms.term_id(t) == expected
         assert expected == (fresh.terms.index(t) if t in fresh.terms else -1)
+
+
+def test_a_users_document_counts_every_tag_of_a_liked_movie_not_only_its_documents(
+        small_data, tmp_path):
+    """A movie's document keeps its max_tags most frequent tags, but a user's document
+    counts every tag of the movies they liked (ingest's rule). `recommend --ratings`, the
+    new-users slice and a tags query read the catalogue, so it must hold them all: with
+    only the document's tags, ml-latest-small's user 42 got another document than ingest
+    wrote (Pulp Fiction carries 173 tags). Here movies carry more than max_tags."""
+    import numpy as np
+
+    from tagrec_cli.documents.terms import user_document
+
+    cfg = IngestConfig(max_tags=8, top_user_tags=6, user_genres=1)
+    run_ingest(small_data, tmp_path, cfg)
+    folder = tmp_path / "ingest"
+    movies = pl.read_parquet(folder / "movies.parquet").sort("movieId")
+    assert movies["tags"].list.len().max() > cfg.max_tags  # the case in question
+    # the document text holds the first max_tags of them, most frequent first
+    row = movies.filter(pl.col("tags").list.len() > cfg.max_tags).row(0, named=True)
+    assert row["document"].endswith(", ".join(row["tags"][:cfg.max_tags]))
+    assert row["tags"][cfg.max_tags] not in row["document"].split(", ")
+    write_catalogue(tmp_path / "catalogue", {c: movies[c].to_list() for c in CATALOGUE_COLUMNS})
+    catalogue = Catalogue.read(tmp_path / "catalogue", with_genres=True)
+    users = pl.read_parquet(folder / "users.parquet")
+    ratings = pl.read_parquet(folder / "ratings.parquet")
+    taggers = set(pl.read_csv(small_data / "tags.csv")["userId"].to_list())
+    checked = 0
+    for user in users.filter(~pl.col("userId").is_in(list(taggers)))["userId"].head(30):
+        mine = ratings.filter(pl.col("userId") == user)
+        liked = np.zeros(len(catalogue.ids), bool)
+        liked[catalogue.rows(mine.filter(pl.col("rating") >= cfg.liked_rating)["movieId"]
+                             .to_numpy())] = True
+        expected = list(users.filter(pl.col("userId") == user)["tags"][0])
+        assert user_document([], liked, catalogue.terms, cfg) == expected, user
+        checked += 1
+    assert checked == 30

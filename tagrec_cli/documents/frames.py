@@ -35,12 +35,12 @@ def genre_list(genres: pl.Expr) -> pl.Expr:
             .fill_null([]))
 
 
-def ranked_tags(tag_counts: pl.DataFrame, key: str, n: int) -> pl.DataFrame:
-    """Per `key`, its tags by count desc then alphabetically, at most n: (key, tags list,
+def ranked_tags(tag_counts: pl.DataFrame, key: str) -> pl.DataFrame:
+    """Per `key`, all its tags by count desc then alphabetically: (key, tags list,
     tag_counts list) from (key, tag, count) rows."""
     return (tag_counts.sort([key, "count", "tag"], descending=[False, True, False])
             .group_by(key, maintain_order=True)
-            .agg(tags=pl.col("tag").head(n), tag_counts=pl.col("count").head(n)))
+            .agg(tags=pl.col("tag"), tag_counts=pl.col("count")))
 
 
 # ---------------------------------------------------------------- movie documents
@@ -58,7 +58,10 @@ def movie_fields(movies: pl.DataFrame) -> pl.DataFrame:
 def movie_document_text(cfg: IngestConfig) -> pl.Expr:
     """[title, year, genres,] rating X.Y, tags... from movie_fields' columns, mean_rating, tags.
 
-    Empty parts (no tags; no rating for a movie nobody rated) are left out.
+    Only the first cfg.max_tags tags (the most frequent) go in; the movie keeps all of them
+    in movies.parquet and the catalogue, since a user's document counts every tag of the
+    movies they liked (user_document_tags). Empty parts (no tags; no rating for a movie
+    nobody rated) are left out.
     """
     parts = []
     if cfg.with_title:
@@ -71,7 +74,7 @@ def movie_document_text(cfg: IngestConfig) -> pl.Expr:
     # tokens), and a well-tagged movie's rating would otherwise be the first thing cut.
     if not cfg.side_features:
         parts.append(pl.format("rating {}", pl.col("mean_rating").round(1)))
-    parts.append(pl.col("tags").list.join(SEPARATOR))
+    parts.append(pl.col("tags").list.head(cfg.max_tags).list.join(SEPARATOR))
     return pl.concat_list([p.fill_null("") for p in parts]).list.eval(
         pl.element().filter(pl.element() != "")).list.join(SEPARATOR)
 
