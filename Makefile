@@ -4,14 +4,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of PyTorch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+# PyTorch first, pinned, so that the project's own `torch` range finds it installed. Which
+# build comes depends on the package index: PyPI's Linux wheels are CUDA builds (GBs); for
+# the CPU build, make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: demo test install browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
