@@ -98,7 +98,9 @@ def recover(folder: Path, name: str | None = None) -> None:
     be the user's); `tagrec clean` sweeps the whole workspace.
     """
     for item, target, kind, pid in sorted(_leftovers(Path(folder)), key=lambda x: x[2] != "old"):
-        if name is not None and target.name != name:
+        # `name`'s own leftovers, and those of its temporary copies (a staging folder's)
+        if name is not None and target.name != name and not target.name.startswith(
+                f".{name}.tmp-"):
             continue
         if pid == os.getpid() or pid_alive(pid):
             continue
@@ -138,18 +140,25 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, target)
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move the complete folder `source` onto `target` (same file system): the old target
+    goes aside under a name recover() knows, the new one is renamed in, the old one is
+    removed. On any exception `source` is removed and `target` is as it was."""
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     try:
         if target.exists():
             os.replace(target, old)
         try:
-            os.replace(tmp, target)
+            os.replace(source, target)
         except BaseException:
             if old.exists() and not target.exists():
                 os.replace(old, target)  # put the previous artifact back
             raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(source, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
 

@@ -125,12 +125,15 @@ def stage_model(folder: Path, model: ModelConfig, training: TrainConfig, say: Sa
     with contextlib.suppress(ArtifactError):
         config = artifacts.read_model_config(folder / artifacts.MODEL_DIR)
     same = (config is not None and config.get("data", {}).get("ingest_key") == ingest_key
+            and not config.get("interrupted", False)  # a cut-short stage is trained again
             and config.get("training") == asdict(training)
             and {**config["model"], "features": None, "id_rows": 0}
             == asdict(replace(model, features=None, id_rows=0)))
     if not same:
         say(f"{folder.name}: train ({training.epochs} epochs)")
         result = run_train(folder, model, training)
+        if result.interrupted:  # Ctrl-C inside training: stop evaluate as Ctrl-C stops it
+            raise KeyboardInterrupt
         if result.best_epoch is None:
             raise DataError(f"training in {folder} saved no epoch")
         config = artifacts.read_model_config(folder / artifacts.MODEL_DIR)

@@ -141,6 +141,55 @@ def test_ctrl_c_keeps_best_model_so_far(ws, tiny_bert):
     assert not [p for p in ws.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
+def test_ctrl_c_keeps_a_finished_model_from_before(ws, tiny_bert):
+    # A finished model is in model/; a new run is cut short after its epoch 1 was saved.
+    # The finished one stays (a cut-short run used to replace it with its epoch 1).
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", batch_size=64))
+    before = {p.name: p.read_bytes() for p in (ws / "model").iterdir()}
+
+    def on_step(epoch, step, steps, loss, rate):
+        if epoch == 2 and step == 3:
+            raise KeyboardInterrupt
+
+    result = run_train(ws, tiny(tiny_bert, dim=16), TrainConfig(epochs=3, device="cpu",
+                                                                batch_size=64, seed=7),
+                       on_step=on_step)
+    assert result.interrupted and result.kept_previous and result.best_epoch == 1
+    assert {p.name: p.read_bytes() for p in (ws / "model").iterdir()} == before
+    assert not [p for p in ws.iterdir() if p.name.startswith(".")]  # no staging left
+    # and the next run that finishes replaces it, as asked
+    result = run_train(ws, tiny(tiny_bert, dim=16), TrainConfig(epochs=1, device="cpu",
+                                                                batch_size=64))
+    assert not result.interrupted and not result.kept_previous
+    assert load_model(ws / "model")[0].cfg.dim == 16
+
+
+def test_ctrl_c_inside_evaluates_training_stops_evaluate(ws, tiny_bert, monkeypatch):
+    # evaluate trains its stages with run_train, which catches Ctrl-C to keep the best epoch
+    # so far; evaluate must stop there (status 130), not report a cut-short model as chosen
+    # on validation, and must train that stage again next time.
+    from tagrec_cli.train import loop
+
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=2, device="cpu", batch_size=64))
+    real = loop.train_epochs
+
+    def cut_short(run, on_step, on_epoch, say):
+        def stop(epoch, step, steps, loss, rate):
+            if epoch == 2:
+                raise KeyboardInterrupt
+        real(run, stop, on_epoch, say)
+
+    monkeypatch.setattr(loop, "train_epochs", cut_short)
+    r = invoke(["evaluate", "--baselines", "popular", "--validation-only"], ws)
+    assert r.exit_code == 130 and "interrupted" in r.stderr, r.output
+    stage = ws / "evaluate" / "valid" / "model" / "config.json"
+    assert json.loads(stage.read_text())["interrupted"] is True
+    monkeypatch.setattr(loop, "train_epochs", real)
+    r = invoke(["evaluate", "--baselines", "popular", "--validation-only"], ws)
+    assert r.exit_code == 0, r.output
+    assert json.loads(stage.read_text())["interrupted"] is False  # trained again, not reused
+
+
 def test_ctrl_c_before_first_epoch_saves_nothing(ws, tiny_bert):
     def on_step(*_):
         raise KeyboardInterrupt

@@ -183,9 +183,28 @@ def test_a_diverged_training_keeps_the_previous_model(ws: Path, tiny_bert: Path)
     r = invoke(["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "1",
                 "--device", "cpu", "--head-lr", "1e30"], ws)
     assert "training diverged in epoch 1" in one_line_error(r)
-    assert f"{model} is unchanged" in r.stderr
+    assert f"{model} keeps its model from before" in r.stderr
     assert snapshot(model) == before
     assert invoke(["recommend", "--user", "1"], ws).exit_code == 0
+
+
+def test_a_training_that_diverges_after_saving_an_epoch_keeps_the_previous_model(
+        ws: Path, tiny_bert: Path, monkeypatch):
+    # Epoch 1 is fine and saved; epoch 2 diverges. The finished model from before stays:
+    # this run's epoch 1 used to have replaced it already.
+    from tagrec_cli.train import loop
+
+    real = loop.stop_if_diverged
+    monkeypatch.setattr(loop, "stop_if_diverged", lambda run, epoch, loss: real(
+        run, epoch, float("nan") if epoch == 2 else loss))
+    model = ws / artifacts.MODEL_DIR
+    before = snapshot(model)
+    r = invoke(["train", "--model", str(tiny_bert), "--dim", "16", "--epochs", "3",
+                "--device", "cpu"], ws)
+    assert "training diverged in epoch 2" in one_line_error(r)
+    assert f"{model} keeps its model from before" in r.stderr
+    assert snapshot(model) == before
+    assert not [p for p in ws.iterdir() if p.name.startswith(".model")]  # no staging left
 
 
 def test_paths_are_printed_as_text(tmp_path: Path):

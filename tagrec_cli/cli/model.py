@@ -201,6 +201,11 @@ def train(
         err.print("[bold red]Error:[/] interrupted before the first epoch finished; no model "
                   "was saved", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
+    if result.kept_previous:  # a finished model is not replaced by a cut-short run's
+        err.print(shown(f"interrupted: {result.model_dir} keeps the model it had; this run's "
+                        f"best epoch ({result.best_epoch}) was not saved"),
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     best = next(m for m in result.epochs if m["epoch"] == result.best_epoch)
     chosen = (f"best epoch {result.best_epoch} (ROC-AUC {best['auc']:.4f})" if _validated(best)
               else f"epoch {result.best_epoch} ({NO_VALIDATION})")

@@ -28,6 +28,8 @@ import contextlib
 import functools
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,8 +80,11 @@ class TrainResult:
     model_dir: Path | None  # None when interrupted before the first epoch finished
     epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch 0 = untrained heads
     best_epoch: int | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # stopped early: Ctrl-C, or diverged
     seconds: float = 0.0
+    # Stopped early while model_dir held a finished model from before: that one is kept,
+    # and this run's best epoch was not saved (a finished run always replaces it).
+    kept_previous: bool = False
 
 
 @dataclass
@@ -113,6 +118,10 @@ class Run:
     liked: Any = None  # collaborative model: (users, movies) CSR, towers/collab.py
     device_liked: Any = None  # the same for the step (collab.DeviceLiked)
     real_users: int = 0  # the user table's rows before the short-history users (prefix.py)
+    # The best epoch so far is saved here, beside out_dir, and moves into out_dir when the
+    # run ends (finish); a run killed outright leaves out_dir as it was.
+    staging: Path | None = None
+    previous: bool = False  # out_dir held a finished model when the run began
 
     @property
     def device(self) -> torch.device:
@@ -166,6 +175,9 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             else contextlib.nullcontext())
     with lock, distributed.process_group(resolve_device(cfg.device)) as dist:
         run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
+        run.previous = finished_model(out_dir)
+        run.staging = out_dir.parent / f".{out_dir.name}.best.tmp-{os.getpid()}"
+        artifacts.recover(out_dir.parent, f"{out_dir.name}.best")  # dead runs' stagings
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
             run.pooled = encode_frozen(run)
@@ -175,6 +187,10 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             validate(run, 0, {"train_loss": float("nan"), "seqs_per_s": float("nan")},
                      on_epoch)
             train_epochs(run, on_step, on_epoch, say)
+        except TagrecError:  # diverged: what was saved goes where finish puts it
+            run.result.interrupted = True
+            finish(run)
+            raise
         finally:
             run.planner.close()
         finish(run)
@@ -433,6 +449,14 @@ def validate(run: Run, epoch: int, extra: dict[str, float],
     return metrics
 
 
+def finished_model(folder: Path) -> bool:
+    """Whether `folder` holds a model whose training ran to its end."""
+    try:
+        return not artifacts.read_model_config(folder).get("interrupted", False)
+    except TagrecError:
+        return False
+
+
 def stop_if_diverged(run: Run, epoch: int, loss: float) -> None:
     """A diverged run (a NaN or infinite loss, e.g. from too high a learning rate) stops
     before it is validated or saved: NaN weights would rank nothing, and the AUC of NaN
@@ -440,7 +464,8 @@ def stop_if_diverged(run: Run, epoch: int, loss: float) -> None:
     if math.isfinite(loss) and all(bool(torch.isfinite(p).all())
                                    for p in run.model.parameters() if p.requires_grad):
         return
-    kept = (f"epoch {run.result.best_epoch}'s model is saved" if run.result.model_dir
+    kept = (f"{run.out_dir} keeps its model from before" if run.previous
+            else f"epoch {run.result.best_epoch}'s model is saved" if run.result.model_dir
             else f"{run.out_dir} is unchanged")
     raise TagrecError(f"training diverged in epoch {epoch}: the loss or the weights are not "
                       f"finite numbers, so nothing of this epoch was saved ({kept}); "
@@ -448,10 +473,11 @@ def stop_if_diverged(run: Run, epoch: int, loss: float) -> None:
 
 
 def save(run: Run, epoch: int) -> None:
-    """This epoch's model replaces out_dir (rank 0 writes; every rank records it)."""
+    """This epoch's model replaces the run's staging folder (rank 0 writes; every rank
+    records it); finish moves it into out_dir."""
     result = run.result
     if run.dist.main:
-        with artifacts.atomic_dir(run.out_dir) as tmp:
+        with artifacts.atomic_dir(run.staging) as tmp:
             save_model(run.model, run.tokenizer, tmp, {**run.settings, "best_epoch": epoch,
                                                        "metrics": result.epochs[-1],
                                                        "history": result.epochs})
@@ -460,16 +486,23 @@ def save(run: Run, epoch: int) -> None:
 
 
 def finish(run: Run) -> None:
-    """Bring the saved folder's history up to date (it holds the best epoch, not the last)."""
-    result, dist, out_dir = run.result, run.dist, run.out_dir
+    """Bring the saved model's history up to date (it holds the best epoch, not the last)
+    and move it into out_dir; but a run that stopped early (Ctrl-C, divergence) leaves a
+    finished model from before where it is, and drops its own."""
+    result, dist, staged = run.result, run.dist, run.staging
+    result.kept_previous = result.model_dir is not None and result.interrupted and run.previous
     if result.model_dir is not None and dist.main:
-        write_metrics(out_dir / artifacts.METRICS_FILE, result.epochs)
-        config = artifacts.read_model_config(out_dir)
-        config["history"] = result.epochs
-        config["interrupted"] = result.interrupted
-        if dist.enabled:
-            config["distributed"] = run.settings["distributed"]
-        artifacts.write_json(out_dir / artifacts.MODEL_CONFIG, config)
+        if result.kept_previous:
+            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            write_metrics(staged / artifacts.METRICS_FILE, result.epochs)
+            config = artifacts.read_model_config(staged)
+            config["history"] = result.epochs
+            config["interrupted"] = result.interrupted
+            if dist.enabled:
+                config["distributed"] = run.settings["distributed"]
+            artifacts.write_json(staged / artifacts.MODEL_CONFIG, config)
+            artifacts.replace_dir(staged, run.out_dir)
     if not result.interrupted:
         # No rank leaves (tearing down the group) before rank 0 has written everything. After
         # Ctrl-C the ranks may be at different steps, so none waits for the others.
