@@ -15,6 +15,7 @@ from tagrec_cli.errors import SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
+MAX_SEED = 2**32 - 1  # what every generator seeded here takes (numpy, torch, polars)
 # A file one query is read from (recommend --ratings, --tags-file) is read whole, so it is
 # capped: one person's ratings or tags are kilobytes (10,000 ratings: about 250 KB), and
 # /dev/zero or a dataset given by mistake is one line of error, not a MemoryError.
@@ -159,6 +160,36 @@ class ModelConfig:
 
     def n_features(self, side: str) -> int:
         return 0 if self.features is None else len(FEATURE_NAMES[side])
+
+    @classmethod
+    def from_saved(cls, saved: object, source: str) -> ModelConfig:
+        """The config a model's config.json recorded ("model"), or an ArtifactError naming
+        `source` when it is not one this tagrec wrote (another version's keys, wrong types)."""
+        from tagrec_cli.errors import ArtifactError
+
+        why = None
+        if not isinstance(saved, dict):
+            why = "no model settings"
+        elif unknown := sorted(set(saved) - set(cls.__dataclass_fields__)):
+            why = f"an unknown setting {unknown[0]!r}"
+        else:
+            for f in fields(cls):
+                value = saved.get(f.name, f.default)
+                if value is None and f.default is None:
+                    continue
+                want = (int, float) if isinstance(f.default, float) else (
+                    type(f.default) if f.default is not None else dict)
+                if not isinstance(value, want) or (isinstance(value, bool)
+                                                   and not isinstance(f.default, bool)):
+                    why = f"{f.name} is {str(value)[:40]!r}"
+                    break
+        if why is None:
+            try:
+                return cls(**saved)
+            except SettingError as exc:
+                why = str(exc)
+        raise ArtifactError(f"{source} was not written by this tagrec, or is damaged ({why}) "
+                            "— re-run `tagrec train`")
 
     def __post_init__(self) -> None:
         _finite_fields(self)

@@ -93,7 +93,8 @@ def workspace_settings(workdir: Path, include_tagrec: bool,
         return data_dir, cfg, None, None
     config = artifacts.read_model_config(Path(workdir) / artifacts.MODEL_DIR)
     # train sets the features' constants and the movie table's size per stage
-    model = ModelConfig(**{**config["model"], "features": None, "id_rows": 0})
+    model = replace(ModelConfig.from_saved(config.get("model"), str(
+        Path(workdir) / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG)), features=None, id_rows=0)
     known = TrainConfig.__dataclass_fields__
     training = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in known})
     return data_dir, cfg, model, training

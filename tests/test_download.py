@@ -141,13 +141,30 @@ def test_download_unpacks_prints_next_command_and_ingest_reads_it(
         f"into {folder}\nnext: {shlex.join(['tagrec', 'ingest', '--data', str(folder)])}\n")
     assert result.stderr == ""
     assert server.requests == [ROUTE]
-    assert [p.name for p in dest.iterdir()] == [NAME]  # no .part file, no temporary folder
+    assert [p.name for p in dest.iterdir()] == [NAME]  # no partial archive, no temporary folder
     assert files(folder) == dataset
 
     ingested = run_cli(["ingest", "--data", str(folder), "--workdir",
                         str(tmp_path / "w"), "--pairs-per-class", "0"])
     assert ingested.exit_code == 0, ingested.output
     assert (tmp_path / "w" / "ingest" / "manifest.json").is_file()
+
+
+def test_a_killed_downloads_partial_archive_is_removed_by_the_next(
+        publish, base, archive, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # SIGKILL runs no `finally`: a killed download leaves its partial archive. Its writer's
+    # PID is dead (a process that has exited), so the next download removes it.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f".{NAME}.zip.tmp-{dead}"
+    left.write_bytes(archive[:1000])
+    publish(archive)
+    result = invoke(NAME, "--dest", str(tmp_path), "--base-url", base)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == [NAME]
 
 
 def test_keep_archive_and_base_url_from_the_environment(

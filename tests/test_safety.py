@@ -683,3 +683,95 @@ def test_old_caches_are_pruned(ws: Path):
     assert invoke(["embed", "--device", "cpu"], ws).exit_code == 0
     names = [p.name for p in (ws / "cache").iterdir()]
     assert stale.name not in names and len([n for n in names if n.startswith("tokens-")]) == 1
+
+
+# ---------------------------------------------------------------- values a command cannot take
+
+
+@pytest.mark.parametrize("args, option", [
+    (["ingest", "--seed", "-1"], "--seed"),
+    (["ingest", "--seed", "99999999999999999999"], "--seed"),
+    (["ingest", "--max-tags", "99999999999999999999"], "--max-tags"),
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--dim", "100000000"], "--dim"),
+    (["train", "--epochs", "2000000"], "--epochs"),
+    (["sample-data", "--out", "x", "--seed", "-1"], "--seed"),
+    (["sample-data", "--out", "x", "--users", "1000000000"], "--users"),
+    (["evaluate", "--device", "tpu"], "--device"),
+])
+def test_values_out_of_range_are_one_line_before_any_work(ws: Path, args, option):
+    # each used to end in a traceback (an OverflowError from polars, a ValueError from torch,
+    # a MemoryError), some after minutes of work
+    before = snapshot(ws)
+    r = invoke(args, ws)
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    line = r.stderr.strip()
+    assert line.startswith("Error: Invalid value for") and option in line, line
+    assert snapshot(ws) == before
+
+
+EMBED = ["embed", "--device", "cpu"]
+EVALUATE = ["evaluate", "--baselines", "popular", "--validation-only"]  # reads the settings
+
+
+@pytest.mark.parametrize("edit, why, commands", [
+    (lambda c: c["model"].update(newthing=1), "an unknown setting 'newthing'", [EMBED, EVALUATE]),
+    (lambda c: c["model"].update(dim="8"), "dim is '8'", [EMBED, EVALUATE]),
+    (lambda c: c.pop("encoder_config"), "no usable encoder_config", [EMBED]),
+])
+def test_a_model_config_from_another_version_is_one_line(ws: Path, edit, why, commands):
+    path = ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG
+    config = json.loads(path.read_text())
+    edit(config)
+    path.write_text(json.dumps(config))
+    for args in commands:
+        line = one_line_error(invoke(args, ws))
+        assert str(path) in line and why in line and "re-run `tagrec train`" in line, line
+
+
+def test_max_length_beyond_what_the_encoder_reads_is_one_line(ws: Path, tiny_bert: Path,
+                                                              tmp_path: Path):
+    from transformers import BertConfig, BertModel
+
+    short = tmp_path / "short_bert"  # tiny_bert, but reading 16 positions
+    shutil.copytree(tiny_bert, short)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=16)).save_pretrained(short)
+    r = invoke(["train", "--model", str(short), "--device", "cpu", "--max-length", "64"], ws)
+    assert "reads (at most 16 tokens)" in one_line_error(r)
+
+
+def test_a_pairs_table_without_its_labels_is_one_line(ws: Path, tiny_bert: Path):
+    import polars as pl
+
+    path = ws / artifacts.INGEST_DIR / artifacts.PAIRS_FILE
+    pl.read_parquet(path).drop("label").write_parquet(path)
+    r = invoke(["train", "--model", str(tiny_bert), "--device", "cpu", "--dim", "16"], ws)
+    assert f"{path} is missing or damaged" in one_line_error(r)
+
+
+def test_evaluate_checks_its_json_path_before_it_runs(ws: Path, tmp_path: Path):
+    config = ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG
+    before = snapshot(ws)
+    for path, message in [
+            (tmp_path / "nowhere" / "r.json", "the folder"),
+            (config, "is inside the workspace's model/"),
+    ]:
+        r = invoke(["evaluate", "--baselines", "popular", "--validation-only", "--json",
+                    str(path)], ws)
+        assert message in one_line_error(r)
+    assert snapshot(ws) == before  # nothing was evaluated, nothing overwritten
+
+
+def test_a_relative_model_folder_is_recorded_absolute(ws: Path, tiny_bert: Path, tmp_path: Path,
+                                                      monkeypatch):
+    # evaluate trains its stages from the recorded --model: "tinybert" would name whatever
+    # folder of that name is where evaluate runs, or a Hugging Face id
+    shutil.copytree(tiny_bert, tmp_path / "tinybert")
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["train", "--model", "tinybert", "--device", "cpu", "--dim", "16", "--epochs",
+                "1"], ws)
+    assert r.exit_code == 0, r.output
+    config = json.loads((ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG).read_text())
+    assert config["model"]["base_model"] == str(tmp_path / "tinybert")

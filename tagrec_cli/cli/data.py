@@ -20,7 +20,7 @@ from tagrec_cli.cli.app import (
     plain,
     shown,
 )
-from tagrec_cli.config import IngestConfig
+from tagrec_cli.config import MAX_SEED, IngestConfig
 
 INGEST = IngestConfig()  # every ingest default
 
@@ -29,9 +29,10 @@ INGEST = IngestConfig()  # every ingest default
 def sample_data(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False,
                                           help="Folder to write the CSV files into.")],
-    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 600,
-    movies: Annotated[int, typer.Option(min=2, help="Number of movies.")] = 1500,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 42,
+    users: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of users.")] = 600,
+    movies: Annotated[int, typer.Option(min=2, max=200_000, help="Number of movies.")] = 1500,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="Random seed; same seed, same bytes.")] = 42,
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite the CSV files a folder already has.")] = False,
 ) -> None:
@@ -140,7 +141,7 @@ def ingest(
     holdout_fraction: Annotated[float, typer.Option(
         min=0.0, max=0.99, help="Latest share of each user's ratings held out for validation; "
         "0 = refit on everything.")] = INGEST.holdout_fraction,
-    max_tags: Annotated[int, typer.Option(min=1, help="Tags per document at most.")
+    max_tags: Annotated[int, typer.Option(min=1, max=100_000, help="Tags per document at most.")
                         ] = INGEST.max_tags,
     top_user_tags: Annotated[int, typer.Option(
         min=0, help="Tags a user document takes from the movies the user liked.")
@@ -154,7 +155,8 @@ def ingest(
     pairs_per_class: Annotated[int, typer.Option(
         min=0, help="Pairs per class over both splits; 0 keeps every pair (the seed drew "
         "6000).")] = INGEST.pairs_per_class,
-    seed: Annotated[int, typer.Option(help="Seed for drawing pairs.")] = INGEST.seed,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for drawing pairs.")
+                    ] = INGEST.seed,
     with_genres: Annotated[bool, typer.Option(
         help="Put genres in movie documents, and the genres a user liked most first in "
         "user documents.")] = INGEST.with_genres,

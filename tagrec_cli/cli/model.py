@@ -22,7 +22,7 @@ from tagrec_cli.cli.app import (
     out,
     shown,
 )
-from tagrec_cli.config import EMBED_BATCH_SIZE, ModelConfig, TrainConfig
+from tagrec_cli.config import EMBED_BATCH_SIZE, MAX_SEED, ModelConfig, TrainConfig
 
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # every model and training default
 
@@ -67,7 +67,7 @@ def train(
         "installed with tagrec].")] = MODEL.base_model,
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")
                       ] = Device(TRAIN.device),
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training pairs.")
+    epochs: Annotated[int, typer.Option(min=1, max=1000, help="Passes over the training pairs.")
                       ] = TRAIN.epochs,
     max_steps: Annotated[int, typer.Option(
         min=0, help="Stop after this many steps, the last epoch cut short, so that large "
@@ -79,7 +79,8 @@ def train(
                    ] = TRAIN.lr,
     head_lr: Annotated[float, typer.Option(min=0.0, help="Projection-head learning rate.")
                        ] = TRAIN.head_lr,
-    seed: Annotated[int, typer.Option(help="Seed for heads, batches and dropout.")
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="Seed for heads, batches and dropout.")
                     ] = TRAIN.seed,
     freeze_encoder: Annotated[bool, typer.Option(
         help="Train only the projection heads on cached encoder outputs (fast); "
@@ -89,7 +90,7 @@ def train(
         "(fewer in-batch negatives).")] = TRAIN.group_by_user,
     pooling: Annotated[Pooling, typer.Option(help="Pool token states by mean or \\[CLS].")
                        ] = Pooling(MODEL.pooling),
-    dim: Annotated[int, typer.Option(min=1, help="Embedding size.")] = MODEL.dim,
+    dim: Annotated[int, typer.Option(min=1, max=16384, help="Embedding size.")] = MODEL.dim,
     collaborative: Annotated[bool, typer.Option(
         help="Learn a vector per movie, added to its text's, and pool the liked movies' "
         "vectors into each user's (new movies and users fall back to text).")
@@ -154,6 +155,10 @@ def train(
     main = launch_rank() == 0
     console = err if main else Console(stderr=True, quiet=True)
 
+    # A local folder is recorded by its absolute path: evaluate trains its stages from the
+    # recorded one, and from another folder "tinybert" would name another encoder (or none).
+    if Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
                         max_length=max_length, collaborative=collaborative,
                         popularity_prior=popularity_prior, prior_shrink=prior_shrink,

@@ -9,9 +9,11 @@ import typer
 
 from tagrec_cli.cli.app import (
     DEFAULT_WORKDIR,
+    Device,
     WorkdirOpt,
     command,
     err,
+    fail,
     out,
     shown,
 )
@@ -33,7 +35,7 @@ def evaluate(
     validation_only: Annotated[bool, typer.Option(
         "--validation-only", help="Stop after the validation part (for choosing settings; "
         "test is not scored).")] = False,
-    device: Annotated[str | None, typer.Option(
+    device: Annotated[Device | None, typer.Option(
         help="Device for evaluate's own training runs (default: the model's).")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", dir_okay=False, help="Also write the numbers and settings to this file.")
@@ -56,10 +58,13 @@ def evaluate(
     from tagrec_cli.protocol import run_protocol
 
     names = [b.strip() for b in baselines.split(",") if b.strip()]
+    if json_path is not None:  # now, not after an hour of evaluating
+        check_json_path(json_path, workdir)
     with err.status("evaluating") as status:
         report = run_protocol(workdir, k=k, baselines=names, relevant_rating=relevant_rating,
                               include_tagrec=not baselines_only,
-                              validation_only=validation_only, device=device,
+                              validation_only=validation_only,
+                              device=device.value if device is not None else None,
                               progress=lambda msg: status.update(f"evaluate: {msg}"))
     tuning = report.tuning
     for name, rows in tuning.tried.items():
@@ -77,6 +82,25 @@ def evaluate(
     if json_path is not None:
         artifacts.write_json(json_path, report.to_dict())
         out.print(shown(f"wrote {json_path}"), highlight=False)
+
+
+def check_json_path(path: Path, workdir: Path) -> None:
+    """fail() unless `path` can take the report: its folder exists and is writable, and it
+    is not a file of the workspace's artifacts (a typo must not overwrite model/config.json)."""
+    import os
+
+    from tagrec_cli import artifacts
+
+    folder = path.parent
+    if not folder.is_dir():
+        fail(f"--json {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        fail(f"--json {path}: the folder {folder} is not writable")
+    inside = path.resolve()
+    for name in (artifacts.INGEST_DIR, artifacts.MODEL_DIR, artifacts.EMBEDDINGS_DIR,
+                 "evaluate"):
+        if inside.is_relative_to((Path(workdir) / name).resolve()):
+            fail(f"--json {path} is inside the workspace's {name}/: write the report elsewhere")
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:

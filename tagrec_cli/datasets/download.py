@@ -1,8 +1,10 @@
 """Fetch an official MovieLens archive from GroupLens, verify it, and unpack it.
 
 Nothing half-written survives a failure or Ctrl-C: the archive streams into
-``DEST/.NAME.zip.part-PID``, is checked against the size and checksums recorded below, and is
-unpacked into a temporary folder that is renamed onto ``DEST/NAME`` only once complete.
+``DEST/.NAME.zip.tmp-PID``, is checked against the size and checksums recorded below, and is
+unpacked into a temporary folder that is renamed onto ``DEST/NAME`` only once complete. What a
+killed download left (SIGKILL: no `finally` runs) is removed by the next one, or `tagrec
+clean` in a workspace.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tagrec_cli import __version__
-from tagrec_cli.artifacts import atomic_dir
+from tagrec_cli.artifacts import atomic_dir, recover
 from tagrec_cli.errors import TagrecError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -103,7 +105,8 @@ def download_dataset(name: str, dest: Path = Path("."), *, base_url: str | None 
     url = f"{(base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip('/')}/{name}.zip"
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    part = dest / f".{name}.zip.part-{os.getpid()}"
+    recover(dest, f"{name}.zip")  # a killed download's archive (artifacts' temporary names)
+    part = dest / f".{name}.zip.tmp-{os.getpid()}"
     kept = None
     try:
         size = _fetch(url, part, spec, retry, on_progress or (lambda done, total: None))

@@ -21,7 +21,7 @@ from torch import nn
 
 from tagrec_cli import artifacts
 from tagrec_cli.config import DEFAULT_MODEL, DEVICES, ModelConfig
-from tagrec_cli.errors import ArtifactError, TagrecError, quoted
+from tagrec_cli.errors import ArtifactError, SettingError, TagrecError, quoted
 from tagrec_cli.towers import hub
 
 
@@ -152,6 +152,10 @@ def build_model(cfg: ModelConfig, seed: int = 0) -> tuple[TwoTower, Any]:
     """Pretrained encoder + freshly initialised heads (seeded)."""
     torch.manual_seed(seed)  # first: weights a checkpoint lacks are initialised reproducibly
     encoder, tokenizer = load_pretrained(cfg.base_model)
+    positions = getattr(encoder.config, "max_position_embeddings", None)
+    if positions is not None and cfg.max_length > positions:
+        raise SettingError(f"--max-length {cfg.max_length} is longer than {cfg.base_model} "
+                           f"reads (at most {positions} tokens)")
     return TwoTower(encoder, cfg), tokenizer
 
 
@@ -183,9 +187,13 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
 
     folder = Path(folder)
     config = artifacts.read_model_config(folder)
-    enc_cfg = dict(config["encoder_config"])
-    encoder = AutoModel.from_config(AutoConfig.for_model(**enc_cfg))
-    model = TwoTower(encoder, ModelConfig(**config["model"]))
+    model_cfg = ModelConfig.from_saved(config.get("model"), str(folder / artifacts.MODEL_CONFIG))
+    try:
+        encoder = AutoModel.from_config(AutoConfig.for_model(**dict(config["encoder_config"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{folder / artifacts.MODEL_CONFIG} has no usable encoder_config "
+                            f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
+    model = TwoTower(encoder, model_cfg)
     try:
         state = load_file(str(folder / artifacts.MODEL_WEIGHTS))
         model.load_state_dict(state)

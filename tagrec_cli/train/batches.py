@@ -28,7 +28,8 @@ class Pairs:
 
 def load_pairs(workdir: Path, tables: dict[str, TokenTable]) -> dict[str, Pairs]:
     """The ingest pairs of each split ("train", "valid") as rows of the token tables."""
-    df = ingested.read_table(workdir, artifacts.PAIRS_FILE)
+    df = ingested.read_table(workdir, artifacts.PAIRS_FILE,
+                             ["userId", "movieId", "rating", "label", "split"])
     out = {}
     for split in ("train", "valid"):
         part = df.filter(pl.col("split") == split)
