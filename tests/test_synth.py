@@ -61,6 +61,26 @@ def test_headers_line_ends_and_no_leftover_temp_files(default_dir: Path) -> None
         data.decode("utf-8")
 
 
+def test_a_run_stopped_while_writing_leaves_the_old_files_whole(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    # `sample-data --force` over a dataset, Ctrl-C while the third file is written: the
+    # folder keeps the old three (it used to get the new movies.csv beside the old ratings)
+    generate_movielens(tmp_path, n_users=30, n_movies=40, seed=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real, calls = pl.DataFrame.write_csv, []
+
+    def stop_at_the_third(self, path, **kw):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, path, **kw)
+
+    monkeypatch.setattr(pl.DataFrame, "write_csv", stop_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate_movielens(tmp_path, n_users=30, n_movies=40, seed=2)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file
+
+
 def test_files_parse_with_polars_and_pandas(default_dir: Path) -> None:
     for name in FILES:
         p = pl.read_csv(default_dir / name)

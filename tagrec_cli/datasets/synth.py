@@ -13,6 +13,7 @@ numpy (MovieLens-25M scale runs in under a minute) and reproducible byte for byt
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,21 +372,44 @@ def generate_movielens(out_dir: Path, n_users: int = 600, n_movies: int = 1500, 
     world = _simulate(n_users, n_movies, seed, ratings_per_user, tag_applications)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, df in (("movies.csv", world.movies), ("ratings.csv", world.ratings),
-                     ("tags.csv", world.tags)):
-        _write_atomic(df, out_dir / name)
+    _write_all(out_dir, {"movies.csv": world.movies, "ratings.csv": world.ratings,
+                         "tags.csv": world.tags})
     return SynthSummary(out_dir=out_dir, n_users=n_users, n_movies=n_movies,
                         n_ratings=world.ratings.height, n_tags=world.tags.height)
 
 
-def _write_atomic(df: pl.DataFrame, path: Path) -> None:
-    """Write CSV to a temporary name in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_all(out_dir: Path, frames: dict[str, pl.DataFrame]) -> None:
+    """Write every CSV under a temporary name first (artifacts' names, which recover() and
+    `tagrec clean` know), then rename them all into place with Ctrl-C held back: the folder
+    has the old set or the new one, never a mix (`sample-data --force` over a dataset)."""
+    from tagrec_cli.artifacts import recover
+
+    tmps = {name: out_dir / f".{name}.tmp-{os.getpid()}" for name in frames}
     try:
-        df.write_csv(tmp, line_terminator=LINE_END, check_extension=False)
-        os.replace(tmp, path)
+        for name, df in frames.items():
+            recover(out_dir, name)  # what a killed run left
+            df.write_csv(tmps[name], line_terminator=LINE_END, check_extension=False)
+        mask = getattr(signal, "pthread_sigmask", None)  # (not on Windows)
+        held = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
+        try:
+            for name in frames:
+                os.replace(tmps[name], out_dir / name)
+        finally:
+            if mask:
+                mask(signal.SIG_SETMASK, held)
     finally:
-        tmp.unlink(missing_ok=True)
+        # polars raises KeyboardInterrupt from inside a write and Python's handler raises it
+        # again at the next line: the clean-up must outlast that second one
+        again = None
+        for tmp in tmps.values():
+            while True:
+                try:
+                    tmp.unlink(missing_ok=True)
+                    break
+                except KeyboardInterrupt as exc:
+                    again = exc
+        if again is not None:
+            raise again
 
 
 def _vocabulary() -> tuple[list[str], np.ndarray, np.ndarray]:
