@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class EmbedSummary:
     seconds: float
     reused: int = 0  # documents whose pooled output came from the training run's cache
     readded: int = 0  # movies added earlier with --add-movies, added again
+    # movies added earlier (not with --replace) that the ingest data now has: its rows won
+    superseded: list[int] = field(default_factory=list)
 
 
 def run_embed(workdir: Path, model_dir: Path | None = None, device: str = "auto",
@@ -93,8 +95,9 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             write_table(tmp, side, table.ids, vecs, meta["model_dir"], model.cfg.dim)
         write_lookups(workdir, tmp)
-        readded = readd_movies(out, tmp, model, tokenizer, dev, IngestConfig.from_settings(
-            ingest["settings"]), batch_size, precision, meta["model_dir"])
+        readded, superseded = readd_movies(out, tmp, model, tokenizer, dev,
+                                           IngestConfig.from_settings(ingest["settings"]),
+                                           batch_size, precision, meta["model_dir"])
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,
                                  ingest_key=ingest.get("ingest_key"),
@@ -108,7 +111,7 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
                                                    "shrink": model.cfg.prior_shrink,
                                                    "cold": model.cfg.cold_prior})
     return EmbedSummary(out, len(tables["user"]), len(tables["movie"]) + readded, model.cfg.dim,
-                        round(time.perf_counter() - start, 3), reused, readded)
+                        round(time.perf_counter() - start, 3), reused, readded, superseded)
 
 
 # ---------------------------------------------------------------- embed --add-movies
@@ -233,24 +236,29 @@ def merge_movies(table_ids: np.ndarray, table_vecs: np.ndarray, catalogue: dict[
 
 
 def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: torch.device,
-                 cfg: IngestConfig, batch_size: int, precision: str, model_dir: str) -> int:
+                 cfg: IngestConfig, batch_size: int, precision: str, model_dir: str,
+                 ) -> tuple[int, list[int]]:
     """Add the movies of every CSV kept in folder/added/ to the tables being written in tmp,
     in the order they were added. A movie the ingest data now has keeps the ingest's row,
     unless its CSV was added with --replace (kept_name): the user asked for theirs to win.
-    Returns how many movies were added (not counting replaced ones)."""
+    Returns how many movies were added (not counting replaced ones), and the ids of those
+    whose ingest row won (for a note: the CSV stays in added/)."""
     kept = sorted((Path(folder) / ADDED_DIR).glob("*.csv"))
     if not kept:
-        return 0
+        return 0, []
     (tmp / ADDED_DIR).mkdir()
     table = read_table_file(tmp / artifacts.TABLE_FILE["movie"])  # the one being written
     ids, vecs = table.ids, table.vectors
     in_ingest = set(ids.tolist())
     catalogue = Catalogue.read(tmp / artifacts.CATALOGUE_FILE).columns()
     added: set[int] = set()
+    superseded: set[int] = set()
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
         new = read_new_movies(path)
         if not replaces(path):
+            superseded |= set(new.filter(pl.col("movieId").is_in(list(in_ingest)))["movieId"]
+                              .to_list())
             new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
         if new.height == 0:
             continue
@@ -260,7 +268,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
         added |= set(new_ids.tolist()) - in_ingest
     write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
     write_catalogue(tmp / artifacts.CATALOGUE_FILE, catalogue)
-    return len(added)
+    return len(added), sorted(superseded - added)
 
 
 def kept_name(n: int, csv_path: Path, replace: bool) -> str:

@@ -612,6 +612,7 @@ def test_added_movies_survive_a_full_embed(ws: Path, tmp_path: Path):
     r = invoke(["embed", "--device", "cpu"], ws)
     assert r.exit_code == 0, r.output
     assert "1 movies added earlier with --add-movies added again" in " ".join(r.stdout.split())
+    assert "note:" not in r.stderr  # --replace: the user's row won, nothing to say
     again = json.loads(invoke(["similar", "--movie", "900001", "--json", "-k", "3"], ws).stdout)
     # the same model, the same document: the same vector (to float noise: the full embed
     # encodes the added movie in another batch)
@@ -644,9 +645,14 @@ def test_an_added_movie_the_ingest_now_has_keeps_the_ingest_row(ws: Path, tmp_pa
     # ingest's row wins at the next full embed
     kept.write_text("movieId,title,genres,tags\n900001,Heist Again (2031),Crime,x\n"
                     "4,Not The Ingest Title (1999),Drama,x\n")
-    assert invoke(["embed", "--device", "cpu"], ws).exit_code == 0
+    r = invoke(["embed", "--device", "cpu"], ws)
+    assert r.exit_code == 0, r.output
     title = json.loads(invoke(["similar", "--movie", "4", "--json", "-k", "1"], ws).stdout)
     assert title["query"]["title"] != "Not The Ingest Title (1999)"
+    # ... and says so, naming the movie and the way to keep the user's row
+    note = " ".join(r.stderr.split())
+    assert "note: the ingest data now has movies you added with --add-movies (4)" in note
+    assert "--replace" in note and "900001" not in note
 
 
 def test_clean_removes_only_what_no_artifact_needs(ws: Path):

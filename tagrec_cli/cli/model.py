@@ -279,3 +279,10 @@ def embed(
     out.print(shown(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
                     f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s"
                     f"{reused}"), highlight=False)
+    if summary.superseded:  # the user's row for them is gone from the tables: say so
+        ids = ", ".join(str(m) for m in summary.superseded[:10])
+        more = f" and {len(summary.superseded) - 10} more" if len(summary.superseded) > 10 else ""
+        err.print(shown(f"note: the ingest data now has movies you added with --add-movies "
+                        f"({ids}{more}); its rows are used. Your CSVs are kept in "
+                        f"{summary.out_dir / 'added'}: add one again with --replace to use "
+                        "yours"), highlight=False, soft_wrap=True)
