@@ -52,6 +52,11 @@ SERVE_HOST = "127.0.0.1"  # serve: reachable from this machine only unless told 
 SERVE_PORT = 8000
 
 
+def on_scale(rating: float) -> bool:
+    """Whether a rating threshold can be met: MovieLens' scale, MIN_RATING to MAX_RATING."""
+    return MIN_RATING <= rating <= MAX_RATING
+
+
 def _check(checks: dict[str, bool]) -> None:
     for message, ok in checks.items():
         if not ok:
@@ -122,6 +127,9 @@ class IngestConfig:
             "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
             "train_share must be in (0, 1]": 0 < self.train_share <= 1,
             "chunk_users must be >= 1": self.chunk_users >= 1,
+            f"liked_rating and like_threshold must be on the rating scale ({MIN_RATING:g}-"
+            f"{MAX_RATING:g}): above it nothing is liked":
+                on_scale(self.liked_rating) and on_scale(self.like_threshold),
         })
 
     @classmethod
@@ -246,6 +254,8 @@ class TrainConfig:
                 "max_steps must be >= 0": self.max_steps >= 0,
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
+        _check({f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}): "
+                "above it the softmax has no positives": on_scale(self.positive_rating)})
         _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
                 "log_every must be >= 1": self.log_every >= 1,
                 "short_history and short_history_next must be >= 0":

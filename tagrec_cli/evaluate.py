@@ -58,12 +58,15 @@ from tagrec_cli import baselines as bl
 from tagrec_cli.config import (
     BASELINE_GRIDS,
     BASELINES,
+    MAX_RATING,
+    MIN_RATING,
     NEW_USER_KNOWN,
     NEW_USER_SCORED,
     RELEVANT_RATING,
     TOP_K,
     IngestConfig,
     check_finite,
+    on_scale,
 )
 from tagrec_cli.errors import ArtifactError, TagrecError, quoted
 from tagrec_cli.metrics import (
@@ -378,6 +381,9 @@ def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> 
     """evaluate's cut and relevance threshold: 1 <= k <= the catalogue's movies (a top
     10^11 is a typo, and its padding would not fit in memory), a finite threshold."""
     check_finite(relevant_rating=relevant_rating)
+    if not on_scale(relevant_rating):
+        raise TagrecError(f"--relevant-rating must be on the rating scale ({MIN_RATING:g}-"
+                          f"{MAX_RATING:g}), or no movie is relevant (got {relevant_rating:g})")
     if k < 1:
         raise TagrecError(f"-k must be at least 1 (got {k})")
     if n_movies is not None and k > n_movies:

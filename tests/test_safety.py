@@ -781,3 +781,18 @@ def test_a_relative_model_folder_is_recorded_absolute(ws: Path, tiny_bert: Path,
     assert r.exit_code == 0, r.output
     config = json.loads((ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG).read_text())
     assert config["model"]["base_model"] == str(tmp_path / "tinybert")
+
+
+@pytest.mark.parametrize("args", [
+    ["ingest", "--like-threshold", "100"],
+    ["ingest", "--liked-rating", "0.1"],
+    ["train", "--positive-rating", "100"],
+    ["evaluate", "--relevant-rating", "9", "--baselines-only", "--validation-only"],
+])
+def test_a_rating_threshold_off_the_scale_is_one_line(ws: Path, evil_data: Path, args):
+    # each used to run to the end and learn or score nothing: every pair a dislike, a
+    # softmax without positives, "0 users evaluated", exit 0
+    before = snapshot(ws)
+    extra = ["--data", str(evil_data)] if args[0] == "ingest" else []
+    assert "on the rating scale (0.5-5)" in one_line_error(invoke([*args, *extra], ws))
+    assert snapshot(ws) == before
