@@ -71,8 +71,9 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
     ingest = ingested.ingest_manifest(workdir)
     trained_on = config.get("data", {}).get("ingest_key")
     if trained_on and ingest.get("ingest_key") and trained_on != ingest["ingest_key"]:
-        raise ArtifactError(f"the model in {model_dir} was trained on an older ingest of this "
-                            "workspace — re-run `tagrec train`, then `tagrec embed`")
+        raise ArtifactError(f"the model in {model_dir} was trained on another ingest than "
+                            f"{workdir}'s (an older one, or another workspace's) — re-run "
+                            "`tagrec train`, then `tagrec embed`")
     tables = token_tables(workdir, tokenizer, model.cfg.max_length)
     out = workdir / artifacts.EMBEDDINGS_DIR
     meta = {"model_dir": artifacts.sibling_path(workdir, model_dir)}

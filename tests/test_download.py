@@ -302,8 +302,8 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
 def test_a_base_url_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
     result = invoke(NAME, "--dest", str(tmp_path), "--base-url", "mirror")
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: cannot download mirror/{NAME}.zip: unknown url type: "
-                             f"'mirror/{NAME}.zip'\n")
+    assert result.stderr == ("Error: --base-url 'mirror' must start with http://, https:// or "
+                             "file://\n")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -796,3 +796,24 @@ def test_a_rating_threshold_off_the_scale_is_one_line(ws: Path, evil_data: Path,
     extra = ["--data", str(evil_data)] if args[0] == "ingest" else []
     assert "on the rating scale (0.5-5)" in one_line_error(invoke([*args, *extra], ws))
     assert snapshot(ws) == before
+
+
+def test_messages_that_used_to_mislead(ws: Path, tmp_path: Path, evil_data: Path):
+    # a tags.csv that is a folder was "missing"; a tab-separated file got no hint; a file
+    # given as --model was "not in the Hugging Face cache"; a --base-url without a scheme
+    # was "unknown url type ... check the connection"
+    data = tmp_path / "data"
+    shutil.copytree(evil_data, data)
+    (data / "tags.csv").unlink()
+    (data / "tags.csv").mkdir()
+    line = one_line_error(invoke(["ingest", "--data", str(data)], ws))
+    assert line.endswith("tags.csv is not a regular file (expected a CSV file)")
+    shutil.rmtree(data / "tags.csv")
+    (data / "tags.csv").write_text("userId\tmovieId\ttag\ttimestamp\n1\t1\tx\t5\n")
+    line = one_line_error(invoke(["ingest", "--data", str(data)], ws))
+    assert "it seems separated by tabs, and MovieLens files are separated by commas" in line
+    line = one_line_error(invoke(["train", "--model", str(data / "movies.csv")], ws))
+    assert "is a file: give a model folder" in line
+    line = one_line_error(invoke(["download", "ml-latest-small", "--dest", str(tmp_path / "d"),
+                                  "--base-url", "127.0.0.1:8765"]))
+    assert "--base-url '127.0.0.1:8765' must start with http://, https:// or file://" in line

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import atomic_dir, recover
-from tagrec_cli.errors import TagrecError
+from tagrec_cli.errors import TagrecError, quoted
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 URL_ENV = "TAGREC_DOWNLOAD_URL"
@@ -102,7 +102,11 @@ def download_dataset(name: str, dest: Path = Path("."), *, base_url: str | None 
                           "--force to replace it")
     retry = shlex.join(["tagrec", "download", name]
                        + ([] if dest == Path(".") else ["--dest", str(dest)]))
-    url = f"{(base_url or os.environ.get(URL_ENV) or BASE_URL).rstrip('/')}/{name}.zip"
+    base = base_url or os.environ.get(URL_ENV) or BASE_URL
+    if not base.startswith(("http://", "https://", "file://")):  # urllib: "unknown url type"
+        raise TagrecError(f"--base-url {quoted(base)} must start with http://, https:// or "
+                          "file://")
+    url = f"{base.rstrip('/')}/{name}.zip"
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     recover(dest, f"{name}.zip")  # a killed download's archive (artifacts' temporary names)

@@ -30,6 +30,8 @@ def read_table(data_dir: Path, name: str) -> pl.DataFrame:
     or a non-UTF-8 byte raises DataError naming the file, line and column.
     """
     path = Path(data_dir) / name
+    if path.exists() and not path.is_file():  # a folder, a pipe, a device: not "missing"
+        raise DataError(f"{path} is not a regular file (expected a CSV file)")
     if not path.is_file():
         raise DataError(f"missing {name} in {data_dir} (expected MovieLens files "
                         "movies.csv, ratings.csv, tags.csv)")
@@ -41,8 +43,12 @@ def read_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     header = _read_header(path)
     missing = [c for c in schema if c not in header]
     if missing:
+        line = ",".join(header)
+        hint = next((f"; it seems separated by {what}, and MovieLens files are separated by "
+                     "commas" for sep, what in (("\t", "tabs"), (";", "semicolons"))
+                     if len(header) == 1 and sep in line), "")
         raise DataError(f"{path}: missing column {missing[0]!r} "
-                        f"(expected columns {','.join(schema)}; found {','.join(header)})")
+                        f"(expected columns {','.join(schema)}; found {line}{hint})")
     check_once(path, header, tuple(schema))
     names = column_names(header)
     # polars reads LF and CRLF line ends alike, but takes only one "\r" off the last field:

@@ -54,6 +54,9 @@ def load_pretrained(name: str) -> tuple[nn.Module, Any]:
     is the hub asked, and only after a quick check that it can be reached at all.
     """
     source = resolve_model_source(name)
+    if Path(source).exists() and not Path(source).is_dir():
+        raise TagrecError(f"--model {quoted(name)} is a file: give a model folder (with "
+                          "config.json and the weights) or a Hugging Face id")
     if not Path(source).is_dir() and not hub.plausible_hub_id(name):  # before any import
         if os.path.sep in name or name.startswith((".", "~")):
             raise TagrecError(f"model folder {name} does not exist")
