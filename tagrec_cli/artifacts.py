@@ -104,8 +104,8 @@ def recover(folder: Path, name: str | None = None) -> None:
             continue
         if pid == os.getpid() or pid_alive(pid):
             continue
-        if kind == "old" and not target.exists():
-            os.replace(item, target)
+        if kind == "old" and not target.exists() and not target.name.startswith("."):
+            os.replace(item, target)  # (a temporary copy's old one is not put back: removed)
         elif item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
         else:

@@ -128,7 +128,7 @@ class IngestConfig:
             "train_share must be in (0, 1]": 0 < self.train_share <= 1,
             "chunk_users must be >= 1": self.chunk_users >= 1,
             f"liked_rating and like_threshold must be on the rating scale ({MIN_RATING:g}-"
-            f"{MAX_RATING:g}): above it nothing is liked":
+            f"{MAX_RATING:g}), or every rating falls on one side":
                 on_scale(self.liked_rating) and on_scale(self.like_threshold),
         })
 
@@ -254,8 +254,9 @@ class TrainConfig:
                 "max_steps must be >= 0": self.max_steps >= 0,
                 "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
-        _check({f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}): "
-                "above it the softmax has no positives": on_scale(self.positive_rating)})
+        _check({f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}), "
+                "or the softmax's positives are none or every pair": on_scale(
+                    self.positive_rating)})
         _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
                 "log_every must be >= 1": self.log_every >= 1,
                 "short_history and short_history_next must be >= 0":

@@ -253,11 +253,14 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     in_ingest = set(ids.tolist())
     catalogue = Catalogue.read(tmp / artifacts.CATALOGUE_FILE).columns()
     added: set[int] = set()
-    superseded: set[int] = set()
+    superseded: set[int] = set()  # ingest rows that won over the user's
+    theirs: set[int] = set()  # ingest movies a --replace CSV overwrote: the user's row won
     for path in kept:
         shutil.copy2(path, tmp / ADDED_DIR / path.name)
         new = read_new_movies(path)
-        if not replaces(path):
+        if replaces(path):
+            theirs |= set(new["movieId"].to_list()) & in_ingest
+        else:
             superseded |= set(new.filter(pl.col("movieId").is_in(list(in_ingest)))["movieId"]
                               .to_list())
             new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
@@ -269,7 +272,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
         added |= set(new_ids.tolist()) - in_ingest
     write_table(tmp, "movie", ids, vecs, model_dir, vecs.shape[1])
     write_catalogue(tmp / artifacts.CATALOGUE_FILE, catalogue)
-    return len(added), sorted(superseded - added)
+    return len(added), sorted(superseded - theirs)
 
 
 def kept_name(n: int, csv_path: Path, replace: bool) -> str:

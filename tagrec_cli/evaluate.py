@@ -383,7 +383,8 @@ def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> 
     check_finite(relevant_rating=relevant_rating)
     if not on_scale(relevant_rating):
         raise TagrecError(f"--relevant-rating must be on the rating scale ({MIN_RATING:g}-"
-                          f"{MAX_RATING:g}), or no movie is relevant (got {relevant_rating:g})")
+                          f"{MAX_RATING:g}), or no movie or every one is relevant (got "
+                          f"{relevant_rating:g})")
     if k < 1:
         raise TagrecError(f"-k must be at least 1 (got {k})")
     if n_movies is not None and k > n_movies:

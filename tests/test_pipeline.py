@@ -164,6 +164,31 @@ def test_ctrl_c_keeps_a_finished_model_from_before(ws, tiny_bert):
     assert load_model(ws / "model")[0].cfg.dim == 16
 
 
+def test_a_model_moved_aside_by_a_killed_run_is_put_back_first(ws, tiny_bert):
+    # A run killed while swapping the model in leaves model/ moved aside (.model.old-PID) and
+    # its own staging; the next run puts the old model back before it looks for one.
+    import os
+    import subprocess
+    import sys
+
+    run_train(ws, tiny(tiny_bert), TrainConfig(epochs=1, device="cpu", batch_size=64))
+    before = {p.name: p.read_bytes() for p in (ws / "model").iterdir()}
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    os.replace(ws / "model", ws / f".model.old-{dead}")
+    (ws / f".model.best.tmp-{dead}").mkdir()
+
+    def on_step(epoch, step, steps, loss, rate):
+        if epoch == 2 and step == 3:
+            raise KeyboardInterrupt
+
+    result = run_train(ws, tiny(tiny_bert), TrainConfig(epochs=3, device="cpu", batch_size=64,
+                                                        seed=7), on_step=on_step)
+    assert result.kept_previous  # it found the finished model it had moved aside
+    assert {p.name: p.read_bytes() for p in (ws / "model").iterdir()} == before
+    assert not [p for p in ws.iterdir() if p.name.startswith(".")]
+
+
 def test_ctrl_c_inside_evaluates_training_stops_evaluate(ws, tiny_bert, monkeypatch):
     # evaluate trains its stages with run_train, which catches Ctrl-C to keep the best epoch
     # so far; evaluate must stop there (status 130), not report a cut-short model as chosen

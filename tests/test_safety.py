@@ -653,6 +653,15 @@ def test_an_added_movie_the_ingest_now_has_keeps_the_ingest_row(ws: Path, tmp_pa
     note = " ".join(r.stderr.split())
     assert "note: the ingest data now has movies you added with --add-movies (4)" in note
     assert "--replace" in note and "900001" not in note
+    # following the note (adding it again with --replace) makes the user's row win, and
+    # the note goes away
+    mine = tmp_path / "mine.csv"
+    mine.write_text("movieId,title,genres,tags\n4,Not The Ingest Title (1999),Drama,x\n")
+    assert invoke(["embed", "--add-movies", str(mine), "--replace"], ws).exit_code == 0
+    r = invoke(["embed", "--device", "cpu"], ws)
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.output
+    title = json.loads(invoke(["similar", "--movie", "4", "--json", "-k", "1"], ws).stdout)
+    assert title["query"]["title"] == "Not The Ingest Title (1999)"
 
 
 def test_clean_removes_only_what_no_artifact_needs(ws: Path):

@@ -81,6 +81,27 @@ def test_a_run_stopped_while_writing_leaves_the_old_files_whole(tmp_path: Path,
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file
 
 
+def test_ctrl_c_during_the_renames_waits_for_all_three(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import signal
+
+    generate_movielens(tmp_path, n_users=30, n_movies=40, seed=1)
+    new_dir = tmp_path / "new"
+    generate_movielens(new_dir, n_users=30, n_movies=40, seed=2)
+    new = {p.name: p.read_bytes() for p in new_dir.iterdir()}
+    real = os.replace
+
+    def replace_then_ctrl_c(src, dst):
+        real(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)  # after the first rename, and each one after
+
+    monkeypatch.setattr(synth.os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        generate_movielens(tmp_path, n_users=30, n_movies=40, seed=2)
+    # the interrupt took effect once all three were in place: the new set, whole
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == new
+
+
 def test_files_parse_with_polars_and_pandas(default_dir: Path) -> None:
     for name in FILES:
         p = pl.read_csv(default_dir / name)

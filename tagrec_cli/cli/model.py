@@ -157,8 +157,8 @@ def train(
 
     # A local folder is recorded by its absolute path: evaluate trains its stages from the
     # recorded one, and from another folder "tinybert" would name another encoder (or none).
-    if Path(model).expanduser().is_dir():
-        model = str(Path(model).expanduser().resolve())
+    if model != MODEL.base_model and Path(model).expanduser().is_dir():  # (the default is
+        model = str(Path(model).expanduser().resolve())  # the packaged one, by its name)
     model_cfg = replace(MODEL, base_model=model, pooling=pooling.value, dim=dim,
                         max_length=max_length, collaborative=collaborative,
                         popularity_prior=popularity_prior, prior_shrink=prior_shrink,

@@ -98,7 +98,7 @@ def check_json_path(path: Path, workdir: Path) -> None:
         fail(f"--json {path}: the folder {folder} is not writable")
     inside = path.resolve()
     for name in (artifacts.INGEST_DIR, artifacts.MODEL_DIR, artifacts.EMBEDDINGS_DIR,
-                 "evaluate"):
+                 artifacts.EVALUATE_DIR, artifacts.CACHE_DIR):
         if inside.is_relative_to((Path(workdir) / name).resolve()):
             fail(f"--json {path} is inside the workspace's {name}/: write the report elsewhere")
 

@@ -12,8 +12,11 @@ numpy (MovieLens-25M scale runs in under a minute) and reproducible byte for byt
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,6 +381,23 @@ def generate_movielens(out_dir: Path, n_users: int = 600, n_movies: int = 1500, 
                         n_ratings=world.ratings.height, n_tags=world.tags.height)
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect when it ends. A handler, not a signal mask: a
+    mask holds back only this thread's signals, and polars' threads would still take it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (and only it gets KeyboardInterrupt)
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _write_all(out_dir: Path, frames: dict[str, pl.DataFrame]) -> None:
     """Write every CSV under a temporary name first (artifacts' names, which recover() and
     `tagrec clean` know), then rename them all into place with Ctrl-C held back: the folder
@@ -389,14 +409,9 @@ def _write_all(out_dir: Path, frames: dict[str, pl.DataFrame]) -> None:
         for name, df in frames.items():
             recover(out_dir, name)  # what a killed run left
             df.write_csv(tmps[name], line_terminator=LINE_END, check_extension=False)
-        mask = getattr(signal, "pthread_sigmask", None)  # (not on Windows)
-        held = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
-        try:
+        with _ctrl_c_held():
             for name in frames:
                 os.replace(tmps[name], out_dir / name)
-        finally:
-            if mask:
-                mask(signal.SIG_SETMASK, held)
     finally:
         # polars raises KeyboardInterrupt from inside a write and Python's handler raises it
         # again at the next line: the clean-up must outlast that second one

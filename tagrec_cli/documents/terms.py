@@ -116,7 +116,7 @@ class MovieTerms:
         return keys[first] % width
 
     def movies_per_term(self, with_genres: bool) -> np.ndarray:
-        """(V,) how many movies' documents carry each term (low = distinctive)."""
+        """(V,) how many movies carry each term (low = distinctive)."""
         rows, ids = self.tag_rows, self.tag_ids
         if with_genres:
             rows = np.concatenate([rows, self.genre_rows])

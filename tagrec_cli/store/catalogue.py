@@ -168,15 +168,15 @@ class Catalogue:
         return rows_of(self.ids, np.asarray(movie_ids, dtype=np.int64), self.order)
 
     def document_terms(self, row: int) -> list[str]:
-        """The terms movie `row`'s document carries (tags, and genres when documents have
-        them): what a reason can name."""
+        """Movie `row`'s terms: all its tags (its document holds the first max_tags of them),
+        and its genres when documents have them: what a reason can name."""
         if row not in self.terms_of:
             self.terms_of[row] = tuple(self.terms.document_terms(row, self.with_genres))
         return list(self.terms_of[row])  # a copy: the caller may change its list
 
     @cached_property
     def movies_per_term(self) -> np.ndarray:
-        """(V,) how many movies' documents carry each term of self.terms (low = distinctive)."""
+        """(V,) how many movies carry each term of self.terms (low = distinctive)."""
         if self.counted is not None:
             return self.counted[self.with_genres]
         return self.terms.movies_per_term(self.with_genres)

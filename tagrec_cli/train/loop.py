@@ -13,8 +13,10 @@ side features -> 512) train, on shuffled batches of 1024 pairs with the hybrid l
 and benchmarks/QUALITY.md for why). With --no-freeze-encoder BERT is fine-tuned too: per
 batch each distinct user and movie document is encoded once, padded only to the longest
 document of its length group, and --group-by-user keeps a user's pairs together so a long
-user document is encoded once for several pairs. The best epoch by AUC is saved
-(atomically, so Ctrl-C leaves the best model so far intact).
+user document is encoded once for several pairs. The best epoch by AUC is saved to a
+staging folder beside out_dir and moved in when the run ends (finish): Ctrl-C keeps the best
+model so far, unless out_dir holds a finished model of this ingest, which a cut-short run
+never replaces.
 
 Under torchrun (`torchrun --nproc-per-node N -m tagrec_cli train ...`) each process trains on
 its own share of every epoch's batches and DistributedDataParallel averages the gradients, so
@@ -83,7 +85,8 @@ class TrainResult:
     interrupted: bool = False  # stopped early: Ctrl-C, or diverged
     seconds: float = 0.0
     # Stopped early while model_dir held a finished model from before: that one is kept,
-    # and this run's best epoch was not saved (a finished run always replaces it).
+    # and this run's best epoch (best_epoch, epochs) was not saved; a finished run always
+    # replaces it.
     kept_previous: bool = False
 
 
@@ -175,9 +178,11 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             else contextlib.nullcontext())
     with lock, distributed.process_group(resolve_device(cfg.device)) as dist:
         run = setup(workdir, out_dir, manifest, model_cfg, cfg, dist, say)
-        run.previous = finished_model(out_dir)
+        if dist.main:  # what dead runs left: a model moved aside is put back first
+            artifacts.recover(out_dir.parent, out_dir.name)
+            artifacts.recover(out_dir.parent, f"{out_dir.name}.best")
+        run.previous = finished_model(out_dir, manifest.get("ingest_key"))
         run.staging = out_dir.parent / f".{out_dir.name}.best.tmp-{os.getpid()}"
-        artifacts.recover(out_dir.parent, f"{out_dir.name}.best")  # dead runs' stagings
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
             run.pooled = encode_frozen(run)
@@ -449,12 +454,15 @@ def validate(run: Run, epoch: int, extra: dict[str, float],
     return metrics
 
 
-def finished_model(folder: Path) -> bool:
-    """Whether `folder` holds a model whose training ran to its end."""
+def finished_model(folder: Path, ingest_key: str | None) -> bool:
+    """Whether `folder` holds a model whose training ran to its end on this very ingest
+    (one trained on an older ingest cannot be embedded, so a cut-short run may replace it)."""
     try:
-        return not artifacts.read_model_config(folder).get("interrupted", False)
+        config = artifacts.read_model_config(folder)
     except TagrecError:
         return False
+    return (not config.get("interrupted", False)
+            and config.get("data", {}).get("ingest_key") == ingest_key)
 
 
 def stop_if_diverged(run: Run, epoch: int, loss: float) -> None:
