@@ -611,7 +611,7 @@ def test_added_movies_survive_a_full_embed(ws: Path, tmp_path: Path):
     added = json.loads(invoke(["similar", "--movie", "900001", "--json", "-k", "3"], ws).stdout)
     r = invoke(["embed", "--device", "cpu"], ws)
     assert r.exit_code == 0, r.output
-    assert "1 movies added earlier with --add-movies added again" in " ".join(r.stdout.split())
+    assert "1 movie added earlier with --add-movies added again" in " ".join(r.stdout.split())
     assert "note:" not in r.stderr  # --replace: the user's row won, nothing to say
     again = json.loads(invoke(["similar", "--movie", "900001", "--json", "-k", "3"], ws).stdout)
     # the same model, the same document: the same vector (to float noise: the full embed

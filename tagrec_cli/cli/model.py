@@ -275,7 +275,9 @@ def embed(
     reused = (f"; {summary.reused:,} documents' encoder outputs reused from training"
               if summary.reused else "")
     if summary.readded:
-        reused += f"; {summary.readded:,} movies added earlier with --add-movies added again"
+        noun = "movie" if summary.readded == 1 else "movies"
+        reused += (f"; {summary.readded:,} {noun} added earlier with --add-movies added "
+                   "again")
     out.print(shown(f"wrote {summary.users:,} user and {summary.movies:,} movie embeddings "
                     f"(dim {summary.dim}) to {summary.out_dir} in {summary.seconds:.1f} s"
                     f"{reused}"), highlight=False)
