@@ -31,7 +31,7 @@ def similar_exclude(row: int, unrated_rows: np.ndarray, n_movies: int) -> np.nda
     Why: such a movie has no learned part and the side features every unrated movie shares
     (features.as_unrated), so its cosine with another unrated movie says "also unrated" more
     than "alike": four films added at once listed each other first. Compared with the rated
-    movies only, its ten share 58% more of the ten movies most co-liked with it on
+    movies only, its ten share 57% more of the ten movies most co-liked with it on
     ml-latest-small's test stages (benchmarks/QUALITY.md, "`similar` for a movie nobody
     rated", where this was chosen on validation among six rules).
 
