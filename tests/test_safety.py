@@ -826,3 +826,14 @@ def test_messages_that_used_to_mislead(ws: Path, tmp_path: Path, evil_data: Path
     line = one_line_error(invoke(["download", "ml-latest-small", "--dest", str(tmp_path / "d"),
                                   "--base-url", "127.0.0.1:8765"]))
     assert "--base-url '127.0.0.1:8765' must start with http://, https:// or file://" in line
+
+
+def test_an_evaluation_that_scores_nobody_is_an_error(tmp_path: Path):
+    # 3 users: evaluate's split leaves none with a validation rating; the report used to be
+    # an empty table and exit 0
+    data, work = tmp_path / "data", tmp_path / "w"
+    assert invoke(["sample-data", "--out", str(data), "--users", "3", "--movies", "5"]
+                  ).exit_code == 0
+    assert invoke(["ingest", "--data", str(data)], work).exit_code == 0
+    r = invoke(["evaluate", "--baselines", "popular", "--baselines-only", "-k", "2"], work)
+    assert "no user has a validation rating >= 4, so nothing was scored" in one_line_error(r)

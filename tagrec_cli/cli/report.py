@@ -82,6 +82,9 @@ def evaluate(
     if json_path is not None:
         artifacts.write_json(json_path, report.to_dict())
         out.print(shown(f"wrote {json_path}"), highlight=False)
+    if report.valid.users_evaluated == 0:  # an empty table must not pass for a result
+        fail(f"no user has a validation rating >= {relevant_rating:g}, so nothing was scored "
+             "(too little data for evaluate's split: it holds out each user's latest 10%)")
 
 
 def check_json_path(path: Path, workdir: Path) -> None:
