@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from tagrec_cli.errors import SettingError
+from tagrec_cli.errors import ArtifactError, SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
@@ -173,8 +173,6 @@ class ModelConfig:
     def from_saved(cls, saved: object, source: str) -> ModelConfig:
         """The config a model's config.json recorded ("model"), or an ArtifactError naming
         `source` when it is not one this tagrec wrote (another version's keys, wrong types)."""
-        from tagrec_cli.errors import ArtifactError
-
         why = None
         if not isinstance(saved, dict):
             why = "no model settings"

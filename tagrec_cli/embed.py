@@ -251,6 +251,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     table = read_table_file(tmp / artifacts.TABLE_FILE["movie"])  # the one being written
     ids, vecs = table.ids, table.vectors
     in_ingest = set(ids.tolist())
+    ingested_movie = pl.col("movieId").is_in(list(in_ingest))  # built once, for every CSV
     catalogue = Catalogue.read(tmp / artifacts.CATALOGUE_FILE).columns()
     added: set[int] = set()
     superseded: set[int] = set()  # ingest rows that won over the user's
@@ -261,9 +262,8 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
         if replaces(path):
             theirs |= set(new["movieId"].to_list()) & in_ingest
         else:
-            superseded |= set(new.filter(pl.col("movieId").is_in(list(in_ingest)))["movieId"]
-                              .to_list())
-            new = new.filter(~pl.col("movieId").is_in(list(in_ingest)))
+            superseded |= set(new.filter(ingested_movie)["movieId"].to_list())
+            new = new.filter(~ingested_movie)
         if new.height == 0:
             continue
         new_ids, new_vecs, info = encode_new_movies(model, tokenizer, dev, cfg, new,
