@@ -9,6 +9,7 @@ the valid set.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 
 from tagrec_cli.errors import ArtifactError, SettingError
@@ -57,10 +58,16 @@ def on_scale(rating: float) -> bool:
     return MIN_RATING <= rating <= MAX_RATING
 
 
+def _setting_names(message: str) -> tuple[str, ...]:
+    """The settings (fields of the config classes) that a message names, in its order."""
+    known = {f.name for cls in (IngestConfig, ModelConfig, TrainConfig) for f in fields(cls)}
+    return tuple(w for w in dict.fromkeys(re.findall(r"[a-z][a-z0-9_]*", message)) if w in known)
+
+
 def _check(checks: dict[str, bool]) -> None:
     for message, ok in checks.items():
         if not ok:
-            raise SettingError(message)
+            raise SettingError(message, _setting_names(message))
 
 
 def check_finite(**values: float) -> None:
@@ -72,7 +79,7 @@ def check_finite(**values: float) -> None:
     """
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
-        raise SettingError(f"{', '.join(bad)}: must be a finite number")
+        raise SettingError(f"{', '.join(bad)}: must be a finite number", tuple(bad))
 
 
 def _finite_fields(config: object) -> None:
@@ -83,7 +90,8 @@ def _finite_fields(config: object) -> None:
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, not {value!r}",
+                           (name,))
 
 
 @dataclass(frozen=True)

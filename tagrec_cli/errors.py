@@ -15,7 +15,15 @@ class ArtifactError(TagrecError):
 
 class SettingError(TagrecError, ValueError):
     """A setting (config.py) is out of range or conflicts with another: a combination the
-    CLI's per-option checks cannot see reaches the user as one line, not a traceback."""
+    CLI's per-option checks cannot see reaches the user as one line, not a traceback.
+
+    names: the settings the message names, by their config field names ("like_threshold"),
+    so that a front end can spell each as the option a user sets it by ("--like-threshold").
+    """
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.names = names
 
 
 QUOTE_LIMIT = 80  # characters of user input an error message quotes at most

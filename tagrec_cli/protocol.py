@@ -44,7 +44,7 @@ from tagrec_cli.config import (
     ModelConfig,
     TrainConfig,
 )
-from tagrec_cli.errors import ArtifactError, DataError
+from tagrec_cli.errors import ArtifactError, DataError, SettingError
 from tagrec_cli.evaluate import (
     EncodeUsers,
     EvalReport,
@@ -174,6 +174,9 @@ def run_protocol(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = BASEL
     start = time.perf_counter()
     check_query(k, relevant_rating)  # before any stage is fitted; the catalogue's cap later
     names = check_names(baselines)
+    if not names and not include_tagrec:
+        raise SettingError("nothing to evaluate: baselines names none and baselines_only "
+                           "skips tagrec", ("baselines", "baselines_only"))
     workdir = Path(workdir)
     data_dir, served, model, training = workspace_settings(workdir, include_tagrec)
     if training is not None and device is not None:

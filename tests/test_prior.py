@@ -148,6 +148,6 @@ def test_a_cold_prior_that_is_not_a_number_is_a_one_line_error(
     r = invoke(["train", "--model", str(tiny_bert), "--device", "cpu", "--cold-prior", value],
                ws)
     assert r.exit_code != 0
-    assert "cold_prior: must be a finite number" in r.output
+    assert "--cold-prior: must be a finite number" in r.output
     assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert (ws / "model" / "config.json").read_bytes() == before  # the trained model is kept

@@ -159,15 +159,15 @@ def test_evaluate_refuses_a_huge_k_before_it_trains(ws: Path):
 
 
 @pytest.mark.parametrize("args, name", [
-    (["ingest", "--like-threshold", "nan"], "like_threshold"),
-    (["ingest", "--liked-rating", "inf"], "liked_rating"),
-    (["train", "--lr", "nan"], "lr"),
-    (["train", "--temperature", "inf"], "temperature"),
-    (["train", "--margin", "nan"], "margin"),
-    (["train", "--positive-rating", "nan"], "positive_rating"),
-    (["train", "--bce-weight", "inf"], "bce_weight"),
+    (["ingest", "--like-threshold", "nan"], "--like-threshold"),
+    (["ingest", "--liked-rating", "inf"], "--liked-rating"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--temperature", "inf"], "--temperature"),
+    (["train", "--margin", "nan"], "--margin"),
+    (["train", "--positive-rating", "nan"], "--positive-rating"),
+    (["train", "--bce-weight", "inf"], "--bce-weight"),
     (["evaluate", "--relevant-rating", "nan", "--baselines-only", "--validation-only"],
-     "relevant_rating"),
+     "--relevant-rating"),
 ])
 def test_non_finite_settings_are_one_line_errors(ws: Path, evil_data: Path, args, name):
     before = snapshot(ws)
@@ -805,6 +805,35 @@ def test_a_rating_threshold_off_the_scale_is_one_line(ws: Path, evil_data: Path,
     extra = ["--data", str(evil_data)] if args[0] == "ingest" else []
     assert "on the rating scale (0.5-5)" in one_line_error(invoke([*args, *extra], ws))
     assert snapshot(ws) == before
+
+
+def test_a_setting_error_names_the_options_a_user_types(ws: Path, evil_data: Path):
+    # the message names each setting by the command's option, not by its config field
+    r = invoke(["ingest", "--liked-rating", "7", "--data", str(evil_data)], ws)
+    assert one_line_error(r).startswith("Error: --liked-rating and --like-threshold must be "
+                                        "on the rating scale")
+
+
+def test_evaluate_with_nothing_to_evaluate_is_an_error(ws: Path):
+    # used to run the protocol's ingest and exit 0 with empty tables
+    before = snapshot(ws)
+    r = invoke(["evaluate", "--baselines", " , ", "--baselines-only"], ws)
+    assert one_line_error(r) == ("Error: nothing to evaluate: --baselines names none and "
+                                 "--baselines-only skips tagrec")
+    assert snapshot(ws) == before
+
+
+def test_as_options_spells_only_the_settings_a_command_has():
+    from tagrec_cli.cli.app import as_options
+    from tagrec_cli.errors import SettingError
+
+    exc = SettingError("epochs and batch_size must be >= 1; dim too", ("epochs", "batch_size",
+                                                                        "dim"))
+    options = {"epochs": "--epochs", "batch_size": "--batch-size"}
+    assert as_options(exc, options) == "--epochs and --batch-size must be >= 1; dim too"
+    # whole words only: "lr" in "head_lr" is another setting
+    assert as_options(SettingError("head_lr and lr: must be finite", ("head_lr", "lr")),
+                      {"lr": "--lr"}) == "head_lr and --lr: must be finite"
 
 
 def test_messages_that_used_to_mislead(ws: Path, tmp_path: Path, evil_data: Path):

@@ -17,11 +17,12 @@ from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
+from typer.models import OptionInfo
 
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
 from tagrec_cli.config import DEVICES, LOSSES, POOLINGS, PRECISIONS
-from tagrec_cli.errors import TagrecError, disk_full
+from tagrec_cli.errors import SettingError, TagrecError, disk_full
 
 # click's UsageError as the click that typer runs on defines it (typer 0.28 vendors its own
 # copy, so `click.UsageError` would not catch it; older typers use click itself).
@@ -156,17 +157,49 @@ def interrupted() -> None:
     raise typer.Exit(INTERRUPTED_STATUS)
 
 
+def option_names(fn: Callable[..., None]) -> dict[str, str]:
+    """A command function's parameter name -> the long option a user types for it: the
+    first "--" name its typer.Option declares, else typer's own spelling ("max_steps" ->
+    "--max-steps")."""
+    import typing
+
+    names = {}
+    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+        infos = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, OptionInfo)]
+        if infos:
+            declared = [d for d in infos[0].param_decls or () if d.startswith("--")]
+            names[name] = declared[0] if declared else "--" + name.replace("_", "-")
+    return names
+
+
+def as_options(exc: SettingError, options: dict[str, str]) -> str:
+    """A setting error's message with each setting it names spelled as the command's option
+    (options: option_names); a setting the command has no option for keeps its name.
+
+    Example: "epochs and batch_size must be >= 1" -> "--epochs and --batch-size must be >= 1"
+    """
+    message = str(exc)
+    for name in exc.names:
+        if name in options:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", options[name], message)
+    return message
+
+
 def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a command whose TagrecErrors become a one-line message and exit status 1,
     and whose Ctrl-C is one line and exit status 130 (click would print only a blank line)."""
 
     def register(fn: Callable[..., None]) -> Callable[..., None]:
+        options = option_names(fn)
+
         @functools.wraps(fn)
         def wrapper(*args: object, **kwargs: object) -> None:
             try:
                 fn(*args, **kwargs)
             except KeyboardInterrupt:
                 interrupted()
+            except SettingError as exc:
+                fail(as_options(exc, options))
             except TagrecError as exc:
                 fail(str(exc))
             except Exception as exc:  # the environment's faults; anything else is a bug
