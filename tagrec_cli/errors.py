@@ -2,7 +2,17 @@
 
 
 class TagrecError(Exception):
-    """Shown to the user as one line on stderr; the CLI exits with status 1."""
+    """Shown to the user as one line on stderr; the CLI exits with status 1.
+
+    names: the options the message names by their parameter names ("like_threshold",
+    "title"; a name's first appearance as a word is the option), so that each front end
+    spells them its own way: the CLI as its options ("--like-threshold", "--title"), the
+    API as its query parameters ("title").
+    """
+
+    def __init__(self, message: str = "", names: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.names = names
 
 
 class DataError(TagrecError):
@@ -15,15 +25,23 @@ class ArtifactError(TagrecError):
 
 class SettingError(TagrecError, ValueError):
     """A setting (config.py) is out of range or conflicts with another: a combination the
-    CLI's per-option checks cannot see reaches the user as one line, not a traceback.
+    CLI's per-option checks cannot see reaches the user as one line, not a traceback. Its
+    names are config field names, which are the options' names."""
 
-    names: the settings the message names, by their config field names ("like_threshold"),
-    so that a front end can spell each as the option a user sets it by ("--like-threshold").
+
+class QueryError(TagrecError):
+    """One value of a query is wrong: an unknown user or movie, tags that hold no tag, an
+    empty or unmatched title. Raised once, where the rule lives; each front end words it.
+
+    parameter: which value ("user", "movie", "tags", "title", "unrated"); unknown: it names
+    nothing the workspace has (the API answers 404), else it is malformed (400).
     """
 
-    def __init__(self, message: str, names: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.names = names
+    def __init__(self, message: str = "", parameter: str = "", unknown: bool = False,
+                 names: tuple[str, ...] = ()):
+        super().__init__(message, names)
+        self.parameter = parameter
+        self.unknown = unknown
 
 
 QUOTE_LIMIT = 80  # characters of user input an error message quotes at most

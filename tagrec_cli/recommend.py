@@ -23,7 +23,7 @@ import numpy as np
 from tagrec_cli import documents, prior, unrated
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import tags_query_document, user_document
-from tagrec_cli.errors import QUOTE_LIMIT, TagrecError
+from tagrec_cli.errors import QUOTE_LIMIT, QueryError, TagrecError
 from tagrec_cli.features import rated_user_raw
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
@@ -117,13 +117,13 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     movie_table = store.table("movie")
     for user in users:  # MovieLens ids are int64; a larger number names no user
         if not INT64[0] <= user <= INT64[1]:
-            raise TagrecError(f"unknown user {str(user)[:QUOTE_LIMIT]}: user ids are "
-                              "64-bit integers")
+            raise QueryError(f"unknown user {str(user)[:QUOTE_LIMIT]}: user ids are "
+                             "64-bit integers", "user", unknown=True)
     ids = np.asarray(users, dtype=np.int64)
     user_vectors = store.rows("user", ids)
     if tags is not None and not tags:
-        raise TagrecError("--tags holds no tag (give comma-separated tags, e.g. "
-                          "--tags \"heist, twist ending\")")
+        raise QueryError('tags holds no tag (give comma-separated tags, e.g. "heist, '
+                         'twist ending")', "tags", names=("tags",))
     max_tags = store.ingest.max_tags
     doc_tags = [store.user_tags(int(u)) for u in ids] if len(ids) else [[]]
     if tags and len(ids):  # a user's own document, with the tags put first
@@ -203,9 +203,9 @@ def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendat
     movies = store.table("movie")
     candidates = store.unrated_rows  # (C,) ascending
     if not len(candidates):
-        raise TagrecError("every movie in the table has ratings: --unrated ranks the movies "
-                          "nobody rated, such as those added with `tagrec embed --add-movies "
-                          "FILE`")
+        raise QueryError("every movie in the table has ratings: unrated ranks the movies "
+                         "nobody rated, such as those added with `tagrec embed --add-movies "
+                         "FILE`", "unrated", unknown=True, names=("unrated",))
     histories = []
     for q in queries:
         ids, stars = rated_history(store, q)
@@ -236,9 +236,10 @@ def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
     row = (int(movies.rows_of(np.array([movie_id]))[0])
            if INT64[0] <= movie_id <= INT64[1] else -1)
     if row < 0:
-        raise TagrecError(f"unknown movie {movie_id}: not in the movie table (ids "
-                          f"{int(movies.ids.min())}–{int(movies.ids.max())}); look a movie up "
-                          "by title with --title, e.g. tagrec similar --title \"toy story\"")
+        # (each front end adds how to look a movie up by its title)
+        raise QueryError(f"unknown movie {str(movie_id)[:QUOTE_LIMIT]}: not in the movie "
+                         f"table (ids {int(movies.ids.min())}–{int(movies.ids.max())})",
+                         "movie", unknown=True)
     catalogue = store.catalogue
     at = int(catalogue.rows(np.array([movie_id]))[0])
     query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],

@@ -43,7 +43,7 @@ import numpy as np
 
 from tagrec_cli import __version__, artifacts
 from tagrec_cli.config import LOVED_RATING, QUERY_FILE_LIMIT, SERVE_HOST, SERVE_PORT, TOP_K
-from tagrec_cli.errors import ArtifactError, TagrecError, quoted
+from tagrec_cli.errors import ArtifactError, QueryError, TagrecError, quoted
 from tagrec_cli.store import Store
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
 
@@ -139,6 +139,20 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.parameter = status, message, parameter
 
+    @classmethod
+    def of(cls, exc: QueryError) -> ApiError:
+        """A query's error as the API answers it: 404 where the value names nothing the
+        workspace has, else 400, and for an unknown movie how to find one."""
+        if not exc.unknown:
+            return cls(400, str(exc), exc.parameter)
+        return cls(404, str(exc) + API_HINTS.get(exc.parameter, ""), exc.parameter)
+
+
+# How to find what a query named that the workspace lacks, in the API's terms (the CLI has
+# its own: cli.app.CLI_HINTS).
+API_HINTS = {"movie": "; look a movie up by title with /movies?title=TEXT or "
+                      "/similar?title=TEXT"}
+
 
 class ServeStore(Store):
     """A Store whose parts are read once and kept: one generation of the tables, pinned.
@@ -184,9 +198,6 @@ class ServeStore(Store):
 
         seen.of = lru_cache(maxsize=USER_TAGS_CACHE)(of)
         return seen
-
-    def known(self, side: str, ident: int) -> bool:
-        return bool((self.table(side).rows_of(np.array([ident], dtype=np.int64)) >= 0).all())
 
     def warm(self, allow_stale: bool) -> None:
         """Read everything a query needs now, so no request pays for it (and the tables are
@@ -267,6 +278,8 @@ class Workspace:
                     outcome = fn(gen.store)
                 except ApiError as exc:
                     outcome = exc
+                except QueryError as exc:  # the query's fault: a 4xx, not the workspace's
+                    outcome = ApiError.of(exc)
                 except (TagrecError, OSError) as exc:  # a file `embed` made cannot be read
                     outcome = ApiError(503, str(exc))
             now = stamp(self.manifest)
@@ -293,69 +306,33 @@ def check_k(k: int) -> None:
 
 
 def ranked(store: ServeStore, queries: list, k: int, unrated: bool) -> list:
-    """recommend.rank, or rank_unrated (`--unrated`), whose "no unrated movie" is a 404."""
+    """recommend.rank, or rank_unrated (`--unrated`)."""
     from tagrec_cli.recommend import rank, rank_unrated
 
-    if not unrated:
-        return rank(store, queries, k)
-    try:
-        return rank_unrated(store, queries, k)
-    except ArtifactError:
-        raise
-    except TagrecError as exc:
-        raise ApiError(404, str(exc), "unrated") from None
+    return (rank_unrated if unrated else rank)(store, queries, k)
 
 
 def recommendation(store: ServeStore, user: int | None, tags: list[str] | None, k: int,
                    include_seen: bool, unrated: bool = False) -> dict:
     """recommend --user / --tags [--unrated] --json for one query."""
-    from tagrec_cli.recommend import INT64, build_queries, results
+    from tagrec_cli.recommend import build_queries, results
 
-    try:
-        queries = build_queries(store, [] if user is None else [user], tags, include_seen)
-    except ArtifactError:
-        raise
-    except TagrecError as exc:  # the user is unknown, or the tags hold no tag
-        if user is not None and not (INT64[0] <= user <= INT64[1] and store.known("user", user)):
-            raise ApiError(404, str(exc), "user") from None
-        raise ApiError(400, str(exc), "tags") from None
+    queries = build_queries(store, [] if user is None else [user], tags, include_seen)
     return results(store, ranked(store, queries, k, unrated),
                    "user" if user is not None else "query")[0]
 
 
 def similar(store: ServeStore, movie: int | None, title: str | None, k: int) -> dict:
     """similar --movie / --title --json."""
-    from tagrec_cli.recommend import INT64, results, similar_movies
+    from tagrec_cli.recommend import results, similar_movies
 
     catalogue = store.catalogue
     if title is not None:
-        movie = pick(store, title)
-    elif not (INT64[0] <= movie <= INT64[1] and store.known("movie", movie)):
-        # (similar_movies' own message names the CLI's --title)
-        raise ApiError(404, f"unknown movie {movie}: not in the movie table; look a movie up "
-                            "by title with /movies?title=TEXT or /similar?title=TEXT", "movie")
+        movie = catalogue.lookup(title)[0]
     rec = similar_movies(store, movie, k)
     res = results(store, [rec], "query")[0]
     res["query"] = {"movieId": movie, "title": catalogue.label(movie)}
     return res
-
-
-def title_matches(store: ServeStore, title: str) -> tuple[int, list[int]]:
-    """catalogue.pick, with an empty title a 400 in the API's words (pick's names --title)."""
-    if not title.strip():
-        raise ApiError(400, "title is empty", "title")
-    return store.catalogue.pick(title)
-
-
-def pick(store: ServeStore, title: str) -> int:
-    """The movie a title means (catalogue.pick), or a 4xx that says what was close."""
-    catalogue = store.catalogue
-    movie, matches = title_matches(store, title)
-    if not matches:
-        close = catalogue.close_titles(title)
-        hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
-        raise ApiError(404, f"no movie title contains {quoted(title)}{hint}", "title")
-    return movie
 
 
 def search(store: ServeStore, title: str, limit: int) -> dict:
@@ -363,7 +340,7 @@ def search(store: ServeStore, title: str, limit: int) -> dict:
     if limit < 1:
         raise ApiError(400, f"limit must be at least 1 (got {limit})", "limit")
     catalogue = store.catalogue
-    best, matches = title_matches(store, title)
+    best, matches = catalogue.pick(title)
     ordered = ([best] + [m for m in matches if m != best]) if matches else []
     return {"query": title, "count": len(matches),
             "movies": catalogue.info(np.array(ordered[:limit], dtype=np.int64)),
@@ -555,9 +532,6 @@ def create_app(workdir: Path, allow_stale: bool = False):
             tag_list = None if tags is None else parse_tags(tags)
         except TagrecError as exc:
             raise ApiError(400, str(exc), "tags") from None
-        if tag_list == []:  # (recommend's own message names the CLI's --tags)
-            raise ApiError(400, 'tags holds no tag (give comma-separated tags, e.g. '
-                                'tags=heist, twist ending)', "tags")
         answer = functools.partial(ws.answer, lambda s: recommendation(
             s, user, tag_list, k, include_seen, unrated))
         # A known user's answer is about a millisecond of numpy: computed here, on the event

@@ -823,17 +823,22 @@ def test_evaluate_with_nothing_to_evaluate_is_an_error(ws: Path):
     assert snapshot(ws) == before
 
 
-def test_as_options_spells_only_the_settings_a_command_has():
-    from tagrec_cli.cli.app import as_options
-    from tagrec_cli.errors import SettingError
+def test_in_cli_terms_spells_only_the_options_a_command_has():
+    from tagrec_cli.cli.app import in_cli_terms
+    from tagrec_cli.errors import QueryError, SettingError
 
     exc = SettingError("epochs and batch_size must be >= 1; dim too", ("epochs", "batch_size",
                                                                         "dim"))
     options = {"epochs": "--epochs", "batch_size": "--batch-size"}
-    assert as_options(exc, options) == "--epochs and --batch-size must be >= 1; dim too"
+    assert in_cli_terms(exc, options) == "--epochs and --batch-size must be >= 1; dim too"
     # whole words only: "lr" in "head_lr" is another setting
-    assert as_options(SettingError("head_lr and lr: must be finite", ("head_lr", "lr")),
-                      {"lr": "--lr"}) == "head_lr and --lr: must be finite"
+    assert in_cli_terms(SettingError("head_lr and lr: must be finite", ("head_lr", "lr")),
+                        {"lr": "--lr"}) == "head_lr and --lr: must be finite"
+    # an unknown movie says how to find one; a word that is not among the names stays
+    assert in_cli_terms(QueryError("unknown movie 5: title", "movie", unknown=True),
+                        {"title": "--title"}) == ("unknown movie 5: title; look a movie up by "
+                                                  "title with --title, e.g. tagrec similar "
+                                                  "--title \"toy story\"")
 
 
 def test_messages_that_used_to_mislead(ws: Path, tmp_path: Path, evil_data: Path):

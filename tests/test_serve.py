@@ -172,9 +172,9 @@ def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, stat
     assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
 
 
-NO_TAG = "tags holds no tag (give comma-separated tags, e.g. tags=heist, twist ending)"
-NO_MOVIE = ("not in the movie table; look a movie up by title with /movies?title=TEXT or "
-            "/similar?title=TEXT")
+NO_TAG = 'tags holds no tag (give comma-separated tags, e.g. "heist, twist ending")'
+NO_MOVIE = ("not in the movie table (ids 1–{last}); look a movie up by title with "
+            "/movies?title=TEXT or /similar?title=TEXT")
 
 
 @pytest.mark.parametrize("query, status, parameter, message, args", [
@@ -190,10 +190,18 @@ NO_MOVIE = ("not in the movie table; look a movie up by title with /movies?title
 ])
 def test_where_the_cli_names_its_options_the_api_names_its_parameters(
         client, served, query, status, parameter, message, args):
+    # one rule each (recommend.py, catalogue.py), worded by each front end
+    from tagrec_cli.store import Store
+
+    ids = Store(served).table("movie").ids
+    message = message.replace("1–{last}", f"{ids.min()}–{ids.max()}")
     response = client.get(query)
     assert response.status_code == status
     assert response.json() == {"error": message, "parameter": parameter}
-    assert "--" in cli_error(served, *args)  # the CLI's line names --tags or --title
+    cli = cli_error(served, *args)
+    assert "--" in cli  # the CLI's line names --tags or --title
+    assert cli.replace("--title", "title").replace("--tags", "tags").split(";")[0] == \
+        message.split(";")[0]  # and says the same before its hint
 
 
 def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_path):

@@ -22,7 +22,7 @@ from typer.models import OptionInfo
 from tagrec_cli import __version__
 from tagrec_cli.artifacts import DEFAULT_WORKDIR, WORKDIR_ENV
 from tagrec_cli.config import DEVICES, LOSSES, POOLINGS, PRECISIONS
-from tagrec_cli.errors import SettingError, TagrecError, disk_full
+from tagrec_cli.errors import QueryError, TagrecError, disk_full
 
 # click's UsageError as the click that typer runs on defines it (typer 0.28 vendors its own
 # copy, so `click.UsageError` would not catch it; older typers use click itself).
@@ -172,16 +172,27 @@ def option_names(fn: Callable[..., None]) -> dict[str, str]:
     return names
 
 
-def as_options(exc: SettingError, options: dict[str, str]) -> str:
-    """A setting error's message with each setting it names spelled as the command's option
-    (options: option_names); a setting the command has no option for keeps its name.
+# How to find what a query named that the workspace lacks, in the CLI's terms (the API has
+# its own: serve.API_HINTS).
+CLI_HINTS = {"movie": '; look a movie up by title with --title, e.g. tagrec similar --title '
+                      '"toy story"'}
+
+
+def in_cli_terms(exc: TagrecError, options: dict[str, str]) -> str:
+    """An error's message with each option it names (the word's first appearance) spelled
+    as the command's option (options: option_names), and for a query's unknown value how to
+    find one; a name the command has no option for (a setting read from the workspace) is
+    kept.
 
     Example: "epochs and batch_size must be >= 1" -> "--epochs and --batch-size must be >= 1"
     """
     message = str(exc)
     for name in exc.names:
         if name in options:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", options[name], message)
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", options[name], message,
+                             count=1)
+    if isinstance(exc, QueryError) and exc.unknown:
+        message += CLI_HINTS.get(exc.parameter, "")
     return message
 
 
@@ -198,10 +209,8 @@ def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable
                 fn(*args, **kwargs)
             except KeyboardInterrupt:
                 interrupted()
-            except SettingError as exc:
-                fail(as_options(exc, options))
             except TagrecError as exc:
-                fail(str(exc))
+                fail(in_cli_terms(exc, options))
             except Exception as exc:  # the environment's faults; anything else is a bug
                 if disk_full(exc):
                     where = kwargs.get("workdir") or getattr(exc, "filename", None) or "."

@@ -183,11 +183,7 @@ def similar(
     catalogue = store.catalogue
     store.check_fresh(allow_stale)
     if title is not None:
-        movie, matches = catalogue.pick(title)
-        if not matches:
-            close = catalogue.close_titles(title)
-            hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
-            fail(f"no movie title contains {quoted(title)}{hint}")
+        movie, matches = catalogue.lookup(title)
         if len(matches) > 1:
             others = [m for m in matches if m != movie]
             listed = "; ".join(f"{m} {catalogue.label(m)}" for m in others[:5])

@@ -30,7 +30,7 @@ from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.documents.terms import MovieTerms
-from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.errors import ArtifactError, QueryError, quoted
 from tagrec_cli.features import RAW_COLUMNS
 from tagrec_cli.store.embeddings import damaged, write_seen
 from tagrec_cli.topk import rows_of
@@ -209,7 +209,7 @@ class Catalogue:
         """Ids of movies whose title contains `text` (case-insensitive), in id order."""
         needle = text.strip().lower()
         if not needle:
-            raise TagrecError("--title is empty")
+            raise QueryError("title is empty", "title", names=("title",))
         hits = [int(m) for m, t in zip(self.ids, self.titles, strict=True)
                 if t and needle in t.lower()]
         return sorted(hits)
@@ -233,6 +233,16 @@ class Catalogue:
         counts = dict(zip(matches, (self.n_ratings[r] or 0 for r in rows), strict=True))
         best = min(exact or matches, key=lambda m: (-counts[m], m))
         return best, matches
+
+    def lookup(self, text: str) -> tuple[int, list[int]]:
+        """pick(text), where no match is an error that says which titles are close."""
+        movie, matches = self.pick(text)
+        if not matches:
+            close = self.close_titles(text)
+            hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
+            raise QueryError(f"no movie title contains {quoted(text)}{hint}", "title",
+                             unknown=True)
+        return movie, matches
 
     def close_titles(self, text: str, n: int = 3) -> list[str]:
         """Titles that look like `text`, for "did you mean" messages."""

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from tagrec_cli import artifacts
-from tagrec_cli.errors import ArtifactError, TagrecError
+from tagrec_cli.errors import ArtifactError, QueryError
 from tagrec_cli.topk import rows_of
 
 
@@ -143,7 +143,7 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray,
               checked: dict | None = None) -> np.ndarray:
     """Vectors of `ids` (n, dim), read without the rest of the table.
 
-    An id not in the table is a TagrecError naming the table's id range. `checked`: the
+    An id not in the table is a QueryError naming the table's id range. `checked`: the
     manifest, when the caller already read and checked it.
     """
     manifest = checked or embeddings_manifest(workdir)
@@ -159,8 +159,9 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray,
     rows = rows_of(table_ids, ids, order)
     if (rows < 0).any():
         unknown = int(np.asarray(ids)[rows < 0][0])
-        raise TagrecError(f"unknown {side} {unknown}: no {side} document in the workspace "
-                          f"({side}s {int(table_ids.min())}–{int(table_ids.max())})")
+        raise QueryError(f"unknown {side} {unknown}: no {side} document in the workspace "
+                         f"({side}s {int(table_ids.min())}–{int(table_ids.max())})", side,
+                         unknown=True)
     if len(rows) == 0:
         return np.zeros((0, column.get_shape()[1]), np.float32)
     return np.concatenate([column[r:r + 1] for r in rows]).astype(np.float32)
