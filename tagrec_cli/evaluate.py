@@ -81,7 +81,7 @@ from tagrec_cli.metrics import (
     sign_accuracy,
 )
 from tagrec_cli.store import Store, ingested
-from tagrec_cli.topk import rows_of, top_k
+from tagrec_cli.topk import check_k, rows_of, top_k
 
 DEFAULT_BASELINES = BASELINES
 BOOTSTRAP = {"resamples": 1000, "level": 0.95, "seed": 0}  # paired_bootstrap's settings
@@ -385,10 +385,7 @@ def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> 
         raise TagrecError(f"--relevant-rating must be on the rating scale ({MIN_RATING:g}-"
                           f"{MAX_RATING:g}), or no movie or every one is relevant (got "
                           f"{relevant_rating:g})")
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
-    if n_movies is not None and k > n_movies:
-        raise TagrecError(f"-k must be at most the catalogue's {n_movies:,} movies (got {k:,})")
+    check_k(k, n_movies, None if n_movies is None else f"the catalogue's {n_movies:,} movies")
 
 
 def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,

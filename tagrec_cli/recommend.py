@@ -26,7 +26,7 @@ from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, QueryError, TagrecError
 from tagrec_cli.features import rated_user_raw
 from tagrec_cli.store import Store
-from tagrec_cli.topk import top_k
+from tagrec_cli.topk import check_k, top_k
 from tagrec_cli.towers.query import encode_user_documents
 
 REASON_TAGS = 3  # shared tags shown per recommendation
@@ -176,8 +176,7 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
 
 def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     """Top-k movies per query; a batch gives the same lists as one query at a time."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
+    check_k(k)
     movies = store.table("movie")
     weights = store.prior_weights(np.array([q.ratings for q in queries]))
     top_rows, top_scores = nearest(np.stack([q.vector for q in queries]), movies.vectors, k,
@@ -198,8 +197,7 @@ def rated_history(store: Store, query: Query) -> tuple[np.ndarray, np.ndarray]:
 def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     """Top-k of the movies nobody has rated (Store.unrated_rows), per query, by the content
     profile (unrated.py); a batch gives the same lists as one query at a time."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
+    check_k(k)
     movies = store.table("movie")
     candidates = store.unrated_rows  # (C,) ascending
     if not len(candidates):
@@ -224,8 +222,6 @@ def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendat
 def recommend_for_users(store: Store, users: list[int], k: int = 10,
                         include_seen: bool = False) -> list[Recommendation]:
     """Top-k movies for each known user, from the user table."""
-    if k < 1:
-        raise TagrecError(f"-k must be at least 1 (got {k})")
     return rank(store, build_queries(store, users, None, include_seen), k)
 
 

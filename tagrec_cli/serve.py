@@ -46,6 +46,7 @@ from tagrec_cli.config import LOVED_RATING, QUERY_FILE_LIMIT, SERVE_HOST, SERVE_
 from tagrec_cli.errors import ArtifactError, QueryError, TagrecError, quoted
 from tagrec_cli.store import Store
 from tagrec_cli.store.embeddings import EmbeddingTable, Seen
+from tagrec_cli.topk import check_k
 
 MAX_K = 1000  # movies per answer at most: a bigger k is a 400, not a megabyte of JSON
 # A POST body is at most what a --ratings file may be (config.QUERY_FILE_LIMIT): a bigger
@@ -298,13 +299,6 @@ UNRATED_HELP = ("Only the movies nobody has rated yet, by similarity to the movi
                 f"rated {LOVED_RATING:g} or more (`recommend --unrated`).")
 
 
-def check_k(k: int) -> None:
-    if k < 1:
-        raise ApiError(400, f"k must be at least 1 (got {k})", "k")
-    if k > MAX_K:
-        raise ApiError(400, f"k must be at most {MAX_K} (got {k})", "k")
-
-
 def ranked(store: ServeStore, queries: list, k: int, unrated: bool) -> list:
     """recommend.rank, or rank_unrated (`--unrated`)."""
     from tagrec_cli.recommend import rank, rank_unrated
@@ -487,6 +481,11 @@ def create_app(workdir: Path, allow_stale: bool = False):
     async def api_error(_: Request, exc: ApiError):
         return error(exc.status, exc.message, exc.parameter)
 
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, exc: QueryError):  # one checked outside ws.answer
+        answer = ApiError.of(exc)
+        return error(answer.status, answer.message, answer.parameter)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError):
         return error(400, *validation_message(exc.errors()[0]))
@@ -527,7 +526,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
         if user is None and tags is None:
             raise ApiError(400, 'give user=ID, or tags="tag, tag" for a taste without ratings',
                            "user")
-        check_k(k)
+        check_k(k, MAX_K)
         try:
             tag_list = None if tags is None else parse_tags(tags)
         except TagrecError as exc:
@@ -552,7 +551,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
         if kind and not (kind == "application/json" or kind.endswith("+json")):
             raise ApiError(415, f"send the body as JSON (Content-Type: application/json, not "
                                 f"{quoted(kind)})", "body")
-        check_k(k)
+        check_k(k, MAX_K)
         return Json(ws.answer(lambda s: new_user(s, body, k, unrated)))
 
     @app.get("/similar")
@@ -562,7 +561,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
         """The movies nearest to one movie, with the tags they share (`similar --json`)."""
         if (movie is None) == (title is None):
             raise ApiError(400, "give movie=ID or title=TEXT", "movie")
-        check_k(k)
+        check_k(k, MAX_K)
         answer = functools.partial(ws.answer, lambda s: similar(s, movie, title, k))
         # As /recommend: an id on the loop; a title search (every title, and difflib's
         # suggestions when none matches) in a thread.

@@ -14,8 +14,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tagrec_cli.errors import QueryError
+
 if TYPE_CHECKING:  # scipy is not imported at run time: a query needs none of it
     import scipy.sparse as sp
+
+
+def check_k(k: int, most: int | None = None, cap: str | None = None) -> None:
+    """A list's length k (recommend, similar, evaluate, serve): at least 1, and at most
+    `most` where there is a cap; cap: what `most` is, for the message (default: the number).
+
+    Example: check_k(0) -> QueryError("k must be at least 1 (got 0)")
+    """
+    if k < 1:
+        raise QueryError(f"k must be at least 1 (got {k})", "k", names=("k",))
+    if most is not None and k > most:
+        raise QueryError(f"k must be at most {cap or most} (got {k})", "k", names=("k",))
 
 
 # Rows this wide rank in two stages (best_chunks_select): the best chunks of CHUNK columns

@@ -411,7 +411,7 @@ def test_missing_embeddings_name_tagrec_embed_unless_baselines_only(tmp_path, sm
     result = invoke(["evaluate", "--baselines", "nope", "--baselines-only",
                      "-w", str(tmp_path)])
     assert result.exit_code == 1 and "unknown baseline" in result.output
-    with pytest.raises(TagrecError, match="-k"):
+    with pytest.raises(TagrecError, match=r"^k must be at least 1 \(got 0\)"):
         run_evaluate(tmp_path, k=0, include_tagrec=False)
 
 

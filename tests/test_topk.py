@@ -83,3 +83,19 @@ def test_rows_of_marks_absent_ids():
     # Example of the docstring: table [5, 1, 9], ids [9, 4] -> [2, -1]
     assert rows_of(np.array([5, 1, 9]), np.array([9, 4])).tolist() == [2, -1]
     assert rows_of(np.zeros(0, np.int64), np.array([3])).tolist() == [-1]
+
+
+def test_check_k_bounds_and_names_the_cap():
+    from tagrec_cli.errors import QueryError
+    from tagrec_cli.topk import check_k
+
+    check_k(1)
+    check_k(5, 5)
+    with pytest.raises(QueryError, match=r"^k must be at least 1 \(got 0\)$") as caught:
+        check_k(0)
+    assert (caught.value.parameter, caught.value.unknown, caught.value.names) == ("k", False,
+                                                                                  ("k",))
+    with pytest.raises(QueryError, match=r"^k must be at most 5 \(got 6\)$"):
+        check_k(6, 5)
+    with pytest.raises(QueryError, match=r"^k must be at most the catalogue's 5 movies"):
+        check_k(6, 5, "the catalogue's 5 movies")

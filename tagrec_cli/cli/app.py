@@ -158,16 +158,18 @@ def interrupted() -> None:
 
 
 def option_names(fn: Callable[..., None]) -> dict[str, str]:
-    """A command function's parameter name -> the long option a user types for it: the
-    first "--" name its typer.Option declares, else typer's own spelling ("max_steps" ->
-    "--max-steps")."""
+    """A command function's parameter name -> the option a user types for it: the first
+    name its typer.Option declares ("-k" of "-k/--top"), else typer's own spelling
+    ("max_steps" -> "--max-steps")."""
     import typing
 
     names = {}
     for name, hint in typing.get_type_hints(fn, include_extras=True).items():
         infos = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, OptionInfo)]
         if infos:
-            declared = [d for d in infos[0].param_decls or () if d.startswith("--")]
+            # in Annotated, typer.Option("-k", "--top") keeps "-k" as its `default`
+            decls = (infos[0].default, *(infos[0].param_decls or ()))
+            declared = [d for d in decls if isinstance(d, str) and d.startswith("-")]
             names[name] = declared[0] if declared else "--" + name.replace("_", "-")
     return names
 

@@ -119,6 +119,7 @@ def recommend(
     from tagrec_cli.documents import parse_tags
     from tagrec_cli.recommend import build_queries, rank, rank_unrated
     from tagrec_cli.store import Store
+    from tagrec_cli.topk import check_k
 
     if tags is not None and tags_file is not None:
         fail("give --tags or --tags-file, not both")
@@ -132,8 +133,7 @@ def recommend(
     if not user and tags is None and ratings is None:
         fail("give --user ID, --tags \"tag, tag\" for a taste, or --ratings FILE for a new "
              "user")
-    if k < 1:
-        fail(f"-k must be at least 1 (got {k})")
+    check_k(k)  # before the workspace is read
     store = Store(workdir)
     store.catalogue  # noqa: B018 - read first: a missing or damaged catalogue is the error
     store.check_fresh(allow_stale)
@@ -174,11 +174,11 @@ def similar(
     """
     from tagrec_cli.recommend import similar_movies
     from tagrec_cli.store import Store
+    from tagrec_cli.topk import check_k
 
     if (movie is None) == (title is None):
         fail("give --movie ID or --title TEXT")
-    if k < 1:
-        fail(f"-k must be at least 1 (got {k})")
+    check_k(k)  # before the workspace is read
     store = Store(workdir)
     catalogue = store.catalogue
     store.check_fresh(allow_stale)
