@@ -58,16 +58,14 @@ def on_scale(rating: float) -> bool:
     return MIN_RATING <= rating <= MAX_RATING
 
 
-def _setting_names(message: str) -> tuple[str, ...]:
-    """The settings (fields of the config classes) that a message names, in its order."""
-    known = {f.name for cls in (IngestConfig, ModelConfig, TrainConfig) for f in fields(cls)}
-    return tuple(w for w in dict.fromkeys(re.findall(r"[a-z][a-z0-9_]*", message)) if w in known)
-
-
-def _check(checks: dict[str, bool]) -> None:
+def _check(config: object, checks: dict[str, bool]) -> None:
+    """Raise the first failed check's message. A message names the settings it is about by
+    their field names (`config`'s fields), and every whole word of it that is one counts as
+    a setting (SettingError.names): word the rest of a message accordingly."""
     for message, ok in checks.items():
         if not ok:
-            raise SettingError(message, _setting_names(message))
+            words = set(re.findall(r"[a-z][a-z0-9_]*", message))
+            raise SettingError(message, tuple(f.name for f in fields(config) if f.name in words))
 
 
 def check_finite(**values: float) -> None:
@@ -123,7 +121,7 @@ class IngestConfig:
 
     def __post_init__(self) -> None:
         _finite_fields(self)
-        _check({
+        _check(self, {
             "holdout_fraction must be in [0, 1)": 0 <= self.holdout_fraction < 1,
             "test_fraction must be >= 0 and holdout_fraction + test_fraction < 1":
                 self.test_fraction >= 0 and self.holdout_fraction + self.test_fraction < 1,
@@ -208,9 +206,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _finite_fields(self)
         _choice("pooling", self.pooling, POOLINGS)
-        _check({"dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
-                "popularity_prior and prior_shrink must be >= 0":
-                    self.popularity_prior >= 0 and self.prior_shrink >= 0})
+        _check(self, {
+            "dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
+            "popularity_prior and prior_shrink must be >= 0":
+                self.popularity_prior >= 0 and self.prior_shrink >= 0})
 
 
 @dataclass(frozen=True)
@@ -256,14 +255,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _finite_fields(self)
-        _check({"epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
-                "max_steps must be >= 0": self.max_steps >= 0,
-                "warmup must be in [0, 1)": 0 <= self.warmup < 1})
+        _check(self, {
+            "epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
+            "max_steps must be >= 0": self.max_steps >= 0,
+            "warmup must be in [0, 1)": 0 <= self.warmup < 1})
         _choice("loss", self.loss, LOSSES)
-        _check({f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}), "
-                "or the softmax's positives are none or every pair": on_scale(
-                    self.positive_rating)})
-        _check({"cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
-                "log_every must be >= 1": self.log_every >= 1,
-                "short_history and short_history_next must be >= 0":
-                    self.short_history >= 0 and self.short_history_next >= 0})
+        _check(self, {
+            f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}), "
+            "or the softmax's positives are none or every pair": on_scale(self.positive_rating)})
+        _check(self, {
+            "cold_dropout must be in [0, 1)": 0 <= self.cold_dropout < 1,
+            "log_every must be >= 1": self.log_every >= 1,
+            "short_history and short_history_next must be >= 0":
+                self.short_history >= 0 and self.short_history_next >= 0})

@@ -5,9 +5,9 @@ class TagrecError(Exception):
     """Shown to the user as one line on stderr; the CLI exits with status 1.
 
     names: the options the message names by their parameter names ("like_threshold",
-    "title"; a name's first appearance as a word is the option), so that each front end
-    spells them its own way: the CLI as its options ("--like-threshold", "--title"), the
-    API as its query parameters ("title").
+    "title"; every appearance of such a word in the message is the option), so that each
+    front end spells them its own way: the CLI as its options ("--like-threshold",
+    "--title"), the API as its query parameters ("title").
     """
 
     def __init__(self, message: str = "", names: tuple[str, ...] = ()):
@@ -25,8 +25,7 @@ class ArtifactError(TagrecError):
 
 class SettingError(TagrecError, ValueError):
     """A setting (config.py) is out of range or conflicts with another: a combination the
-    CLI's per-option checks cannot see reaches the user as one line, not a traceback. Its
-    names are config field names, which are the options' names."""
+    CLI's per-option checks cannot see reaches the user as one line, not a traceback."""
 
 
 class QueryError(TagrecError):

@@ -68,7 +68,7 @@ from tagrec_cli.config import (
     check_finite,
     on_scale,
 )
-from tagrec_cli.errors import ArtifactError, TagrecError, quoted
+from tagrec_cli.errors import ArtifactError, SettingError, TagrecError, quoted
 from tagrec_cli.metrics import (
     catalogue_coverage,
     mean_popularity_percentile,
@@ -382,9 +382,9 @@ def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> 
     10^11 is a typo, and its padding would not fit in memory), a finite threshold."""
     check_finite(relevant_rating=relevant_rating)
     if not on_scale(relevant_rating):
-        raise TagrecError(f"--relevant-rating must be on the rating scale ({MIN_RATING:g}-"
-                          f"{MAX_RATING:g}), or no movie or every one is relevant (got "
-                          f"{relevant_rating:g})")
+        raise SettingError(f"relevant_rating must be on the rating scale ({MIN_RATING:g}-"
+                           f"{MAX_RATING:g}), or no movie or every one is relevant (got "
+                           f"{relevant_rating:g})", ("relevant_rating",))
     check_k(k, n_movies, None if n_movies is None else f"the catalogue's {n_movies:,} movies")
 
 

@@ -122,7 +122,7 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     ids = np.asarray(users, dtype=np.int64)
     user_vectors = store.rows("user", ids)
     if tags is not None and not tags:
-        raise QueryError('tags holds no tag (give comma-separated tags, e.g. "heist, '
+        raise QueryError('tags holds no tag (separate them with commas, e.g. "heist, '
                          'twist ending")', "tags", names=("tags",))
     max_tags = store.ingest.max_tags
     doc_tags = [store.user_tags(int(u)) for u in ids] if len(ids) else [[]]

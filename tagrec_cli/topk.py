@@ -29,7 +29,8 @@ def check_k(k: int, most: int | None = None, cap: str | None = None) -> None:
     if k < 1:
         raise QueryError(f"k must be at least 1 (got {k})", "k", names=("k",))
     if most is not None and k > most:
-        raise QueryError(f"k must be at most {cap or most} (got {k})", "k", names=("k",))
+        raise QueryError(f"k must be at most {cap or f'{most:,}'} (got {k:,})", "k",
+                         names=("k",))
 
 
 # Rows this wide rank in two stages (best_chunks_select): the best chunks of CHUNK columns

@@ -327,8 +327,8 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recommend", "--tags", " , "], "holds no tag"),
-    (["recommend", "--tags", ""], "holds no tag"),
+    (["recommend", "--tags", " , "], "--tags holds no tag"),
+    (["recommend", "--tags", ""], "--tags holds no tag"),
     (["recommend"], "give --user ID, --tags"),
     (["recommend", "--user", "999999", "--tags", "heist"], "unknown user 999999"),
     (["recommend", "--tags", "a", "--tags-file", "x.txt"], "not both"),
@@ -343,6 +343,15 @@ def test_bad_queries_are_one_line_errors(trained, args, message):
     r = invoke(args, trained)
     assert r.exit_code == 1
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_tags_file_without_a_tag_names_the_file(trained, tmp_path):
+    path = tmp_path / "tags.txt"
+    path.write_text(" , \n\n", encoding="utf-8")
+    r = invoke(["recommend", "--tags-file", str(path)], trained)
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (f"Error: {path} holds no tag (write them separated by commas "
+                                "or lines)")
 
 
 @pytest.mark.parametrize("option", ["--ratings", "--tags-file"])

@@ -138,7 +138,7 @@ def test_health_names_the_tables_and_the_model(client, served):
      "parse string as an integer (got 'abc')"),
     (f"/recommend?user={USER}&k=0", 400, "k", "k must be at least 1 (got 0)"),
     (f"/recommend?user={USER}&k=-3", 400, "k", "k must be at least 1 (got -3)"),
-    (f"/recommend?user={USER}&k=1001", 400, "k", "k must be at most 1000 (got 1001)"),
+    (f"/recommend?user={USER}&k=1001", 400, "k", "k must be at most 1,000 (got 1,001)"),
     (f"/recommend?user={USER}&k=ten", 400, "k", "k: input should be a valid integer, unable "
      "to parse string as an integer (got 'ten')"),
     (f"/recommend?user={USER}&include_seen=maybe", 400, "include_seen",
@@ -172,7 +172,7 @@ def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, stat
     assert response.json() == {"error": cli_error(served, *args), "parameter": parameter}
 
 
-NO_TAG = 'tags holds no tag (give comma-separated tags, e.g. "heist, twist ending")'
+NO_TAG = 'tags holds no tag (separate them with commas, e.g. "heist, twist ending")'
 NO_MOVIE = ("not in the movie table (ids 1–{last}); look a movie up by title with "
             "/movies?title=TEXT or /similar?title=TEXT")
 
@@ -202,6 +202,21 @@ def test_where_the_cli_names_its_options_the_api_names_its_parameters(
     assert "--" in cli  # the CLI's line names --tags or --title
     assert cli.replace("--title", "title").replace("--tags", "tags").split(";")[0] == \
         message.split(";")[0]  # and says the same before its hint
+
+
+def test_the_workspace_failing_a_query_is_a_503_not_the_queries_fault(client, monkeypatch):
+    # a QueryError is the query's fault (4xx); any other TagrecError while answering is the
+    # workspace's (503), whichever parameter the query gave
+    import tagrec_cli.recommend as recommend
+    from tagrec_cli.errors import DataError
+
+    def damaged(*_args, **_kwargs):
+        raise DataError("the user tower's files are damaged")
+
+    monkeypatch.setattr(recommend, "encode_user_documents", damaged)
+    response = client.get("/recommend?tags=heist")
+    assert response.status_code == 503
+    assert response.json() == {"error": "the user tower's files are damaged", "parameter": None}
 
 
 def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_path):

@@ -163,8 +163,12 @@ def option_names(fn: Callable[..., None]) -> dict[str, str]:
     ("max_steps" -> "--max-steps")."""
     import typing
 
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # (typer's internals moved): messages keep the parameter names
+        return {}
     names = {}
-    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+    for name, hint in hints.items():
         infos = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, OptionInfo)]
         if infos:
             # in Annotated, typer.Option("-k", "--top") keeps "-k" as its `default`
@@ -181,8 +185,8 @@ CLI_HINTS = {"movie": '; look a movie up by title with --title, e.g. tagrec simi
 
 
 def in_cli_terms(exc: TagrecError, options: dict[str, str]) -> str:
-    """An error's message with each option it names (the word's first appearance) spelled
-    as the command's option (options: option_names), and for a query's unknown value how to
+    """An error's message with each option it names (TagrecError.names) spelled as the
+    command's option (options: option_names), and for a query's unknown value how to
     find one; a name the command has no option for (a setting read from the workspace) is
     kept.
 
@@ -191,8 +195,7 @@ def in_cli_terms(exc: TagrecError, options: dict[str, str]) -> str:
     message = str(exc)
     for name in exc.names:
         if name in options:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", options[name], message,
-                             count=1)
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", options[name], message)
     if isinstance(exc, QueryError) and exc.unknown:
         message += CLI_HINTS.get(exc.parameter, "")
     return message

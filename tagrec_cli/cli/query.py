@@ -19,7 +19,7 @@ from tagrec_cli.cli.app import (
     shown,
 )
 from tagrec_cli.config import LOVED_RATING, TOP_K
-from tagrec_cli.errors import quoted
+from tagrec_cli.errors import QueryError, quoted
 
 # Options both query commands take.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -148,8 +148,13 @@ def recommend(
                       soft_wrap=True)
         queries = [query]
     else:
-        queries = build_queries(store, user or [], None if tags is None else parse_tags(tags),
-                                include_seen)
+        try:
+            queries = build_queries(store, user or [],
+                                    None if tags is None else parse_tags(tags), include_seen)
+        except QueryError as exc:  # the tags came from a file: name the file, not --tags
+            if tags_file is None or exc.parameter != "tags":
+                raise
+            fail(f"{tags_file} holds no tag (write them separated by commas or lines)")
     ranked = (rank_unrated if unrated else rank)(store, queries, k)
     results = _results(store, ranked, k, "user" if user else "query")
     what = "unrated movies " if unrated else ""
