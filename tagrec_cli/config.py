@@ -92,6 +92,34 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
                            (name,))
 
 
+def _type_problem(cls: type, saved: dict) -> str | None:
+    """The first of `saved`'s settings whose value is not of its field's type (a number for
+    a float), as "NAME is VALUE"; None when every one is."""
+    for f in fields(cls):
+        value = saved.get(f.name, f.default)
+        if value is None and f.default is None:
+            continue
+        want = (int, float) if isinstance(f.default, float) else (
+            type(f.default) if f.default is not None else dict)
+        if not isinstance(value, want) or (isinstance(value, bool)
+                                           and not isinstance(f.default, bool)):
+            return f"{f.name} is {str(value)[:40]!r}"
+    return None
+
+
+def _from_saved(cls: type, saved: dict, source: str, why: str | None = None):
+    """cls(**saved) for the settings a model's config.json recorded, or an ArtifactError
+    naming `source` (why: a problem the caller found already)."""
+    why = why or _type_problem(cls, saved)
+    if why is None:
+        try:
+            return cls(**saved)
+        except SettingError as exc:
+            why = str(exc)
+    raise ArtifactError(f"{source} was not written by this tagrec, or is damaged ({why}) "
+                        "— re-run `tagrec train`")
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     # 0 (the default) refits on everything: the model `recommend` serves sees every rating.
@@ -145,7 +173,11 @@ class IngestConfig:
         record take the value that ingest used (no genres in user documents, no side
         features)."""
         known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
-        return cls(**({"user_genres": 0, "side_features": False} | known))
+        try:
+            return cls(**({"user_genres": 0, "side_features": False} | known))
+        except (SettingError, TypeError) as exc:  # out of range, or a value of another type
+            raise ArtifactError(f"the ingest settings recorded in the workspace are not ones "
+                                f"this tagrec can use ({exc}) — re-run `tagrec ingest`") from None
 
 
 @dataclass(frozen=True)
@@ -184,24 +216,7 @@ class ModelConfig:
             why = "no model settings"
         elif unknown := sorted(set(saved) - set(cls.__dataclass_fields__)):
             why = f"an unknown setting {unknown[0]!r}"
-        else:
-            for f in fields(cls):
-                value = saved.get(f.name, f.default)
-                if value is None and f.default is None:
-                    continue
-                want = (int, float) if isinstance(f.default, float) else (
-                    type(f.default) if f.default is not None else dict)
-                if not isinstance(value, want) or (isinstance(value, bool)
-                                                   and not isinstance(f.default, bool)):
-                    why = f"{f.name} is {str(value)[:40]!r}"
-                    break
-        if why is None:
-            try:
-                return cls(**saved)
-            except SettingError as exc:
-                why = str(exc)
-        raise ArtifactError(f"{source} was not written by this tagrec, or is damaged ({why}) "
-                            "— re-run `tagrec train`")
+        return _from_saved(cls, saved, source, why)
 
     def __post_init__(self) -> None:
         _finite_fields(self)
@@ -252,6 +267,15 @@ class TrainConfig:
     eval_batch_size: int = 256
     compile: bool = False  # torch.compile the encoder and the heads (first steps compile)
     log_every: int = 50  # steps between reads of the loss from the device (progress display)
+
+    @classmethod
+    def from_saved(cls, saved: object, source: str) -> TrainConfig:
+        """The settings a model's config.json recorded ("training"; those of an older
+        version that this one lacks are dropped), or an ArtifactError naming `source`."""
+        if not isinstance(saved, dict):
+            return _from_saved(cls, {}, source, "no training settings")
+        return _from_saved(cls, {k: v for k, v in saved.items()
+                                 if k in cls.__dataclass_fields__}, source)
 
     def __post_init__(self) -> None:
         _finite_fields(self)

@@ -95,8 +95,8 @@ def workspace_settings(workdir: Path, include_tagrec: bool,
     # train sets the features' constants and the movie table's size per stage
     model = replace(ModelConfig.from_saved(config.get("model"), str(
         Path(workdir) / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG)), features=None, id_rows=0)
-    known = TrainConfig.__dataclass_fields__
-    training = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in known})
+    training = TrainConfig.from_saved(config.get("training", {}), str(
+        Path(workdir) / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG))
     return data_dir, cfg, model, training
 
 

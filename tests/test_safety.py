@@ -871,3 +871,37 @@ def test_an_evaluation_that_scores_nobody_is_an_error(tmp_path: Path):
     assert invoke(["ingest", "--data", str(data)], work).exit_code == 0
     r = invoke(["evaluate", "--baselines", "popular", "--baselines-only", "-k", "2"], work)
     assert "no user has a validation rating >= 4, so nothing was scored" in one_line_error(r)
+
+
+@pytest.mark.parametrize("change", [{"like_threshold": 7}, {"max_tags": "abc"}])
+def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, change):
+    # an older tagrec's out-of-range setting, or a damaged manifest: one line that says
+    # what to re-run, not a range message about an option this command lacks or a TypeError
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    manifest = ws / "embeddings" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["ingest_settings"].update(change)
+    manifest.write_text(json.dumps(recorded))
+    for args in (["recommend", "--tags", "heist"], ["similar", "--movie", "1"]):
+        message = one_line_error(invoke(args, ws))
+        assert message.startswith("Error: the ingest settings recorded in the workspace are "
+                                  "not ones this tagrec can use ("), message
+        assert message.endswith("— re-run `tagrec ingest`")
+
+
+@pytest.mark.parametrize("training", [{"epochs": 0}, {"lr": "fast"}, "damaged"])
+def test_training_settings_a_model_recorded_badly_are_one_line(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, training):
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / "model" / "config.json"
+    config = json.loads(path.read_text())
+    config["training"] = training if isinstance(training, str) else {**config["training"],
+                                                                     **training}
+    path.write_text(json.dumps(config))
+    before = snapshot(ws)
+    message = one_line_error(invoke(["evaluate", "--validation-only"], ws))
+    assert message.startswith(f"Error: {path} was not written by this tagrec, or is "
+                              "damaged ("), message
+    assert message.endswith("— re-run `tagrec train`")
+    assert snapshot(ws) == before
