@@ -172,12 +172,16 @@ class IngestConfig:
         agree with it later (tags queries, added movies). Settings an older ingest did not
         record take the value that ingest used (no genres in user documents, no side
         features)."""
-        known = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
-        try:
-            return cls(**({"user_genres": 0, "side_features": False} | known))
-        except (SettingError, TypeError) as exc:  # out of range, or a value of another type
-            raise ArtifactError(f"the ingest settings recorded in the workspace are not ones "
-                                f"this tagrec can use ({exc}) — re-run `tagrec ingest`") from None
+        known = {"user_genres": 0, "side_features": False} | {
+            k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
+        why = _type_problem(cls, known)
+        if why is None:
+            try:
+                return cls(**known)
+            except SettingError as exc:  # out of range (an older tagrec allowed it)
+                why = str(exc)
+        raise ArtifactError(f"the ingest settings recorded in the workspace are not ones this "
+                            f"tagrec can use ({why}) — re-run `tagrec ingest`")
 
 
 @dataclass(frozen=True)

@@ -873,7 +873,8 @@ def test_an_evaluation_that_scores_nobody_is_an_error(tmp_path: Path):
     assert "no user has a validation rating >= 4, so nothing was scored" in one_line_error(r)
 
 
-@pytest.mark.parametrize("change", [{"like_threshold": 7}, {"max_tags": "abc"}])
+@pytest.mark.parametrize("change", [{"like_threshold": 7}, {"max_tags": "abc"},
+                                    {"with_title": "no"}])
 def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, change):
     # an older tagrec's out-of-range setting, or a damaged manifest: one line that says
