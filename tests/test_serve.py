@@ -295,9 +295,9 @@ def test_a_body_that_is_not_json_says_so(client, content, kind, status, error):
 
 
 def test_a_body_over_the_limit_is_a_413_before_it_is_read(served, monkeypatch):
-    import tagrec_cli.serve as serve
+    import tagrec_cli.serve.app as serve_app
 
-    monkeypatch.setattr(serve, "MAX_BODY", 2**20)  # 1 MiB for the test
+    monkeypatch.setattr(serve_app, "MAX_BODY", 2**20)  # 1 MiB for the test
     client = TestClient(create_app(served))
     small = {"ratings": [{"movieId": 1, "rating": 4}]}
     assert client.post("/recommend", json=small).status_code == 200
@@ -365,7 +365,7 @@ def test_a_bug_is_a_json_500_without_traceback(served, monkeypatch):
     def broken(*args):
         raise ValueError("a bug")
 
-    monkeypatch.setattr("tagrec_cli.serve.recommendation", broken)
+    monkeypatch.setattr("tagrec_cli.serve.answers.recommendation", broken)
     response = client.get(f"/recommend?user={USER}")
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (ValueError); see the server's log",

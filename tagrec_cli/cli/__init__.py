@@ -5,7 +5,7 @@
     model.py   train, embed
     query.py   recommend, similar
     report.py  evaluate
-    serve.py   serve (the HTTP server lives in tagrec_cli/serve.py)
+    serve.py   serve (the HTTP server lives in tagrec_cli/serve/)
 
 `main` (the `tagrec` command) imports only the module of the command its command line names,
 so `tagrec recommend` neither imports the training commands' modules nor builds their
