@@ -151,3 +151,14 @@ def test_web_libraries_only_in_serve(library):
 def test_torch_only_where_towers_are_trained_or_run():
     outside = [m for m in modules() if not m.startswith(TORCH_PLACES) and "torch" in external(m)]
     assert outside == []
+
+
+def test_every_package_folder_is_installed():
+    # pyproject.toml lists the packages a wheel holds; a folder left out installs only in
+    # editable mode (documents/ was missing from built wheels until this test)
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]
+                 ["setuptools"]["packages"]) - {"tagrec_cli.sample_data"}
+    folders = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == folders
