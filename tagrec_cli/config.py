@@ -107,17 +107,20 @@ def _type_problem(cls: type, saved: dict) -> str | None:
     return None
 
 
-def _from_saved(cls: type, saved: dict, source: str, why: str | None = None):
-    """cls(**saved) for the settings a model's config.json recorded, or an ArtifactError
-    naming `source` (why: a problem the caller found already)."""
+def _from_saved(cls: type, saved: dict, what: str, rerun: str, why: str | None = None):
+    """cls(**saved) for settings a workspace recorded, or an ArtifactError: `what` is wrong
+    (why: the value's type or range, or a problem the caller found already), re-run `rerun`."""
     why = why or _type_problem(cls, saved)
     if why is None:
         try:
             return cls(**saved)
-        except SettingError as exc:
+        except SettingError as exc:  # out of range (an older tagrec may have allowed it)
             why = str(exc)
-    raise ArtifactError(f"{source} was not written by this tagrec, or is damaged ({why}) "
-                        "— re-run `tagrec train`")
+    raise ArtifactError(f"{what} ({why}) — re-run `tagrec {rerun}`")
+
+
+def _not_ours(source: str) -> str:
+    return f"{source} was not written by this tagrec, or is damaged"
 
 
 @dataclass(frozen=True)
@@ -172,16 +175,12 @@ class IngestConfig:
         agree with it later (tags queries, added movies). Settings an older ingest did not
         record take the value that ingest used (no genres in user documents, no side
         features)."""
+        what = "the ingest settings recorded in the workspace are not ones this tagrec can use"
+        if not isinstance(settings, dict):
+            return _from_saved(cls, {}, what, "ingest", "no settings")
         known = {"user_genres": 0, "side_features": False} | {
             k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
-        why = _type_problem(cls, known)
-        if why is None:
-            try:
-                return cls(**known)
-            except SettingError as exc:  # out of range (an older tagrec allowed it)
-                why = str(exc)
-        raise ArtifactError(f"the ingest settings recorded in the workspace are not ones this "
-                            f"tagrec can use ({why}) — re-run `tagrec ingest`")
+        return _from_saved(cls, known, what, "ingest")
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class ModelConfig:
             why = "no model settings"
         elif unknown := sorted(set(saved) - set(cls.__dataclass_fields__)):
             why = f"an unknown setting {unknown[0]!r}"
-        return _from_saved(cls, saved, source, why)
+        return _from_saved(cls, saved, _not_ours(source), "train", why)
 
     def __post_init__(self) -> None:
         _finite_fields(self)
@@ -277,9 +276,9 @@ class TrainConfig:
         """The settings a model's config.json recorded ("training"; those of an older
         version that this one lacks are dropped), or an ArtifactError naming `source`."""
         if not isinstance(saved, dict):
-            return _from_saved(cls, {}, source, "no training settings")
+            return _from_saved(cls, {}, _not_ours(source), "train", "no training settings")
         return _from_saved(cls, {k: v for k, v in saved.items()
-                                 if k in cls.__dataclass_fields__}, source)
+                                 if k in cls.__dataclass_fields__}, _not_ours(source), "train")
 
     def __post_init__(self) -> None:
         _finite_fields(self)

@@ -69,6 +69,7 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
     dev = resolve_device(device)
     model, tokenizer, config = load_model(model_dir, dev)
     ingest = ingested.ingest_manifest(workdir)
+    ingest_cfg = IngestConfig.from_settings(ingest.get("settings"))  # checked before any work
     trained_on = config.get("data", {}).get("ingest_key")
     if trained_on and ingest.get("ingest_key") and trained_on != ingest["ingest_key"]:
         raise ArtifactError(f"the model in {model_dir} was trained on another ingest than "
@@ -91,13 +92,13 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
             liked = None
             if model.cfg.collaborative and side == "user":
                 liked = collab.workspace_liked(workdir, table.ids, model.id_movies.cpu().numpy(),
-                                               ingest["settings"].get("like_threshold", 2.5))
+                                               ingest_cfg.like_threshold)
             vecs = collab.with_collab(model, side, table.ids, vecs, liked)
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             write_table(tmp, side, table.ids, vecs, meta["model_dir"], model.cfg.dim)
         write_lookups(workdir, tmp)
         readded, superseded = readd_movies(out, tmp, model, tokenizer, dev,
-                                           IngestConfig.from_settings(ingest["settings"]),
+                                           ingest_cfg,
                                            batch_size, precision, meta["model_dir"])
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,

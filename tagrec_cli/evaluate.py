@@ -158,8 +158,8 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
     for u, m in zip(s_users[s_values >= relevant_rating], s_movies[s_values >= relevant_rating],
                     strict=True):
         relevant[u].add(int(m))
-    settings = manifest.get("settings", {})
-    like = float(settings.get("like_threshold", 2.5))
+    ingest_cfg = IngestConfig.from_settings(manifest.get("settings", {}))
+    like = ingest_cfg.like_threshold
     new = known.filter(pl.col("part") == "new").select("userId", "movieId", "rating",
                                                          "timestamp")
     if "scored_new_users" in manifest:  # evaluate's validation stage leaves out two sets
@@ -168,7 +168,7 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
                     documents=[d or "" for d in movies["document"].to_list()],
                     pair_users=s_users, pair_movies=s_movies,
                     pair_labels=np.where(s_values >= like, 1, -1).astype(np.int64),
-                    liked_rating=float(settings.get("liked_rating", 2.5)), manifest=manifest,
+                    liked_rating=ingest_cfg.liked_rating, manifest=manifest,
                     target=target, new_users=new if new.height else None)
 
 

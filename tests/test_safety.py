@@ -906,3 +906,23 @@ def test_training_settings_a_model_recorded_badly_are_one_line(
                               "damaged ("), message
     assert message.endswith("— re-run `tagrec train`")
     assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("change", [{"like_threshold": "abc"}, {"side_features": "no"}, None])
+def test_train_and_embed_check_the_ingest_settings_before_any_work(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, tiny_bert, change):
+    # embed used to read like_threshold raw (a string: a polars traceback after encoding),
+    # train read side_features raw (the string "no" counted as true)
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    manifest = ws / "ingest" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["settings"] = None if change is None else {**recorded["settings"], **change}
+    manifest.write_text(json.dumps(recorded))
+    before = snapshot(ws)
+    for args in (["embed", "--device", "cpu"],
+                 ["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "1"]):
+        message = one_line_error(invoke(args, ws))
+        assert message.startswith("Error: the ingest settings recorded in the workspace are "
+                                  "not ones this tagrec can use ("), (args, message)
+        assert message.endswith("— re-run `tagrec ingest`")
+        assert snapshot(ws) == before

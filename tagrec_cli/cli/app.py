@@ -179,7 +179,7 @@ def option_names(fn: Callable[..., None]) -> dict[str, str]:
 
 
 # How to find what a query named that the workspace lacks, in the CLI's terms (the API has
-# its own: serve.API_HINTS).
+# its own: serve.errors.API_HINTS).
 CLI_HINTS = {"movie": '; look a movie up by title with --title, e.g. tagrec similar --title '
                       '"toy story"'}
 

@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tagrec_cli import artifacts, features
-from tagrec_cli.config import ModelConfig, TrainConfig
+from tagrec_cli.config import IngestConfig, ModelConfig, TrainConfig
 from tagrec_cli.errors import TagrecError
 from tagrec_cli.store import ingested
 from tagrec_cli.towers import collab
@@ -226,7 +226,8 @@ def train_epochs(run: Run, on_step: OnStep | None,
 def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: ModelConfig,
           cfg: TrainConfig, dist: Dist, say: Callable[[str], None]) -> Run:
     """The model with fresh heads, the token tables, the pairs and the side features."""
-    if manifest.get("settings", {}).get("side_features") and manifest.get("feature_stats"):
+    ingest_cfg = IngestConfig.from_settings(manifest.get("settings", {}))  # checked once
+    if ingest_cfg.side_features and manifest.get("feature_stats"):
         model_cfg = replace(model_cfg, features=dict(manifest["feature_stats"]))
     if model_cfg.collaborative:  # one learned vector per movie of the ingest
         model_cfg = replace(model_cfg, id_rows=ingested.documents(workdir, "movie").height)
@@ -245,7 +246,7 @@ def setup(workdir: Path, out_dir: Path, manifest: dict[str, Any], model_cfg: Mod
     say("tokenizing documents")
     with distributed.main_first(dist):  # rank 0 writes the token cache, the others read it
         tables = token_tables(workdir, tokenizer, model_cfg.max_length)
-    like_threshold = manifest["settings"].get("like_threshold", 2.5)
+    like_threshold = ingest_cfg.like_threshold
     # Read once, and only when needed: the likes the pool is made of, and the first ratings
     # the short-history users are made of.
     history = (ingested.history_ratings(workdir)
