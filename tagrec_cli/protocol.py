@@ -88,7 +88,7 @@ def workspace_settings(workdir: Path, include_tagrec: bool,
                         "made from is gone — run `tagrec ingest --data DIR` again")
     if manifest.get("data_hash") and artifacts.file_digest(*files) != manifest["data_hash"]:
         raise DataError(f"{data_dir} changed after `tagrec ingest` — run it again")
-    cfg = IngestConfig.from_settings(manifest["settings"])
+    cfg = IngestConfig.from_settings(manifest.get("settings"))
     if not include_tagrec:
         return data_dir, cfg, None, None
     config = artifacts.read_model_config(Path(workdir) / artifacts.MODEL_DIR)
