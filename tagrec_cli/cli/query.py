@@ -110,11 +110,9 @@ def recommend(
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
-    """Print the top-k movies for users, for a taste given as tags, or for a new user's
-    ratings, with reasons.
+    """Print the top-k movies for users, a taste given as tags, or new ratings, with reasons.
 
-    Example: tagrec recommend --user 42 -k 10   (or: --tags "heist, noir", --ratings my.csv,
-    --unrated for new arrivals)
+    Example: tagrec recommend --user 42   (or: --tags "heist, noir", --ratings my.csv, --unrated)
     """
     from tagrec_cli.documents import parse_tags
     from tagrec_cli.recommend import build_queries, rank, rank_unrated
