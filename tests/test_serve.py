@@ -173,7 +173,7 @@ def test_an_unknown_id_or_title_gets_the_cli_message(client, served, query, stat
 
 
 NO_TAG = 'tags holds no tag (separate them with commas, e.g. "heist, twist ending")'
-NO_MOVIE = ("not in the movie table (ids 1–{last}); look a movie up by title with "
+NO_MOVIE = ("not in the movie table (ids {ids}); look a movie up by title with "
             "/movies?title=TEXT or /similar?title=TEXT")
 
 
@@ -194,7 +194,7 @@ def test_where_the_cli_names_its_options_the_api_names_its_parameters(
     from tagrec_cli.store import Store
 
     ids = Store(served).table("movie").ids
-    message = message.replace("1–{last}", f"{ids.min()}–{ids.max()}")
+    message = message.replace("{ids}", f"{ids.min()}–{ids.max()}")  # the table's id range
     response = client.get(query)
     assert response.status_code == status
     assert response.json() == {"error": message, "parameter": parameter}
