@@ -63,6 +63,20 @@ EMBEDDINGS_FORMAT = 3  # 2: ratings in seen; 3: catalogue and user tags as array
 
 # Which command writes which artifact, for "run `tagrec X` first" messages.
 MAKER = {INGEST_DIR: "tagrec ingest", MODEL_DIR: "tagrec train", EMBEDDINGS_DIR: "tagrec embed"}
+# The manifest fields their readers rely on: key -> (JSON types, whether it must be there).
+# A field of another type (a hand edit, another tool) is one line naming it, not a TypeError
+# deep inside a command. (A model's settings are checked by config.ModelConfig/TrainConfig.)
+NONE = type(None)
+MANIFEST_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    INGEST_DIR: {"data_dir": ((str,), False), "data_hash": ((str, NONE), False),
+                 "ingest_key": ((str, NONE), False), "feature_stats": ((dict, NONE), False),
+                 "scored_new_users": ((list,), False)},
+    EMBEDDINGS_DIR: {"model_dir": ((str,), True), "model_config_hash": ((str,), True),
+                     "dim": ((int,), True), "ingest_settings": ((dict,), True),
+                     "added_movies": ((int,), False), "users": ((int,), False),
+                     "movies": ((int,), False), "popularity_prior": ((dict, NONE), False),
+                     "precision": ((str,), False), "ingest_key": ((str, NONE), False)},
+}
 
 
 def pid_alive(pid: int) -> bool:
@@ -299,6 +313,12 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
     if found < min_version:
         raise ArtifactError(f"{folder} was made by an older tagrec (format {found}) — "
                             f"re-run `{maker}`")
+    for key, (types, required) in MANIFEST_FIELDS.get(kind, {}).items():
+        value = manifest.get(key)
+        if (key in manifest or required) and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise ArtifactError(f"{path} is damaged ({key} is {str(value)[:40]!r}) — re-run "
+                                f"`{maker}`")
     return manifest
 
 

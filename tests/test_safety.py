@@ -926,3 +926,45 @@ def test_train_and_embed_check_the_ingest_settings_before_any_work(
                                   "not ones this tagrec can use ("), (args, message)
         assert message.endswith("— re-run `tagrec ingest`")
         assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("file, key, value, args", [
+    ("embeddings", "model_dir", None, ["recommend", "--user", "1"]),
+    ("embeddings", "added_movies", "x", ["similar", "--movie", "1"]),
+    ("embeddings", "ingest_settings", "deleted", ["recommend", "--tags", "heist"]),
+    ("ingest", "data_dir", None, ["evaluate", "--baselines", "popular", "--baselines-only"]),
+    ("ingest", "feature_stats", "x", ["embed", "--device", "cpu"]),
+    ("embeddings", "popularity_prior", {"strength": "x", "shrink": 10}, ["similar", "--movie",
+                                                                          "1"]),
+    ("embeddings", "popularity_prior", {"strength": 0.05}, ["recommend", "--user", "1"]),
+])
+def test_a_manifest_field_of_another_type_is_one_line(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, file, key, value, args):
+    # each of these was a TypeError/KeyError traceback deep inside the command
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / file / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if value == "deleted":
+        del manifest[key]
+    else:
+        manifest[key] = value
+    path.write_text(json.dumps(manifest))
+    before = snapshot(ws)
+    message = one_line_error(invoke(args, ws))
+    assert message.startswith(f"Error: {path} is damaged ({key} is "), message
+    assert message.endswith(f"— re-run `tagrec {file.replace('embeddings', 'embed')}`")
+    assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("name, text", [("tokenizer_config.json", "[]"),
+                                        ("tokenizer.json", "{}")])
+def test_a_damaged_tokenizer_file_is_one_line(embedded_sample_refit_300pairs_dim16,
+                                              copy_workspace, name, text):
+    # transformers read them into an AttributeError / KeyError traceback
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    (ws / "model" / name).write_text(text)
+    before = snapshot(ws)
+    message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
+    assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt ("), \
+        message
+    assert snapshot(ws) == before

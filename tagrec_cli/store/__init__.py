@@ -10,6 +10,7 @@ serves the tables, the seen index, the catalogue and the checked model folder fr
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from pathlib import Path
 
@@ -110,8 +111,7 @@ class Store:
     def movie_prior(self) -> np.ndarray:
         """(N,) the popularity prior of each movie-table row (prior.py), from the history
         rating counts the catalogue holds (an added movie has none: the cold prior)."""
-        cold = float((self.manifest.get("popularity_prior") or {}).get("cold", 0.0))
-        return prior.movie_prior(self.rating_counts, cold)
+        return prior.movie_prior(self.rating_counts, self.prior_setting["cold"])
 
     @cached_property
     def unrated_rows(self) -> np.ndarray:
@@ -122,8 +122,28 @@ class Store:
     def prior_weights(self, n_ratings: np.ndarray) -> np.ndarray:
         """(Q,) ratings each query's user is known by -> (Q,) weights of the prior, as the
         model the tables were made with sets them (tables made before it: 0, cosine only)."""
-        setting = self.manifest.get("popularity_prior") or {"strength": 0.0, "shrink": 0.0}
-        return prior.weights(n_ratings, float(setting["strength"]), float(setting["shrink"]))
+        setting = self.prior_setting
+        return prior.weights(n_ratings, setting["strength"], setting["shrink"])
+
+    @cached_property
+    def prior_setting(self) -> dict[str, float]:
+        """The popularity prior the tables were made with: strength, shrink and cold (tables
+        made before it: none, the cosine only); a damaged entry is an ArtifactError."""
+        recorded = self.manifest.get("popularity_prior")
+        setting = {"strength": 0.0, "shrink": 0.0, "cold": 0.0}
+        if recorded is None:
+            return setting
+        try:
+            setting |= {k: float(recorded[k]) for k in ("strength", "shrink")}
+            setting["cold"] = float(recorded.get("cold", 0.0))
+            if not all(math.isfinite(v) for v in setting.values()) or min(
+                    setting["strength"], setting["shrink"]) < 0:
+                raise ValueError("out of range")
+        except (TypeError, KeyError, ValueError, AttributeError):
+            path = self.workdir / artifacts.EMBEDDINGS_DIR / artifacts.MANIFEST
+            raise ArtifactError(f"{path} is damaged (popularity_prior is "
+                                f"{str(recorded)[:60]!r}) — re-run `tagrec embed`") from None
+        return setting
 
     def user_feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
         return self.users.feature_rows(users)

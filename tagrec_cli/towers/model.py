@@ -201,7 +201,10 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
         state = load_file(str(folder / artifacts.MODEL_WEIGHTS))
         model.load_state_dict(state)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+    # (transformers reads a damaged tokenizer.json or tokenizer_config.json into KeyErrors,
+    # TypeErrors and AttributeErrors)
+    except (OSError, RuntimeError, ValueError, SafetensorError, KeyError, TypeError,
+            AttributeError) as exc:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
                             " — re-run `tagrec train`") from None
     if not getattr(tokenizer, "is_fast", False):
