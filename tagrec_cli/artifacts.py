@@ -76,6 +76,8 @@ MANIFEST_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
                      "added_movies": ((int,), False), "users": ((int,), False),
                      "movies": ((int,), False), "popularity_prior": ((dict, NONE), False),
                      "precision": ((str,), False), "ingest_key": ((str, NONE), False)},
+    MODEL_DIR: {"data": ((dict,), False), "tokenizer_check": ((list,), False),
+                "encoder_config": ((dict,), False)},
 }
 
 

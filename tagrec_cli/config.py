@@ -164,6 +164,7 @@ class IngestConfig:
             "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
             "train_share must be in (0, 1]": 0 < self.train_share <= 1,
             "chunk_users must be >= 1": self.chunk_users >= 1,
+            "seed must be >= 0": self.seed >= 0,
             f"liked_rating and like_threshold must be on the rating scale ({MIN_RATING:g}-"
             f"{MAX_RATING:g}), or every rating falls on one side":
                 on_scale(self.liked_rating) and on_scale(self.like_threshold),
@@ -227,7 +228,8 @@ class ModelConfig:
         _check(self, {
             "dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
             "popularity_prior and prior_shrink must be >= 0":
-                self.popularity_prior >= 0 and self.prior_shrink >= 0})
+                self.popularity_prior >= 0 and self.prior_shrink >= 0,
+            "id_rows must be >= 0": self.id_rows >= 0})
 
 
 @dataclass(frozen=True)

@@ -874,7 +874,7 @@ def test_an_evaluation_that_scores_nobody_is_an_error(tmp_path: Path):
 
 
 @pytest.mark.parametrize("change", [{"like_threshold": 7}, {"max_tags": "abc"},
-                                    {"with_title": "no"}])
+                                    {"with_title": "no"}, {"seed": -5}])
 def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, change):
     # an older tagrec's out-of-range setting, or a damaged manifest: one line that says
@@ -967,4 +967,25 @@ def test_a_damaged_tokenizer_file_is_one_line(embedded_sample_refit_300pairs_dim
     message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
     assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt ("), \
         message
+    assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("data", None, "is damaged (data is 'None')"),
+    ("tokenizer_check", -5, "is damaged (tokenizer_check is '-5')"),
+    ("model", "id_rows", "was not written by this tagrec, or is damaged (id_rows must be >= 0)"),
+])
+def test_a_damaged_model_config_is_one_line(embedded_sample_refit_300pairs_dim16,
+                                            copy_workspace, key, value, why):
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / "model" / "config.json"
+    config = json.loads(path.read_text())
+    if key == "model":
+        config["model"]["id_rows"] = -5
+    else:
+        config[key] = value
+    path.write_text(json.dumps(config))
+    before = snapshot(ws)
+    message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
+    assert message == f"Error: {path} {why} — re-run `tagrec train`", message
     assert snapshot(ws) == before
