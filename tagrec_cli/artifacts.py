@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tagrec_cli import __version__
+from tagrec_cli.config import of_types
 from tagrec_cli.errors import ArtifactError, TagrecError
 
 DEFAULT_WORKDIR = Path("tagrec-workspace")
@@ -317,8 +318,7 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
                             f"re-run `{maker}`")
     for key, (types, required) in MANIFEST_FIELDS.get(kind, {}).items():
         value = manifest.get(key)
-        if (key in manifest or required) and (
-                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+        if (key in manifest or required) and not of_types(value, types):
             raise ArtifactError(f"{path} is damaged ({key} is {str(value)[:40]!r}) — re-run "
                                 f"`{maker}`")
     return manifest

@@ -92,6 +92,15 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
                            (name,))
 
 
+def of_types(value: object, types: tuple[type, ...]) -> bool:
+    """isinstance for a value read from JSON, where true and false are no numbers (Python's
+    bool is an int): a bool is of `types` only when they name bool.
+
+    Example: of_types(True, (int,)) -> False; of_types(3, (int, float)) -> True
+    """
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
 def _type_problem(cls: type, saved: dict) -> str | None:
     """The first of `saved`'s settings whose value is not of its field's type (a number for
     a float), as "NAME is VALUE"; None when every one is."""
@@ -100,9 +109,8 @@ def _type_problem(cls: type, saved: dict) -> str | None:
         if value is None and f.default is None:
             continue
         want = (int, float) if isinstance(f.default, float) else (
-            type(f.default) if f.default is not None else dict)
-        if not isinstance(value, want) or (isinstance(value, bool)
-                                           and not isinstance(f.default, bool)):
+            (type(f.default),) if f.default is not None else (dict,))
+        if not of_types(value, want):
             return f"{f.name} is {str(value)[:40]!r}"
     return None
 

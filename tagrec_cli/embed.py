@@ -97,8 +97,7 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
             vecs = torch.nn.functional.normalize(vecs, dim=1).numpy()
             write_table(tmp, side, table.ids, vecs, meta["model_dir"], model.cfg.dim)
         write_lookups(workdir, tmp)
-        readded, superseded = readd_movies(out, tmp, model, tokenizer, dev,
-                                           ingest_cfg,
+        readded, superseded = readd_movies(out, tmp, model, tokenizer, dev, ingest_cfg,
                                            batch_size, precision, meta["model_dir"])
         artifacts.write_manifest(tmp, artifacts.EMBEDDINGS_DIR, artifacts.EMBEDDINGS_FORMAT,
                                  model_dir=meta["model_dir"], dim=model.cfg.dim,

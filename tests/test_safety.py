@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,13 @@ def one_line_error(result, *, code: int = 1) -> str:
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def edit_json(path: Path, edit: Callable[[dict], object]) -> None:
+    """Rewrite a workspace's JSON file as a hand edit would: `edit` changes it in place."""
+    value = json.loads(path.read_text())
+    edit(value)
+    path.write_text(json.dumps(value))
 
 
 @pytest.fixture(scope="module")
@@ -303,9 +311,8 @@ def test_a_model_folder_without_its_tokenizer_is_an_error(ws: Path):
 
 
 def test_a_different_tokenizer_is_an_error(ws: Path):
-    config = json.loads((ws / "model" / "config.json").read_text())
-    config["tokenizer_check"] = [101, 7, 102]  # not what this tokenizer gives
-    (ws / "model" / "config.json").write_text(json.dumps(config))
+    # not what this tokenizer gives
+    edit_json(ws / "model" / "config.json", lambda c: c.update(tokenizer_check=[101, 7, 102]))
     from tagrec_cli.towers.model import load_model
     from tagrec_cli.towers.npbert import load_tower
 
@@ -729,19 +736,27 @@ EMBED = ["embed", "--device", "cpu"]
 EVALUATE = ["evaluate", "--baselines", "popular", "--validation-only"]  # reads the settings
 
 
+NOT_OURS = "was not written by this tagrec, or is damaged"
+
+
 @pytest.mark.parametrize("edit, why, commands", [
-    (lambda c: c["model"].update(newthing=1), "an unknown setting 'newthing'", [EMBED, EVALUATE]),
-    (lambda c: c["model"].update(dim="8"), "dim is '8'", [EMBED, EVALUATE]),
-    (lambda c: c.pop("encoder_config"), "no usable encoder_config", [EMBED]),
+    (lambda c: c["model"].update(newthing=1), f"{NOT_OURS} (an unknown setting 'newthing')",
+     [EMBED, EVALUATE]),
+    (lambda c: c["model"].update(dim="8"), f"{NOT_OURS} (dim is '8')", [EMBED, EVALUATE]),
+    (lambda c: c.pop("encoder_config"), "has no usable encoder_config (KeyError)", [EMBED]),
+    # damaged by hand: each was a traceback inside embed
+    (lambda c: c.update(data=None), "is damaged (data is 'None')", [EMBED]),
+    (lambda c: c.update(tokenizer_check=-5), "is damaged (tokenizer_check is '-5')", [EMBED]),
+    (lambda c: c["model"].update(id_rows=-5), f"{NOT_OURS} (id_rows must be >= 0)", [EMBED]),
 ])
 def test_a_model_config_from_another_version_is_one_line(ws: Path, edit, why, commands):
     path = ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG
-    config = json.loads(path.read_text())
-    edit(config)
-    path.write_text(json.dumps(config))
+    edit_json(path, edit)
+    before = snapshot(ws)
     for args in commands:
         line = one_line_error(invoke(args, ws))
-        assert str(path) in line and why in line and "re-run `tagrec train`" in line, line
+        assert line == f"Error: {path} {why} — re-run `tagrec train`", line
+        assert snapshot(ws) == before
 
 
 def test_max_length_beyond_what_the_encoder_reads_is_one_line(ws: Path, tiny_bert: Path,
@@ -873,6 +888,10 @@ def test_an_evaluation_that_scores_nobody_is_an_error(tmp_path: Path):
     assert "no user has a validation rating >= 4, so nothing was scored" in one_line_error(r)
 
 
+BAD_INGEST_SETTINGS = ("Error: the ingest settings recorded in the workspace are not ones this "
+                       "tagrec can use (")
+
+
 @pytest.mark.parametrize("change", [{"like_threshold": 7}, {"max_tags": "abc"},
                                     {"with_title": "no"}, {"seed": -5}])
 def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
@@ -880,14 +899,10 @@ def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
     # an older tagrec's out-of-range setting, or a damaged manifest: one line that says
     # what to re-run, not a range message about an option this command lacks or a TypeError
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
-    manifest = ws / "embeddings" / "manifest.json"
-    recorded = json.loads(manifest.read_text())
-    recorded["ingest_settings"].update(change)
-    manifest.write_text(json.dumps(recorded))
+    edit_json(ws / "embeddings" / "manifest.json", lambda m: m["ingest_settings"].update(change))
     for args in (["recommend", "--tags", "heist"], ["similar", "--movie", "1"]):
         message = one_line_error(invoke(args, ws))
-        assert message.startswith("Error: the ingest settings recorded in the workspace are "
-                                  "not ones this tagrec can use ("), message
+        assert message.startswith(BAD_INGEST_SETTINGS), message
         assert message.endswith("— re-run `tagrec ingest`")
 
 
@@ -896,14 +911,11 @@ def test_training_settings_a_model_recorded_badly_are_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, training):
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
     path = ws / "model" / "config.json"
-    config = json.loads(path.read_text())
-    config["training"] = training if isinstance(training, str) else {**config["training"],
-                                                                     **training}
-    path.write_text(json.dumps(config))
+    edit_json(path, lambda c: c.update(training=training if isinstance(training, str) else
+                                       {**c["training"], **training}))
     before = snapshot(ws)
     message = one_line_error(invoke(["evaluate", "--validation-only"], ws))
-    assert message.startswith(f"Error: {path} was not written by this tagrec, or is "
-                              "damaged ("), message
+    assert message.startswith(f"Error: {path} {NOT_OURS} ("), message
     assert message.endswith("— re-run `tagrec train`")
     assert snapshot(ws) == before
 
@@ -914,16 +926,13 @@ def test_train_and_embed_check_the_ingest_settings_before_any_work(
     # embed used to read like_threshold raw (a string: a polars traceback after encoding),
     # train read side_features raw (the string "no" counted as true)
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
-    manifest = ws / "ingest" / "manifest.json"
-    recorded = json.loads(manifest.read_text())
-    recorded["settings"] = None if change is None else {**recorded["settings"], **change}
-    manifest.write_text(json.dumps(recorded))
+    edit_json(ws / "ingest" / "manifest.json", lambda m: m.update(
+        settings=None if change is None else {**m["settings"], **change}))
     before = snapshot(ws)
     for args in (["embed", "--device", "cpu"],
                  ["train", "--model", str(tiny_bert), "--device", "cpu", "--epochs", "1"]):
         message = one_line_error(invoke(args, ws))
-        assert message.startswith("Error: the ingest settings recorded in the workspace are "
-                                  "not ones this tagrec can use ("), (args, message)
+        assert message.startswith(BAD_INGEST_SETTINGS), (args, message)
         assert message.endswith("— re-run `tagrec ingest`")
         assert snapshot(ws) == before
 
@@ -943,12 +952,7 @@ def test_a_manifest_field_of_another_type_is_one_line(
     # each of these was a TypeError/KeyError traceback deep inside the command
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
     path = ws / file / "manifest.json"
-    manifest = json.loads(path.read_text())
-    if value == "deleted":
-        del manifest[key]
-    else:
-        manifest[key] = value
-    path.write_text(json.dumps(manifest))
+    edit_json(path, lambda m: m.pop(key) if value == "deleted" else m.update({key: value}))
     before = snapshot(ws)
     message = one_line_error(invoke(args, ws))
     assert message.startswith(f"Error: {path} is damaged ({key} is "), message
@@ -967,25 +971,4 @@ def test_a_damaged_tokenizer_file_is_one_line(embedded_sample_refit_300pairs_dim
     message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
     assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt ("), \
         message
-    assert snapshot(ws) == before
-
-
-@pytest.mark.parametrize("key, value, why", [
-    ("data", None, "is damaged (data is 'None')"),
-    ("tokenizer_check", -5, "is damaged (tokenizer_check is '-5')"),
-    ("model", "id_rows", "was not written by this tagrec, or is damaged (id_rows must be >= 0)"),
-])
-def test_a_damaged_model_config_is_one_line(embedded_sample_refit_300pairs_dim16,
-                                            copy_workspace, key, value, why):
-    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
-    path = ws / "model" / "config.json"
-    config = json.loads(path.read_text())
-    if key == "model":
-        config["model"]["id_rows"] = -5
-    else:
-        config[key] = value
-    path.write_text(json.dumps(config))
-    before = snapshot(ws)
-    message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
-    assert message == f"Error: {path} {why} — re-run `tagrec train`", message
     assert snapshot(ws) == before
