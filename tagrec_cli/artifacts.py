@@ -22,12 +22,12 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tagrec_cli import __version__
-from tagrec_cli.config import of_types
+from tagrec_cli import __version__, features
+from tagrec_cli.config import PRECISIONS, of_types
 from tagrec_cli.errors import ArtifactError, TagrecError
 
 DEFAULT_WORKDIR = Path("tagrec-workspace")
@@ -78,7 +78,17 @@ MANIFEST_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
                      "movies": ((int,), False), "popularity_prior": ((dict, NONE), False),
                      "precision": ((str,), False), "ingest_key": ((str, NONE), False)},
     MODEL_DIR: {"data": ((dict,), False), "tokenizer_check": ((list,), False),
-                "encoder_config": ((dict,), False)},
+                "encoder_config": ((dict,), False), "model": ((dict,), False),
+                "training": ((dict,), False), "best_epoch": ((int,), False),
+                "interrupted": ((bool,), False)},
+}
+# Fields whose values, not only types, readers rely on: key -> what is wrong with a value
+# of the right type, or None.
+MANIFEST_VALUES: dict[str, dict[str, Callable[[Any], str | None]]] = {
+    INGEST_DIR: {"feature_stats": lambda v: None if v is None else features.stats_problem(v)},
+    EMBEDDINGS_DIR: {"precision": lambda v: None if v in PRECISIONS else
+                     f"{str(v)[:40]!r} is none of {', '.join(PRECISIONS)}"},
+    MODEL_DIR: {"best_epoch": lambda v: None if v >= 1 else f"{v} is not >= 1"},
 }
 
 
@@ -316,17 +326,32 @@ def read_manifest(workdir: Path, folder_name: str, version: int, name: str = MAN
     if found < min_version:
         raise ArtifactError(f"{folder} was made by an older tagrec (format {found}) — "
                             f"re-run `{maker}`")
+    rules = MANIFEST_VALUES.get(kind, {})
     for key, (types, required) in MANIFEST_FIELDS.get(kind, {}).items():
         value = manifest.get(key)
-        if (key in manifest or required) and not of_types(value, types):
-            raise ArtifactError(f"{path} is damaged ({key} is {str(value)[:40]!r}) — re-run "
-                                f"`{maker}`")
+        if not (key in manifest or required):
+            continue
+        problem = (f"is {str(value)[:40]!r}" if not of_types(value, types)
+                   else (rules[key](value) if key in rules else None))
+        if problem:
+            raise ArtifactError(f"{path} is damaged ({key} {problem}) — re-run `{maker}`")
     return manifest
 
 
 def ingest_manifest(workdir: Path) -> dict[str, Any]:
-    """The checked manifest of ingest/."""
-    return read_manifest(workdir, INGEST_DIR, INGEST_FORMAT)
+    """The checked manifest of ingest/. Two fields must be there when its settings call for
+    them: the side features' constants, and, for an ingest that left out a second share of
+    new users (evaluate's validation stage), which users are scored (without the list, the
+    test stage's new users would be scored on validation)."""
+    manifest = read_manifest(workdir, INGEST_DIR, INGEST_FORMAT)
+    settings = manifest.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    for key, needed in (("feature_stats", settings.get("side_features")),
+                        ("scored_new_users", settings.get("valid_new_users"))):
+        if needed and manifest.get(key) is None:
+            raise ArtifactError(f"{Path(workdir) / INGEST_DIR / MANIFEST} is damaged (no "
+                                f"{key}) — re-run `tagrec ingest`")
+    return manifest
 
 
 def sibling_path(workdir: Path, path: Path) -> str:

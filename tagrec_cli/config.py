@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 
 from tagrec_cli.errors import ArtifactError, SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
+from tagrec_cli.features import stats_problem
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
 MAX_SEED = 2**32 - 1  # what every generator seeded here takes (numpy, torch, polars)
@@ -172,7 +173,7 @@ class IngestConfig:
             "pairs_per_class must be >= 0": self.pairs_per_class >= 0,
             "train_share must be in (0, 1]": 0 < self.train_share <= 1,
             "chunk_users must be >= 1": self.chunk_users >= 1,
-            "seed must be >= 0": self.seed >= 0,
+            f"seed must be in [0, {MAX_SEED}]": 0 <= self.seed <= MAX_SEED,
             f"liked_rating and like_threshold must be on the rating scale ({MIN_RATING:g}-"
             f"{MAX_RATING:g}), or every rating falls on one side":
                 on_scale(self.liked_rating) and on_scale(self.like_threshold),
@@ -237,7 +238,9 @@ class ModelConfig:
             "dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
             "popularity_prior and prior_shrink must be >= 0":
                 self.popularity_prior >= 0 and self.prior_shrink >= 0,
-            "id_rows must be >= 0": self.id_rows >= 0})
+            "id_rows must be >= 0": self.id_rows >= 0,
+            "features must be None or the side features' constants as ingest records them":
+                self.features is None or stats_problem(self.features) is None})
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,18 @@ class TrainConfig:
         _check(self, {
             "epochs and batch_size must be >= 1": self.epochs >= 1 and self.batch_size >= 1,
             "max_steps must be >= 0": self.max_steps >= 0,
-            "warmup must be in [0, 1)": 0 <= self.warmup < 1})
+            "warmup must be in [0, 1)": 0 <= self.warmup < 1,
+            # a negative rate or decay trains away from the objective without a word
+            "lr, head_lr and weight_decay must be >= 0":
+                min(self.lr, self.head_lr, self.weight_decay) >= 0,
+            "temperature and bce_temperature must be > 0":
+                self.temperature > 0 and self.bce_temperature > 0,
+            "bce_weight must be >= 0": self.bce_weight >= 0,
+            "margin must be in [-1, 1]": -1 <= self.margin <= 1,
+            f"seed must be in [0, {MAX_SEED}]": 0 <= self.seed <= MAX_SEED,
+            "length_groups and eval_batch_size must be >= 1":
+                self.length_groups >= 1 and self.eval_batch_size >= 1})
+        _choice("device", self.device, DEVICES)
         _choice("loss", self.loss, LOSSES)
         _check(self, {
             f"positive_rating must be on the rating scale ({MIN_RATING:g}-{MAX_RATING:g}), "

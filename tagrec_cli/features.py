@@ -32,6 +32,7 @@ SHRINK = 5.0  # pseudo-ratings at the global mean
 SCALE = 3.0
 YEAR_ORIGIN, YEAR_SPAN = 1990.0, 20.0  # year 1990 -> 0, 2010 -> 1 (before SCALE)
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+STATS = ("mean_rating", "dislike_share", "log_max_movie", "log_max_user", "last_year")
 
 
 def global_stats(ratings: np.ndarray, like_threshold: float, max_movie_ratings: int,
@@ -43,6 +44,22 @@ def global_stats(ratings: np.ndarray, like_threshold: float, max_movie_ratings: 
             "log_max_movie": math.log1p(max(max_movie_ratings, 1)),
             "log_max_user": math.log1p(max(max_user_ratings, 1)),
             "last_year": _year(last_timestamp)}
+
+
+def stats_problem(stats: object) -> str | None:
+    """What is wrong with `stats` read back from a file (global_stats' keys, each a finite
+    number, the log maxima > 0 since they divide), or None.
+
+    Example: stats_problem({**good, "log_max_user": 0}) -> "has log_max_user 0"
+    """
+    if not isinstance(stats, dict) or set(stats) != set(STATS):
+        return f"has not the keys {', '.join(STATS)}"
+    for key in STATS:
+        value = stats[key]
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or (key.startswith("log_max") and value <= 0)):
+            return f"has {key} {str(value)[:40]!r}"
+    return None
 
 
 def _year(timestamp: Any) -> Any:

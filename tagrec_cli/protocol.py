@@ -128,7 +128,7 @@ def stage_model(folder: Path, model: ModelConfig, training: TrainConfig, say: Sa
     same = (config is not None and config.get("data", {}).get("ingest_key") == ingest_key
             and not config.get("interrupted", False)  # a cut-short stage is trained again
             and config.get("training") == asdict(training)
-            and {**config["model"], "features": None, "id_rows": 0}
+            and {**config.get("model", {}), "features": None, "id_rows": 0}
             == asdict(replace(model, features=None, id_rows=0)))
     if not same:
         say(f"{folder.name}: train ({training.epochs} epochs)")

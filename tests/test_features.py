@@ -30,6 +30,18 @@ def tiny(ml_tiny_dir: Path, tmp_path: Path) -> Path:
     return tmp_path / "ingest"
 
 
+def test_stats_problem_names_what_is_wrong_with_constants_read_back(tiny: Path) -> None:
+    stats = json.loads((tiny / "manifest.json").read_text())["feature_stats"]
+    assert set(stats) == set(features.STATS)
+    assert features.stats_problem(stats) is None
+    assert features.stats_problem("x") == f"has not the keys {', '.join(features.STATS)}"
+    assert features.stats_problem({k: v for k, v in stats.items() if k != "last_year"}) \
+        .startswith("has not the keys")
+    for key, bad in [("log_max_user", 0), ("log_max_movie", -1.0), ("mean_rating", "x"),
+                     ("dislike_share", True), ("last_year", float("nan"))]:
+        assert features.stats_problem({**stats, key: bad}) == f"has {key} {str(bad)!r}"
+
+
 def test_default_documents_have_title_year_genres_and_no_rating_word(tiny: Path) -> None:
     docs = dict(pl.read_parquet(tiny / "movies.parquet").select("movieId", "document")
                 .iter_rows())

@@ -748,6 +748,14 @@ NOT_OURS = "was not written by this tagrec, or is damaged"
     (lambda c: c.update(data=None), "is damaged (data is 'None')", [EMBED]),
     (lambda c: c.update(tokenizer_check=-5), "is damaged (tokenizer_check is '-5')", [EMBED]),
     (lambda c: c["model"].update(id_rows=-5), f"{NOT_OURS} (id_rows must be >= 0)", [EMBED]),
+    (lambda c: c["model"]["features"].update(log_max_movie=0),
+     f"{NOT_OURS} (features must be None or the side features' constants as ingest records "
+     "them)", [EMBED]),
+    (lambda c: c.update(best_epoch=0), "is damaged (best_epoch 0 is not >= 1)", [EMBED]),
+    (lambda c: c.update(model="x"), "is damaged (model is 'x')", [EMBED]),
+    # transformers' and torch's own errors, each a traceback before
+    (lambda c: c["encoder_config"].update(hidden_size=-5),
+     "has no usable encoder_config (RuntimeError)", [EMBED]),
 ])
 def test_a_model_config_from_another_version_is_one_line(ws: Path, edit, why, commands):
     path = ws / artifacts.MODEL_DIR / artifacts.MODEL_CONFIG
@@ -906,7 +914,11 @@ def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
         assert message.endswith("— re-run `tagrec ingest`")
 
 
-@pytest.mark.parametrize("training", [{"epochs": 0}, {"lr": "fast"}, "damaged"])
+@pytest.mark.parametrize("training", [
+    {"epochs": 0}, {"lr": "fast"}, "damaged",
+    # accepted before: the first two trained without a word, the others were torch's
+    # tracebacks minutes into the run
+    {"lr": -1e-3}, {"temperature": 0.0}, {"device": "x"}, {"seed": -5}, {"weight_decay": -1.0}])
 def test_training_settings_a_model_recorded_badly_are_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, training):
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
@@ -915,7 +927,8 @@ def test_training_settings_a_model_recorded_badly_are_one_line(
                                        {**c["training"], **training}))
     before = snapshot(ws)
     message = one_line_error(invoke(["evaluate", "--validation-only"], ws))
-    assert message.startswith(f"Error: {path} {NOT_OURS} ("), message
+    assert message.startswith((f"Error: {path} {NOT_OURS} (",
+                               f"Error: {path} is damaged (training is ")), message
     assert message.endswith("— re-run `tagrec train`")
     assert snapshot(ws) == before
 
@@ -946,6 +959,10 @@ def test_train_and_embed_check_the_ingest_settings_before_any_work(
     ("embeddings", "popularity_prior", {"strength": "x", "shrink": 10}, ["similar", "--movie",
                                                                           "1"]),
     ("embeddings", "popularity_prior", {"strength": 0.05}, ["recommend", "--user", "1"]),
+    # of the right type, but a value no reader can use
+    ("ingest", "feature_stats", {"mean_rating": 3.5}, ["embed", "--device", "cpu"]),
+    ("ingest", "feature_stats", None, ["embed", "--device", "cpu"]),  # side features are on
+    ("embeddings", "precision", "x", ["recommend", "--user", "1"]),
 ])
 def test_a_manifest_field_of_another_type_is_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, file, key, value, args):
@@ -955,20 +972,46 @@ def test_a_manifest_field_of_another_type_is_one_line(
     edit_json(path, lambda m: m.pop(key) if value == "deleted" else m.update({key: value}))
     before = snapshot(ws)
     message = one_line_error(invoke(args, ws))
-    assert message.startswith(f"Error: {path} is damaged ({key} is "), message
+    assert message.startswith(f"Error: {path} is damaged ({key} ") or message == (
+        f"Error: {path} is damaged (no {key}) — re-run `tagrec ingest`"), message
     assert message.endswith(f"— re-run `tagrec {file.replace('embeddings', 'embed')}`")
     assert snapshot(ws) == before
 
 
-@pytest.mark.parametrize("name, text", [("tokenizer_config.json", "[]"),
-                                        ("tokenizer.json", "{}")])
+@pytest.mark.parametrize("name, damage", [
+    ("tokenizer_config.json", lambda p: p.write_text("[]")),
+    ("tokenizer.json", lambda p: p.write_text("{}")),
+    # read without complaint, a TypeError when the tokenizer is first called
+    ("tokenizer_config.json", lambda p: edit_json(p, lambda c: c.update(model_max_length="x"))),
+])
 def test_a_damaged_tokenizer_file_is_one_line(embedded_sample_refit_300pairs_dim16,
-                                              copy_workspace, name, text):
-    # transformers read them into an AttributeError / KeyError traceback
+                                              copy_workspace, name, damage):
+    # transformers read them into an AttributeError / KeyError / TypeError traceback
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
-    (ws / "model" / name).write_text(text)
+    damage(ws / "model" / name)
     before = snapshot(ws)
     message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
     assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt ("), \
         message
     assert snapshot(ws) == before
+
+
+def test_a_validation_stage_without_its_scored_new_users_is_ingested_again(
+        embedded_sample_refit_300pairs_dim16, copy_workspace):
+    # Without the list, evaluate's validation stage scored every left-out user: the test
+    # stage's new users among them, on which nothing may be chosen.
+    from tagrec_cli.errors import ArtifactError
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    args = ["evaluate", "--baselines", "popular", "--baselines-only", "--validation-only"]
+    assert invoke(args, ws).exit_code == 0
+    stage = ws / artifacts.EVALUATE_DIR / artifacts.EVALUATE_STAGE["valid"]
+    path = stage / artifacts.INGEST_DIR / artifacts.MANIFEST
+    scored = json.loads(path.read_text())["scored_new_users"]
+    assert scored
+    edit_json(path, lambda m: m.pop("scored_new_users"))
+    with pytest.raises(ArtifactError, match=r"is damaged \(no scored_new_users\)"):
+        artifacts.ingest_manifest(stage)
+    r = invoke(args, ws)
+    assert r.exit_code == 0, r.output
+    assert json.loads(path.read_text())["scored_new_users"] == scored  # ingested again

@@ -188,12 +188,18 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
     _quiet_transformers()
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    try:
+        from huggingface_hub.errors import StrictDataclassError as strict
+    except ImportError:  # an older huggingface_hub checks no config types
+        strict = ValueError
     folder = Path(folder)
     config = artifacts.read_model_config(folder)
     model_cfg = ModelConfig.from_saved(config.get("model"), str(folder / artifacts.MODEL_CONFIG))
     try:
         encoder = AutoModel.from_config(AutoConfig.for_model(**dict(config["encoder_config"])))
-    except (KeyError, TypeError, ValueError) as exc:
+    # (transformers checks a config's field types with huggingface_hub's strict dataclasses;
+    # torch refuses a negative size)
+    except (KeyError, TypeError, ValueError, RuntimeError, strict) as exc:
         raise ArtifactError(f"{folder / artifacts.MODEL_CONFIG} has no usable encoder_config "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
     model = TwoTower(encoder, model_cfg)
@@ -201,15 +207,16 @@ def load_model(folder: Path, device: str = "cpu") -> tuple[TwoTower, Any, dict[s
         state = load_file(str(folder / artifacts.MODEL_WEIGHTS))
         model.load_state_dict(state)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        ids = probe_ids(tokenizer) if getattr(tokenizer, "is_fast", False) else None
     # (transformers reads a damaged tokenizer.json or tokenizer_config.json into KeyErrors,
-    # TypeErrors and AttributeErrors)
+    # TypeErrors and AttributeErrors, some only when the tokenizer is first called)
     except (OSError, RuntimeError, ValueError, SafetensorError, KeyError, TypeError,
             AttributeError) as exc:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt ({exc.__class__.__name__})"
                             " — re-run `tagrec train`") from None
-    if not getattr(tokenizer, "is_fast", False):
+    if ids is None:
         raise ArtifactError(f"model in {folder} has no fast tokenizer — re-run `tagrec train`")
-    artifacts.check_tokenizer(folder, config, probe_ids(tokenizer))
+    artifacts.check_tokenizer(folder, config, ids)
     return model.to(device).eval(), tokenizer, config
 
 
