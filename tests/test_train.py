@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tagrec_cli.train.batches import budget_schedule, epoch_batches, lr_factor
+from tagrec_cli.train.batches import Schedule, epoch_batches, lr_factor
 
 
 def test_epoch_batches_cover_every_pair_once_and_group_users():
@@ -23,20 +23,34 @@ def test_epoch_batches_cover_every_pair_once_and_group_users():
     assert np.mean([len(np.unique(users[b])) for b in plain]) > 5
 
 
-def test_budget_schedule_cuts_the_epoch_that_reaches_the_budget():
-    drawn = iter(range(100))
+def test_schedule_cuts_the_epoch_that_reaches_the_budget():
+    def draw(rng):  # an epoch of 3 batches, each a number drawn from the stream
+        return [np.array([rng.integers(1 << 30)]) for _ in range(3)]
 
-    def draw():  # an epoch of 3 batches, each a distinct number
-        return [np.array([next(drawn)]) for _ in range(3)]
-
+    plain = np.random.default_rng(5)  # what drawing every epoch in a row gives
+    expected = [int(b[0]) for _ in range(3) for b in draw(plain)]
     # The example of the docstring: 3 batches an epoch, 10 epochs, budget 7.
-    sched = budget_schedule(10, 7, draw)
-    assert [len(e) for e in sched] == [3, 3, 1]
-    assert [int(b[0]) for e in sched for b in e] == [0, 1, 2, 3, 4, 5, 6]
+    sched = Schedule(10, 7, np.random.default_rng(5), draw)
+    assert [len(sched.epoch(e)) for e in range(len(sched))] == sched.steps == [3, 3, 1]
+    assert [int(b[0]) for e in range(3) for b in sched.epoch(e)] == expected[:7]
     # A budget the epochs do not reach, exactly reached, or none: every epoch whole.
     for budget in (100, 6, 0):
-        drawn = iter(range(100))
-        assert [len(e) for e in budget_schedule(2, budget, draw)] == [3, 3]
+        assert Schedule(2, budget, np.random.default_rng(5), draw).steps == [3, 3]
+
+
+def test_schedule_draws_each_epoch_again_as_a_run_of_draws_would():
+    # grouped epochs (their batch count depends on the draw), in any order, with a share
+    users = np.repeat(np.arange(40), np.random.default_rng(1).integers(1, 9, 40))
+
+    def draw(rng):
+        return epoch_batches(users, 16, rng, group_by_user=True)
+
+    plain = np.random.default_rng(3)
+    epochs = [draw(plain)[::2] for _ in range(4)]  # keep: every other batch
+    sched = Schedule(4, 0, np.random.default_rng(3), draw, keep=lambda b: b[::2])
+    assert sched.steps == [len(e) for e in epochs]
+    for e in (2, 0, 3, 1, 2):
+        assert all(np.array_equal(a, b) for a, b in zip(sched.epoch(e), epochs[e], strict=True))
 
 
 def test_lr_factor_warms_up_then_decays():

@@ -47,24 +47,47 @@ def softmax_positives(cfg: TrainConfig, labels: np.ndarray, ratings: np.ndarray)
     return (labels > 0) & (ratings >= threshold)
 
 
-def budget_schedule(epochs: int, max_steps: int,
-                    draw: Callable[[], list[np.ndarray]]) -> list[list[np.ndarray]]:
-    """Each epoch's batches (draw() gives one epoch's), `epochs` of them or fewer: with a
-    budget of max_steps batches (0 = none) the epoch that reaches it is cut short there and
-    no later one is drawn. An epoch drawn is drawn whole from the stream, so the batches of
-    a run the budget does not touch are those of a run without one.
+class Schedule:
+    """Each epoch's batches, `epochs` of them or fewer: with a budget of max_steps batches
+    (0 = none) the epoch that reaches it is cut short there and no later one is run. An
+    epoch is drawn whole from the stream, so the batches of a run the budget does not touch
+    are those of a run without one.
+
+    draw(rng) gives one epoch's batches; keep(batches) this process's share (distributed.shard).
+    Every epoch is drawn once here, to count its batches (the learning-rate schedule needs the
+    total, and a grouped epoch's count depends on its draw), and kept only as the stream's
+    state before it; epoch(e) draws it again from that state. So a run holds the epoch being
+    planned, not all of them: 10 epochs of MovieLens-25M's 28M pairs are 2.3 GB of indices.
     Example: 3 batches an epoch, 10 epochs, max_steps 7 -> epochs of 3, 3 and 1 batches
     """
-    schedule, left = [], max_steps or None
-    for _ in range(epochs):
-        batches = draw()
-        if left is not None:
-            batches = batches[:left]
-            left -= len(batches)
-        schedule.append(batches)
-        if left == 0:
-            break
-    return schedule
+
+    def __init__(self, epochs: int, max_steps: int, rng: np.random.Generator,
+                 draw: Callable[[np.random.Generator], list[np.ndarray]],
+                 keep: Callable[[list], list] = lambda batches: batches) -> None:
+        self.draw, self.keep = draw, keep
+        self.states: list[dict] = []  # the bit generator's state before each epoch's draw
+        self.cut: list[int] = []  # batches of each epoch's draw that run, before keep
+        left = max_steps or None
+        for _ in range(epochs):
+            self.states.append(rng.bit_generator.state)  # a fresh dict: a copy
+            n = len(draw(rng))
+            if left is not None:
+                n = min(n, left)
+                left -= n
+            self.cut.append(n)
+            if left == 0:
+                break
+        # this process's steps per epoch (keep may refuse: too few batches to share)
+        self.steps = [len(keep(list(range(n)))) for n in self.cut]
+
+    def __len__(self) -> int:
+        return len(self.cut)
+
+    def epoch(self, index: int) -> list[np.ndarray]:
+        """This process's batches of epoch `index` (0-based), as the first draw gave them."""
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = self.states[index]
+        return self.keep(self.draw(rng)[:self.cut[index]])
 
 
 def epoch_batches(user_rows: np.ndarray, batch_size: int, rng: np.random.Generator,

@@ -57,7 +57,7 @@ from tagrec_cli.towers.tokens import TokenTable, token_tables
 from tagrec_cli.train import distributed, prefix
 from tagrec_cli.train.batches import (
     Pairs,
-    budget_schedule,
+    Schedule,
     epoch_batches,
     load_pairs,
     lr_factor,
@@ -111,7 +111,7 @@ class Run:
     towers: nn.Module | None = None  # BatchTowers, DDP-wrapped under torchrun
     bce_bias: torch.Tensor | None = None
     optimizer: torch.optim.Optimizer | None = None
-    schedule: list[list[np.ndarray]] = field(default_factory=list)  # per epoch, its batches
+    schedule: Schedule | None = None  # per epoch, its batches (drawn when planned)
     planner: Planner | None = None  # the epochs' plans, made one epoch ahead
     tokens: dict[str, DeviceTokens] | None = None  # fine-tuning: the token tables on the device
     log_q: np.ndarray | None = None  # (n_movies,) softmax popularity correction
@@ -371,9 +371,10 @@ def optimise(run: Run) -> None:
     # The same seed on every rank: all cut the same batches, then each keeps its own share.
     rng = np.random.default_rng(cfg.seed)
     # The budget counts the batches before they are shared out: N processes run max_steps / N.
-    run.schedule = [distributed.shard(dist, batches) for batches in budget_schedule(
-        cfg.epochs, cfg.max_steps,
-        lambda: epoch_batches(train.user_rows, cfg.batch_size, rng, cfg.group_by_user))]
+    run.schedule = Schedule(
+        cfg.epochs, cfg.max_steps, rng,
+        lambda gen: epoch_batches(train.user_rows, cfg.batch_size, gen, cfg.group_by_user),
+        lambda batches: distributed.shard(dist, batches))
     if cfg.loss in ("softmax", "hybrid") and cfg.log_q:
         # q: how often a movie is a candidate, i.e. its share of the pairs the candidates
         # come from (every pair for "softmax", the positives for "hybrid").
@@ -392,7 +393,7 @@ def optimise(run: Run) -> None:
         run.tokens = {side: DeviceTokens.of(table, run.device)
                       for side, table in run.tables.items()}
         lengths = {side: table.lengths for side, table in run.tables.items()}
-    run.planner = Planner(lambda epoch: plan_epoch(cfg, train, run.schedule[epoch - 1],
+    run.planner = Planner(lambda epoch: plan_epoch(cfg, train, run.schedule.epoch(epoch - 1),
                                                    lengths, run.log_q, run.unrated_rng),
                           len(run.schedule))
 
@@ -409,7 +410,7 @@ def train_epoch(run: Run, epoch: int, step: int, on_step: OnStep | None,
     if cfg.loss == "softmax":  # without a positive on any rank, a step has no target
         skip = ~distributed.any_rank(dist, plan.has_target)
     feed = Feed(plan, run.device, skip, run.tokens, run.device_liked)
-    total_steps = sum(len(b) for b in run.schedule)
+    total_steps = sum(run.schedule.steps)
     # The losses add up on the device; they are read (a sync) only every log_every steps
     # and at the epoch's end. `shown` is the mean loss since the previous read.
     loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
