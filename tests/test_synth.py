@@ -11,7 +11,15 @@ import polars as pl
 import pytest
 
 from tagrec_cli.datasets import synth
-from tagrec_cli.datasets.synth import GENRES, NO_GENRES, TAG_THEMES, THEMES, generate_movielens
+from tagrec_cli.datasets.synth import (
+    GENRES,
+    NO_GENRES,
+    TAG_THEMES,
+    THEMES,
+    generate_movielens,
+    lexicon,
+    world,
+)
 
 FILES = ("movies.csv", "ratings.csv", "tags.csv")
 HEADERS = {
@@ -213,7 +221,7 @@ def test_tags_vocabulary_timing_and_messiness(default_tables: dict[str, pl.DataF
 
 
 def test_vocabulary_names_each_theme_once() -> None:
-    strings, groups, weights = synth._vocabulary()
+    strings, groups, weights = lexicon.tag_vocabulary()
     assert len(strings) == len(groups) == len(weights) and (weights > 0).all()
     n_base = sum(len(tags) for _, tags in THEMES.values())
     assert len(TAG_THEMES) == n_base  # no normalised tag in two themes
@@ -222,12 +230,12 @@ def test_vocabulary_names_each_theme_once() -> None:
 
 
 def test_long_tail_vocabulary_is_large_and_distinct_from_the_theme_vocabulary() -> None:
-    size = int(synth._block_sizes().sum())
-    strings = synth._long_tail_strings(np.arange(size))
+    size = int(lexicon._block_sizes().sum())
+    strings = lexicon._long_tail_strings(np.arange(size))
     assert size > 300_000 and strings.null_count() == 0
     normalised = strings.str.strip_chars().str.to_lowercase()
     assert normalised.n_unique() == size  # every code is its own tag, in any spelling
-    base = {x.strip().lower() for x in synth._vocabulary()[0]}
+    base = {x.strip().lower() for x in lexicon.tag_vocabulary()[0]}
     assert not base & set(normalised.to_list())
     assert (strings.str.strip_chars() == strings).all() and (strings.str.len_chars() > 2).all()
 
@@ -244,10 +252,10 @@ def test_tags_have_a_long_tail(default_tables: dict[str, pl.DataFrame]) -> None:
 
 
 def test_long_tail_grows_with_the_data_and_keeps_the_theme_signal() -> None:
-    small, big = synth._simulate(600, 1500, 42, 80.0, None), synth._simulate(3000, 3000, 42,
+    small, big = world.simulate(600, 1500, 42, 80.0, None), world.simulate(3000, 3000, 42,
                                                                                80.0, None)
 
-    def stats(w: synth._World) -> tuple[int, int]:
+    def stats(w: world.World) -> tuple[int, int]:
         norm = w.tags["tag"].str.strip_chars().str.to_lowercase()
         per_movie = w.tags.with_columns(norm=norm).group_by("movieId").agg(
             pl.col("norm").n_unique())["norm"]
@@ -333,7 +341,7 @@ def test_structure_is_learnable_from_files_alone(default_tables: dict[str, pl.Da
 
 
 def test_ratings_follow_latent_theme_taste() -> None:
-    w = synth._simulate(600, 1500, 42, 80.0, None)
+    w = world.simulate(600, 1500, 42, 80.0, None)
     index = {int(x): i for i, x in enumerate(w.movie_ids)}
     m = np.array([index[x] for x in w.ratings["movieId"].to_list()])
     u = w.ratings["userId"].to_numpy() - 1
