@@ -93,7 +93,14 @@ MANIFEST_VALUES: dict[str, dict[str, Callable[[Any], str | None]]] = {
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    """Whether a process with this id exists (signal 0 checks without sending anything).
+
+    Only a positive id names one process: kill(0) and kill(-1) ask about a whole group or
+    every process (so they always "succeed"), and an id past C's int is an OverflowError;
+    read from a damaged file, such an id names no writer.
+    """
+    if not 0 < pid < 2**31:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

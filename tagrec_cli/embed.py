@@ -244,10 +244,16 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     unless its CSV was added with --replace (kept_name): the user asked for theirs to win.
     Returns how many movies were added (not counting replaced ones), and the ids of those
     whose ingest row won (for a note: the CSV stays in added/)."""
-    kept = sorted((Path(folder) / ADDED_DIR).glob("*.csv"))
-    if not kept:
+    added_dir = Path(folder) / ADDED_DIR
+    kept = sorted(added_dir.glob("*.csv"))
+    others = [p for p in added_dir.iterdir() if p not in kept] if added_dir.is_dir() else []
+    if not kept and not others:
         return 0, []
     (tmp / ADDED_DIR).mkdir()
+    for path in others:  # not a CSV: not read, but the user's, so not dropped either
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, tmp / ADDED_DIR / path.name)
+    if not kept:
+        return 0, []
     table = read_table_file(tmp / artifacts.TABLE_FILE["movie"])  # the one being written
     ids, vecs = table.ids, table.vectors
     in_ingest = set(ids.tolist())

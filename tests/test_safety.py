@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -353,6 +354,18 @@ def test_a_second_writer_waits_for_none_and_fails_in_one_line(ws: Path, sample_d
         holder.wait()
     # its holder is dead now: the next writer breaks the lock and releases its own
     r = invoke(["ingest", "--data", str(sample_dir)], ws)
+    assert r.exit_code == 0, r.output
+    assert not (ws / artifacts.LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("holder", ["-1", "0", "99999999999999999999", "garbage", ""])
+def test_a_lock_holding_no_process_id_is_broken(ws: Path, holder: str):
+    # -1 read as "every process" and 0 as "this group" were always alive: the workspace
+    # stayed locked by "process -1"; a 20-digit id was an OverflowError traceback
+    if holder.lstrip("-").isdigit():
+        assert not artifacts.pid_alive(int(holder))
+    (ws / artifacts.LOCK_FILE).write_text(f"{holder}\n")
+    r = invoke(["clean"], ws)
     assert r.exit_code == 0, r.output
     assert not (ws / artifacts.LOCK_FILE).exists()
 
@@ -1015,3 +1028,126 @@ def test_a_validation_stage_without_its_scored_new_users_is_ingested_again(
     r = invoke(args, ws)
     assert r.exit_code == 0, r.output
     assert json.loads(path.read_text())["scored_new_users"] == scored  # ingested again
+
+
+@pytest.mark.parametrize("table, damage, why", [
+    ("ratings.parquet", lambda d: d.drop("userId"), "no column userId"),
+    ("movies.parquet", lambda d: d.drop("title"), "no column title"),
+    ("users.parquet", lambda d: d.drop("tags"), "no column tags"),
+    ("ratings.parquet", lambda d: d.with_columns(d["movieId"].cast(str)),
+     "column movieId holds str, not int"),
+    ("ratings.parquet", lambda d: d.with_columns(
+        rating=d["rating"].scatter([0, 1], None)), "column rating has 2 nulls"),
+])
+def test_a_damaged_ingest_table_is_one_line(embedded_sample_refit_300pairs_dim16,
+                                            copy_workspace, table, damage, why):
+    # each was a polars ColumnNotFoundError, a KeyError or an InvalidOperationError deep
+    # inside embed (a binary-file fuzz), or a silently different result
+    import polars as pl
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / artifacts.INGEST_DIR / table
+    damage(pl.read_parquet(path)).write_parquet(path)
+    before = snapshot(ws)
+    message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
+    assert message == f"Error: {path} is damaged ({why}) — re-run `tagrec ingest`", message
+    assert snapshot(ws) == before
+
+
+def _edit_tensors(path: Path, edit: Callable[[dict], None]) -> None:
+    """Rewrite a safetensors file with `edit` applied to its arrays (metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata()
+    arrays = load_file(str(path))
+    edit(arrays)
+    save_file(arrays, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("cache, edit", [
+    ("pooled", lambda t: t["movie"].__setitem__(np.flatnonzero(t["movie_done"])[0], np.nan)),
+    ("pooled", lambda t: t.update(movie=t["movie"].astype(np.float16))),
+    ("tokens", lambda t: t.update(movie_offsets=t["movie_offsets"][:-1].copy())),
+    ("tokens", lambda t: t.update(user_ids=t["user_ids"][:-1].copy())),
+])
+def test_a_damaged_cache_is_rebuilt_not_trusted(embedded_sample_refit_300pairs_dim16,
+                                                copy_workspace, cache, edit):
+    # a NaN row went into the tables; a lost row dropped a user from them or was an
+    # IndexError; another dtype a RuntimeError (a binary-file fuzz)
+    from safetensors.numpy import load_file
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    (path,) = (ws / "cache").glob(f"{cache}-*.safetensors")
+    _edit_tensors(path, edit)
+    before = {side: load_file(str(ws / "embeddings" / f"{side}s.safetensors"))
+              for side in ("user", "movie")}
+    r = invoke(["embed", "--device", "cpu"], ws)
+    assert r.exit_code == 0, r.output
+    for side, old in before.items():
+        new = load_file(str(ws / "embeddings" / f"{side}s.safetensors"))
+        assert np.array_equal(new["ids"], old["ids"])
+        assert np.allclose(new["embeddings"], old["embeddings"], atol=1e-5)
+
+
+def test_a_model_that_gives_nan_vectors_writes_no_table(embedded_sample_refit_300pairs_dim16,
+                                                        copy_workspace):
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    _edit_tensors(ws / "model" / "model.safetensors",
+                  lambda t: t["heads.movie.weight"].__setitem__((0, 0), np.nan))
+    before = snapshot(ws)
+    message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
+    assert message.startswith("Error: 1,500 movie vectors to write are not finite numbers"), \
+        message
+    assert snapshot(ws) == before
+
+
+def test_a_full_embed_keeps_what_else_a_user_put_in_added(embedded_sample_refit_300pairs_dim16,
+                                                          copy_workspace):
+    # embed rewrites embeddings/ and used to carry over only the CSVs of added/: a user's
+    # notes there were deleted without a word
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    added = ws / "embeddings" / "added"
+    added.mkdir()
+    (added / "notes.txt").write_text("where these movies came from\n")
+    (added / "old").mkdir()
+    (added / "old" / "batch.csv").write_text("movieId,title,genres,tags\n")
+    r = invoke(["embed", "--device", "cpu"], ws)
+    assert r.exit_code == 0, r.output
+    assert (added / "notes.txt").read_text() == "where these movies came from\n"
+    assert (added / "old" / "batch.csv").is_file()
+
+
+@pytest.mark.parametrize("file, edit, args", [
+    ("embeddings/user_tags.safetensors", lambda t: t.pop("terms.text"),
+     ["recommend", "--user", "1"]),
+    ("embeddings/user_tags.safetensors", lambda t: t.pop("tags.ids"),
+     ["recommend", "--user", "1"]),
+    ("embeddings/user_tags.safetensors",
+     lambda t: t.update({"terms.valid": t["terms.valid"][:-1].copy()}),
+     ["recommend", "--user", "1"]),
+    ("embeddings/seen.safetensors", lambda t: t.pop("movies"), ["recommend", "--user", "1"]),
+])
+def test_a_damaged_embeddings_file_is_one_line(embedded_sample_refit_300pairs_dim16,
+                                               copy_workspace, file, edit, args):
+    # each was a SafetensorError or ValueError traceback once a query read that part
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    _edit_tensors(ws / file, edit)
+    before = snapshot(ws)
+    message = one_line_error(invoke(args, ws))
+    assert message.startswith(f"Error: {ws / file} is missing or damaged ("), message
+    assert message.endswith("— re-run `tagrec embed`")
+    assert snapshot(ws) == before
+
+
+def test_a_model_that_lost_its_movie_vectors_is_one_line(embedded_sample_refit_300pairs_dim16,
+                                                         copy_workspace, tmp_path):
+    # recommend --ratings used to answer without the collaborative part, exit 0
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    _edit_tensors(ws / "model" / "model.safetensors", lambda t: t.pop("id_vectors.weight"))
+    ratings = tmp_path / "mine.csv"
+    ratings.write_text("movieId,rating\n4,5\n5,4.5\n6,2\n")
+    message = one_line_error(invoke(["recommend", "--ratings", str(ratings)], ws))
+    assert message == (f"Error: model in {ws / 'model'} lacks the vectors of its "
+                       "collaborative part — re-run `tagrec train`"), message

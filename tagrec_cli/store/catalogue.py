@@ -310,8 +310,11 @@ class UserTags:
     @cached_property
     def vocabulary(self) -> list[str]:
         f = self.file
-        return unpack_strings({k: f.get_tensor(k) for k in
-                               ("terms.text", "terms.offsets", "terms.valid")}, "terms")
+        try:
+            return unpack_strings({k: f.get_tensor(k) for k in
+                                   ("terms.text", "terms.offsets", "terms.valid")}, "terms")
+        except (ValueError, UnicodeDecodeError, SafetensorError) as exc:
+            raise damaged(self.path, exc) from None
 
     def _row(self, user: int) -> int:
         i = int(np.searchsorted(self.users, user))
@@ -325,8 +328,11 @@ class UserTags:
         lo, hi = (int(v) for v in self.indptr[i:i + 2])
         if hi <= lo:  # safetensors cannot slice [0:0] of an empty tensor (no user has tags)
             return []
-        ids = self.file.get_slice("tags.ids")[lo:hi].tolist()
-        return [self.vocabulary[t] for t in ids]
+        try:
+            ids = self.file.get_slice("tags.ids")[lo:hi].tolist()
+            return [self.vocabulary[t] for t in ids]
+        except (IndexError, SafetensorError) as exc:
+            raise damaged(self.path, exc) from None
 
     def feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
         """features.RAW_COLUMNS of these users, as arrays; None (a tags query) or a user

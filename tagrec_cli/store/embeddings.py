@@ -169,7 +169,15 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray,
 
 def write_table(folder: Path, side: str, ids: np.ndarray, vectors: np.ndarray,
                 model_dir: str, dim: int) -> None:
-    """folder/{users,movies}.safetensors, tagged with the format and the model that made it."""
+    """folder/{users,movies}.safetensors, tagged with the format and the model that made it.
+    Vectors that are not finite numbers (a damaged model's, or a damaged table's that
+    --add-movies copies) would rank nothing: an ArtifactError, and no table."""
+    bad = ~np.isfinite(np.asarray(vectors)).all(axis=1)
+    if bad.any():
+        raise ArtifactError(f"{int(bad.sum()):,} {side} vectors to write are not finite "
+                            f"numbers (the first: {side} {int(ids[bad][0])}): the model or a "
+                            "table they were made from is damaged — re-run `tagrec train`, "
+                            "then `tagrec embed`")
     save_file({"ids": np.asarray(ids, np.int64), "embeddings": np.asarray(vectors, np.float32)},
               str(Path(folder) / artifacts.TABLE_FILE[side]),
               metadata={"format": "tagrec-embeddings",
@@ -190,6 +198,7 @@ class Seen:
             self.file = safe_open(str(path), framework="numpy")
             self.users = self.file.get_tensor("users")
             self.indptr = self.file.get_tensor("indptr")
+            self.file.get_slice("movies")
             self.file.get_slice("ratings")  # a format-1 file lacks ratings
         except (OSError, ValueError, SafetensorError) as exc:
             raise damaged(path, exc) from None

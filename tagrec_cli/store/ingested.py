@@ -25,15 +25,60 @@ from tagrec_cli.topk import rows_of
 ID_COLUMN = {"user": "userId", "movie": "movieId"}
 
 
+# What the readers of each table rely on: column -> the kind of its values, as ingest
+# writes them. "part" is absent from ingests made before the three-way split.
+COLUMNS: dict[str, dict[str, str]] = {
+    artifacts.INGEST_TABLE["movie"]: {
+        "movieId": "int", "title": "str", "year": "int", "genres": "str", "tags": "list",
+        "tag_counts": "list", "n_ratings": "int", "mean_rating": "float", "n_dislikes": "int",
+        "document": "str"},
+    artifacts.INGEST_TABLE["user"]: {
+        "userId": "int", "tags": "list", "n_ratings": "int", "mean_rating": "float",
+        "n_dislikes": "int", "last_timestamp": "int", "document": "str"},
+    artifacts.RATINGS_FILE: {"userId": "int", "movieId": "int", "rating": "float",
+                             "timestamp": "int", "holdout": "bool", "part": "str"},
+    artifacts.PAIRS_FILE: {"userId": "int", "movieId": "int", "rating": "float",
+                           "label": "int", "split": "str"},
+}
+OPTIONAL_COLUMNS = {"part"}
+NOT_NULL = {"userId", "movieId", "rating", "timestamp", "holdout", "part", "label", "split"}
+
+
+def _kind(dtype: pl.DataType) -> str:
+    return ("int" if dtype.is_integer() else "float" if dtype.is_float()
+            else "str" if dtype == pl.String else "bool" if dtype == pl.Boolean
+            else "list" if isinstance(dtype, pl.List) else str(dtype))
+
+
+def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None) -> str | None:
+    """What is wrong with ingest table `name` as read (its `columns`, or all): a column the
+    readers need missing, of another kind, or null where an id, rating or label must be."""
+    expected = COLUMNS.get(name, {})
+    for column in columns or [c for c in expected if c not in OPTIONAL_COLUMNS]:
+        if column not in df.columns:
+            return f"no column {column}"
+        kind = _kind(df.schema[column])
+        if column in expected and kind != expected[column]:
+            return f"column {column} holds {kind}, not {expected[column]}"
+        if column in NOT_NULL and df[column].null_count():
+            return f"column {column} has {df[column].null_count():,} nulls"
+    return None
+
+
 def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
-    """One table of ingest/ (a file name of artifacts), only `columns` if given."""
+    """One table of ingest/ (a file name of artifacts), only `columns` if given; checked
+    against COLUMNS, so that a damaged table is one line here, not a polars error later."""
     ingest_manifest(workdir)
     path = Path(workdir) / artifacts.INGEST_DIR / name
     try:
-        return pl.read_parquet(path, columns=columns, glob=False)  # a path, not a pattern
+        df = pl.read_parquet(path, columns=columns, glob=False)  # a path, not a pattern
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec ingest`") from None
+    problem = table_problem(name, df, columns)
+    if problem:
+        raise ArtifactError(f"{path} is damaged ({problem}) — re-run `tagrec ingest`")
+    return df
 
 
 def documents(workdir: Path, side: str) -> pl.DataFrame:

@@ -238,6 +238,10 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
     artifacts.check_tokenizer(folder, config, tokenizer.encode(artifacts.TOKENIZER_PROBE).ids)
     tokenizer.enable_truncation(max_length=int(model["max_length"]))
     id_vectors, id_movies = weights.pop("id_vectors.weight", None), weights.pop("id_movies", None)
+    if side == "user" and model.get("id_rows") and (id_vectors is None or id_movies is None):
+        # without them a user's liked movies would silently count for nothing
+        raise ArtifactError(f"model in {folder} lacks the vectors of its collaborative part "
+                            "— re-run `tagrec train`")
     return NumpyTower(weights, int(enc["num_attention_heads"]), int(enc["num_hidden_layers"]),
                       float(enc.get("layer_norm_eps", 1e-12)), enc["hidden_act"],
                       model["pooling"], tokenizer, id_vectors,

@@ -68,9 +68,13 @@ def load(workdir: Path, key: str, tables: dict[str, TokenTable],
         out = {}
         for side, table in tables.items():
             done = tensors[f"{side}_done"].numpy().astype(bool)
-            if len(done) != len(table):
+            rows = tensors[side]
+            # a damaged cache (rows lost, another dtype, NaN) would go into the tables
+            if (len(done) != len(table) or rows.dtype != torch.float32 or rows.ndim != 2
+                    or len(rows) != len(table)
+                    or not bool(torch.isfinite(rows[torch.from_numpy(done)]).all())):
                 return {}
-            out[side] = (tensors[side], done)
+            out[side] = (rows, done)
         return out
     except (OSError, KeyError, ValueError, SafetensorError):
         return {}  # a damaged cache is ignored: embed encodes everything
