@@ -240,3 +240,19 @@ def test_a_users_document_counts_every_tag_of_a_liked_movie_not_only_its_documen
         assert user_document([], liked, catalogue.terms, cfg) == expected, user
         checked += 1
     assert checked == 30
+
+
+def test_movie_terms_problem_finds_arrays_that_are_no_whole_table():
+    from tagrec_cli.documents.terms import MovieTerms
+
+    good = MovieTerms.from_lists([["heist", "twist"], []], [[3, 1], []], ["Crime", None])
+    assert good.problem() is None
+    for field, value, why in [
+            ("tag_ids", good.tag_ids[:-1], "tag_indptr does not end at 1 entries"),
+            ("genre_indptr", good.genre_indptr[:-1],
+             "tag_indptr and genre_indptr cover different movies"),
+            ("tag_indptr", good.tag_indptr[::-1].copy(), "tag_indptr does not rise from 0"),
+            ("genre_ids", good.genre_ids + 10, "genre_ids name terms that are not there"),
+            ("tag_counts", good.tag_counts[:1], "tag_counts and tag_ids differ in length")]:
+        arrays = {a: getattr(good, a) for a in MovieTerms.ARRAYS} | {field: value}
+        assert MovieTerms(good.terms, *(arrays[a] for a in MovieTerms.ARRAYS)).problem() == why

@@ -1128,6 +1128,13 @@ def test_a_full_embed_keeps_what_else_a_user_put_in_added(embedded_sample_refit_
      lambda t: t.update({"terms.valid": t["terms.valid"][:-1].copy()}),
      ["recommend", "--user", "1"]),
     ("embeddings/seen.safetensors", lambda t: t.pop("movies"), ["recommend", "--user", "1"]),
+    # an IndexError or a broadcast ValueError in the document grammar's numpy twins
+    ("embeddings/catalogue.safetensors",
+     lambda t: t.update({"terms.tag_ids": t["terms.tag_ids"][:-1].copy()}),
+     ["recommend", "--tags", "heist"]),
+    ("embeddings/catalogue.safetensors",
+     lambda t: t.update({"terms.genre_indptr": t["terms.genre_indptr"][:-1].copy()}),
+     ["recommend", "--tags", "heist"]),
 ])
 def test_a_damaged_embeddings_file_is_one_line(embedded_sample_refit_300pairs_dim16,
                                                copy_workspace, file, edit, args):
@@ -1151,3 +1158,20 @@ def test_a_model_that_lost_its_movie_vectors_is_one_line(embedded_sample_refit_3
     message = one_line_error(invoke(["recommend", "--ratings", str(ratings)], ws))
     assert message == (f"Error: model in {ws / 'model'} lacks the vectors of its "
                        "collaborative part — re-run `tagrec train`"), message
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda t: t.pop("heads.user.bias"), "no head.bias"),
+    (lambda t: t.pop("encoder.encoder.layer.0.attention.self.query.weight"),
+     "no encoder.layer.0.attention.self.query.weight"),
+    (lambda t: t.update({"heads.user.weight": t["heads.user.weight"][:, :-1].copy()}),
+     "head.weight has shape (16, "),
+])
+def test_a_model_missing_weights_the_numpy_tower_reads_is_one_line(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, edit, why):
+    # a KeyError or a matmul ValueError once a tags query was encoded
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    _edit_tensors(ws / "model" / "model.safetensors", edit)
+    message = one_line_error(invoke(["recommend", "--tags", "heist"], ws))
+    assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt "
+                              f"({why}"), message

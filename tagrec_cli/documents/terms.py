@@ -63,6 +63,27 @@ class MovieTerms:
     def __len__(self) -> int:
         return len(self.tag_indptr) - 1
 
+    def problem(self) -> str | None:
+        """What makes these arrays no whole MovieTerms (read back from a file), or None:
+        each indptr runs from 0 up to its entries' count, both over the same movies, and
+        every entry names a term.
+
+        Example: tag_indptr [0, 2] with one tag id -> "tag_indptr does not end at 1 entries"
+        """
+        if len(self.genre_indptr) != len(self.tag_indptr) or not len(self.tag_indptr):
+            return "tag_indptr and genre_indptr cover different movies"
+        for name, indptr, entries in (("tag", self.tag_indptr, self.tag_ids),
+                                      ("genre", self.genre_indptr, self.genre_ids)):
+            if indptr[0] != 0 or (np.diff(indptr) < 0).any():
+                return f"{name}_indptr does not rise from 0"
+            if indptr[-1] != len(entries):
+                return f"{name}_indptr does not end at {len(entries)} entries"
+            if len(entries) and not (entries.min() >= 0 and entries.max() < len(self.terms)):
+                return f"{name}_ids name terms that are not there"
+        if len(self.tag_counts) != len(self.tag_ids):
+            return "tag_counts and tag_ids differ in length"
+        return None
+
     def _decode(self, ids: np.ndarray) -> list[str]:
         at = ids.tolist()
         out = [self.terms[i] for i in at]

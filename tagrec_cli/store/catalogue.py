@@ -151,6 +151,8 @@ class Catalogue:
         n = len(out.ids)
         if not (len(out.titles) == len(out.years) == len(out.genres) == len(terms) == n):
             raise damaged(path, ValueError("columns of different lengths"))
+        if problem := terms.problem():
+            raise damaged(path, ValueError(problem))
         return out
 
     @cached_property

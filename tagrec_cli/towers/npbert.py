@@ -22,6 +22,7 @@ from safetensors import safe_open
 
 from tagrec_cli import artifacts
 from tagrec_cli.errors import ArtifactError
+from tagrec_cli.features import NAMES as FEATURE_NAMES
 from tagrec_cli.store.embeddings import map_tensors
 from tagrec_cli.topk import rows_of
 
@@ -176,6 +177,40 @@ class NumpyTower:
 _TOWERS: dict[tuple, NumpyTower | None] = {}  # (folder, side, files' stats) -> tower
 
 
+def expected_shapes(enc: dict, model: dict, side: str) -> dict[str, tuple[int | None, ...]]:
+    """The weights encode_ids reads, with their shapes (None: any length), for a BERT of
+    `enc` (its config) under a tower of `model` (ModelConfig's fields) on `side`."""
+    h, inner = int(enc["hidden_size"]), int(enc["intermediate_size"])
+    features = len(FEATURE_NAMES[side]) if model.get("features") else 0
+    out: dict[str, tuple[int | None, ...]] = {
+        f"embeddings.{n}_embeddings.weight": (None, h) for n in ("word", "position",
+                                                                   "token_type")}
+    out |= {"embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
+            "head.weight": (int(model["dim"]), h + features), "head.bias": (int(model["dim"]),)}
+    dense = {"attention.self.query": (h, h), "attention.self.key": (h, h),
+             "attention.self.value": (h, h), "attention.output.dense": (h, h),
+             "intermediate.dense": (inner, h), "output.dense": (h, inner)}
+    for i in range(int(enc["num_hidden_layers"])):
+        p = f"encoder.layer.{i}."
+        for name, (rows, cols) in dense.items():
+            out |= {f"{p}{name}.weight": (rows, cols), f"{p}{name}.bias": (rows,)}
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            out |= {f"{p}{norm}.weight": (h,), f"{p}{norm}.bias": (h,)}
+    return out
+
+
+def _shape_problem(weights: dict[str, np.ndarray], enc: dict, model: dict, side: str,
+                   ) -> str | None:
+    for name, shape in expected_shapes(enc, model, side).items():
+        if name not in weights:
+            return f"no {name}"
+        got = weights[name].shape
+        if len(got) != len(shape) or any(s is not None and g != s
+                                         for g, s in zip(got, shape, strict=True)):
+            return f"{name} has shape {got}"
+    return None
+
+
 def load_tower(folder: Path, side: str) -> NumpyTower | None:
     """The `side` tower of the model in `folder`, or None when its encoder is not plain BERT.
 
@@ -234,6 +269,13 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
     except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise plain errors
         raise ArtifactError(f"model in {folder} is incomplete or corrupt "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
+    try:
+        problem = _shape_problem(weights, enc, model, side)
+    except (KeyError, TypeError, ValueError) as exc:  # config.json's own numbers are damaged
+        problem = exc.__class__.__name__
+    if problem:
+        raise ArtifactError(f"model in {folder} is incomplete or corrupt ({problem}) — re-run "
+                            "`tagrec train`")
     tokenizer.no_padding()
     artifacts.check_tokenizer(folder, config, tokenizer.encode(artifacts.TOKENIZER_PROBE).ids)
     tokenizer.enable_truncation(max_length=int(model["max_length"]))
