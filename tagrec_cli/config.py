@@ -238,9 +238,10 @@ class ModelConfig:
             "dim must be >= 1 and max_length >= 2": self.dim >= 1 and self.max_length >= 2,
             "popularity_prior and prior_shrink must be >= 0":
                 self.popularity_prior >= 0 and self.prior_shrink >= 0,
-            "id_rows must be >= 0": self.id_rows >= 0,
-            "features must be None or the side features' constants as ingest records them":
-                self.features is None or stats_problem(self.features) is None})
+            "id_rows must be >= 0": self.id_rows >= 0})
+        if self.features is not None and (problem := stats_problem(self.features)):
+            raise SettingError(f"features {problem}: not the side features' constants as "
+                               "ingest records them", ("features",))
 
 
 @dataclass(frozen=True)

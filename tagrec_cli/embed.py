@@ -323,7 +323,8 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
         (tmp / ADDED_DIR).mkdir(exist_ok=True)
         n = len(list((tmp / ADDED_DIR).glob("*.csv"))) + 1
         shutil.copy2(csv_path, tmp / ADDED_DIR / kept_name(n, csv_path, replace))
-        write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"])
+        write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"],
+                    rerun="re-run `tagrec embed`, then add them again")
         write_catalogue(tmp / artifacts.CATALOGUE_FILE, merged)
         fields = {k: v for k, v in manifest.items()
                   if k not in ("format", "format_version", "tagrec_version")}

@@ -57,9 +57,16 @@ def stats_problem(stats: object) -> str | None:
     for key in STATS:
         value = stats[key]
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or (key.startswith("log_max") and value <= 0)):
+                or not _finite(value) or (key.startswith("log_max") and value <= 0)):
             return f"has {key} {str(value)[:40]!r}"
     return None
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer past float's range (10**400)
+        return False
 
 
 def _year(timestamp: Any) -> Any:

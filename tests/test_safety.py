@@ -762,8 +762,8 @@ NOT_OURS = "was not written by this tagrec, or is damaged"
     (lambda c: c.update(tokenizer_check=-5), "is damaged (tokenizer_check is '-5')", [EMBED]),
     (lambda c: c["model"].update(id_rows=-5), f"{NOT_OURS} (id_rows must be >= 0)", [EMBED]),
     (lambda c: c["model"]["features"].update(log_max_movie=0),
-     f"{NOT_OURS} (features must be None or the side features' constants as ingest records "
-     "them)", [EMBED]),
+     f"{NOT_OURS} (features has log_max_movie '0': not the side features' constants as ingest "
+     "records them)", [EMBED]),
     (lambda c: c.update(best_epoch=0), "is damaged (best_epoch 0 is not >= 1)", [EMBED]),
     (lambda c: c.update(model="x"), "is damaged (model is 'x')", [EMBED]),
     # transformers' and torch's own errors, each a traceback before
@@ -927,23 +927,34 @@ def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
         assert message.endswith("— re-run `tagrec ingest`")
 
 
-@pytest.mark.parametrize("training", [
-    {"epochs": 0}, {"lr": "fast"}, "damaged",
+@pytest.mark.parametrize("training, why", [
+    ({"epochs": 0}, "epochs and batch_size must be >= 1"), ({"lr": "fast"}, "lr is 'fast'"),
     # accepted before: the first two trained without a word, the others were torch's
     # tracebacks minutes into the run
-    {"lr": -1e-3}, {"temperature": 0.0}, {"device": "x"}, {"seed": -5}, {"weight_decay": -1.0}])
+    ({"lr": -1e-3}, "lr, head_lr and weight_decay must be >= 0"),
+    ({"temperature": 0.0}, "temperature and bce_temperature must be > 0"),
+    ({"device": "x"}, "device must be one of auto, cpu, cuda, not 'x'"),
+    ({"seed": -5}, "seed must be in [0, 4294967295]"),
+    ({"weight_decay": -1.0}, "lr, head_lr and weight_decay must be >= 0")])
 def test_training_settings_a_model_recorded_badly_are_one_line(
-        embedded_sample_refit_300pairs_dim16, copy_workspace, training):
+        embedded_sample_refit_300pairs_dim16, copy_workspace, training, why):
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
     path = ws / "model" / "config.json"
-    edit_json(path, lambda c: c.update(training=training if isinstance(training, str) else
-                                       {**c["training"], **training}))
+    edit_json(path, lambda c: c.update(training={**c["training"], **training}))
     before = snapshot(ws)
     message = one_line_error(invoke(["evaluate", "--validation-only"], ws))
-    assert message.startswith((f"Error: {path} {NOT_OURS} (",
-                               f"Error: {path} is damaged (training is ")), message
-    assert message.endswith("— re-run `tagrec train`")
+    assert message == f"Error: {path} {NOT_OURS} ({why}) — re-run `tagrec train`", message
     assert snapshot(ws) == before
+
+
+def test_training_settings_that_are_no_object_are_one_line(
+        embedded_sample_refit_300pairs_dim16, copy_workspace):
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / "model" / "config.json"
+    edit_json(path, lambda c: c.update(training="damaged"))
+    message = one_line_error(invoke(["evaluate", "--validation-only"], ws))
+    assert message == (f"Error: {path} is damaged (training is 'damaged') — re-run "
+                       "`tagrec train`"), message
 
 
 @pytest.mark.parametrize("change", [{"like_threshold": "abc"}, {"side_features": "no"}, None])
@@ -1175,3 +1186,13 @@ def test_a_model_missing_weights_the_numpy_tower_reads_is_one_line(
     message = one_line_error(invoke(["recommend", "--tags", "heist"], ws))
     assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt "
                               f"({why}"), message
+
+
+def test_user_tags_naming_no_term_are_one_line(embedded_sample_refit_300pairs_dim16,
+                                               copy_workspace):
+    # a negative id picked a term from the vocabulary's end without a word
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    path = ws / "embeddings" / "user_tags.safetensors"
+    _edit_tensors(path, lambda t: t["tags.ids"].__setitem__(slice(None), -1))
+    message = one_line_error(invoke(["recommend", "--user", "1"], ws))
+    assert message == f"Error: {path} is missing or damaged (ValueError) — re-run `tagrec embed`"

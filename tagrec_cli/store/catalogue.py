@@ -30,7 +30,7 @@ from safetensors.numpy import load_file, save_file
 
 from tagrec_cli import artifacts
 from tagrec_cli.documents.terms import MovieTerms
-from tagrec_cli.errors import ArtifactError, QueryError, quoted
+from tagrec_cli.errors import QueryError, quoted
 from tagrec_cli.features import RAW_COLUMNS
 from tagrec_cli.store.embeddings import damaged, write_seen
 from tagrec_cli.topk import rows_of
@@ -153,6 +153,8 @@ class Catalogue:
             raise damaged(path, ValueError("columns of different lengths"))
         if problem := terms.problem():
             raise damaged(path, ValueError(problem))
+        if any(len(c) != len(terms.terms) for c in out.counted.values()):
+            raise damaged(path, ValueError("term counts of another length than the terms"))
         return out
 
     @cached_property
@@ -331,9 +333,12 @@ class UserTags:
         if hi <= lo:  # safetensors cannot slice [0:0] of an empty tensor (no user has tags)
             return []
         try:
-            ids = self.file.get_slice("tags.ids")[lo:hi].tolist()
-            return [self.vocabulary[t] for t in ids]
-        except (IndexError, SafetensorError) as exc:
+            ids = self.file.get_slice("tags.ids")[lo:hi]
+            if ids.dtype.kind not in "iu" or not (ids.min() >= 0 and ids.max() < len(
+                    self.vocabulary)):  # (a negative id would pick a term from the end)
+                raise ValueError("tag ids that name no term")
+            return [self.vocabulary[t] for t in ids.tolist()]
+        except (ValueError, SafetensorError) as exc:
             raise damaged(self.path, exc) from None
 
     def feature_rows(self, users: list[int | None]) -> dict[str, np.ndarray]:
@@ -385,10 +390,6 @@ def write_lookups(workdir: Path, folder: Path) -> None:
     write_catalogue(Path(folder) / artifacts.CATALOGUE_FILE,
                     {c: movies[c].to_list() for c in CATALOGUE_COLUMNS if c in movies.columns})
     users = read_table(workdir, artifacts.INGEST_TABLE["user"]).sort("userId")
-    missing = [c for c in RAW_COLUMNS["user"] if c not in users.columns]
-    if missing:  # an ingest from before side features
-        raise ArtifactError(f"{workdir}/{artifacts.INGEST_DIR} lacks {', '.join(missing)} — "
-                            "re-run `tagrec ingest`")
     write_users(Path(folder) / artifacts.USER_TAGS_FILE, users["userId"].to_list(),
                 [list(t) for t in users["tags"].to_list()],
                 {c: users[c].cast(float).to_list() for c in RAW_COLUMNS["user"]})

@@ -168,16 +168,17 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray,
 
 
 def write_table(folder: Path, side: str, ids: np.ndarray, vectors: np.ndarray,
-                model_dir: str, dim: int) -> None:
+                model_dir: str, dim: int,
+                rerun: str = "re-run `tagrec train`, then `tagrec embed`") -> None:
     """folder/{users,movies}.safetensors, tagged with the format and the model that made it.
     Vectors that are not finite numbers (a damaged model's, or a damaged table's that
-    --add-movies copies) would rank nothing: an ArtifactError, and no table."""
+    --add-movies copies) would rank nothing: an ArtifactError ending in `rerun`, and no
+    table."""
     bad = ~np.isfinite(np.asarray(vectors)).all(axis=1)
     if bad.any():
         raise ArtifactError(f"{int(bad.sum()):,} {side} vectors to write are not finite "
                             f"numbers (the first: {side} {int(ids[bad][0])}): the model or a "
-                            "table they were made from is damaged — re-run `tagrec train`, "
-                            "then `tagrec embed`")
+                            f"table they were made from is damaged — {rerun}")
     save_file({"ids": np.asarray(ids, np.int64), "embeddings": np.asarray(vectors, np.float32)},
               str(Path(folder) / artifacts.TABLE_FILE[side]),
               metadata={"format": "tagrec-embeddings",

@@ -26,7 +26,8 @@ ID_COLUMN = {"user": "userId", "movie": "movieId"}
 
 
 # What the readers of each table rely on: column -> the kind of its values, as ingest
-# writes them. "part" is absent from ingests made before the three-way split.
+# writes them. Ingests made before the three-way split lack "part", and those made before
+# tag counts "tag_counts" (each tag then counts once).
 COLUMNS: dict[str, dict[str, str]] = {
     artifacts.INGEST_TABLE["movie"]: {
         "movieId": "int", "title": "str", "year": "int", "genres": "str", "tags": "list",
@@ -40,7 +41,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     artifacts.PAIRS_FILE: {"userId": "int", "movieId": "int", "rating": "float",
                            "label": "int", "split": "str"},
 }
-OPTIONAL_COLUMNS = {"part"}
+OPTIONAL_COLUMNS = {"part", "tag_counts"}
 NOT_NULL = {"userId", "movieId", "rating", "timestamp", "holdout", "part", "label", "split"}
 
 
@@ -54,9 +55,12 @@ def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None) -> str
     """What is wrong with ingest table `name` as read (its `columns`, or all): a column the
     readers need missing, of another kind, or null where an id, rating or label must be."""
     expected = COLUMNS.get(name, {})
-    for column in columns or [c for c in expected if c not in OPTIONAL_COLUMNS]:
+    side_columns = {c for cols in features.RAW_COLUMNS.values() for c in cols}
+    for column in columns or [c for c in expected
+                              if c not in OPTIONAL_COLUMNS or c in df.columns]:
         if column not in df.columns:
-            return f"no column {column}"
+            older = " (an ingest from before side features)" if column in side_columns else ""
+            return f"no column {column}{older}"
         kind = _kind(df.schema[column])
         if column in expected and kind != expected[column]:
             return f"column {column} holds {kind}, not {expected[column]}"

@@ -21,8 +21,8 @@ import numpy as np
 from safetensors import safe_open
 
 from tagrec_cli import artifacts
+from tagrec_cli.config import ModelConfig
 from tagrec_cli.errors import ArtifactError
-from tagrec_cli.features import NAMES as FEATURE_NAMES
 from tagrec_cli.store.embeddings import map_tensors
 from tagrec_cli.topk import rows_of
 
@@ -177,16 +177,17 @@ class NumpyTower:
 _TOWERS: dict[tuple, NumpyTower | None] = {}  # (folder, side, files' stats) -> tower
 
 
-def expected_shapes(enc: dict, model: dict, side: str) -> dict[str, tuple[int | None, ...]]:
+def expected_shapes(enc: dict, model: ModelConfig, side: str,
+                    ) -> dict[str, tuple[int | None, ...]]:
     """The weights encode_ids reads, with their shapes (None: any length), for a BERT of
-    `enc` (its config) under a tower of `model` (ModelConfig's fields) on `side`."""
+    `enc` (its config) under `model`'s tower on `side`."""
     h, inner = int(enc["hidden_size"]), int(enc["intermediate_size"])
-    features = len(FEATURE_NAMES[side]) if model.get("features") else 0
+    features = model.n_features(side)
     out: dict[str, tuple[int | None, ...]] = {
         f"embeddings.{n}_embeddings.weight": (None, h) for n in ("word", "position",
                                                                    "token_type")}
     out |= {"embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
-            "head.weight": (int(model["dim"]), h + features), "head.bias": (int(model["dim"]),)}
+            "head.weight": (model.dim, h + features), "head.bias": (model.dim,)}
     dense = {"attention.self.query": (h, h), "attention.self.key": (h, h),
              "attention.self.value": (h, h), "attention.output.dense": (h, h),
              "intermediate.dense": (inner, h), "output.dense": (h, inner)}
@@ -199,7 +200,7 @@ def expected_shapes(enc: dict, model: dict, side: str) -> dict[str, tuple[int | 
     return out
 
 
-def _shape_problem(weights: dict[str, np.ndarray], enc: dict, model: dict, side: str,
+def _shape_problem(weights: dict[str, np.ndarray], enc: dict, model: ModelConfig, side: str,
                    ) -> str | None:
     for name, shape in expected_shapes(enc, model, side).items():
         if name not in weights:
@@ -244,6 +245,7 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
     except KeyError as exc:
         raise ArtifactError(f"{folder}/{artifacts.MODEL_CONFIG} is missing or damaged "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
+    model_cfg = ModelConfig.from_saved(model, str(folder / artifacts.MODEL_CONFIG))
     supported = (enc.get("model_type") == "bert" and enc.get("hidden_act") in ACTIVATIONS
                  and enc.get("position_embedding_type") in (None, "absolute")
                  and not enc.get("is_decoder"))
@@ -270,7 +272,7 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
         raise ArtifactError(f"model in {folder} is incomplete or corrupt "
                             f"({exc.__class__.__name__}) — re-run `tagrec train`") from None
     try:
-        problem = _shape_problem(weights, enc, model, side)
+        problem = _shape_problem(weights, enc, model_cfg, side)
     except (KeyError, TypeError, ValueError) as exc:  # config.json's own numbers are damaged
         problem = exc.__class__.__name__
     if problem:
@@ -278,13 +280,14 @@ def read_tower(folder: Path, side: str) -> NumpyTower | None:
                             "`tagrec train`")
     tokenizer.no_padding()
     artifacts.check_tokenizer(folder, config, tokenizer.encode(artifacts.TOKENIZER_PROBE).ids)
-    tokenizer.enable_truncation(max_length=int(model["max_length"]))
+    tokenizer.enable_truncation(max_length=model_cfg.max_length)
     id_vectors, id_movies = weights.pop("id_vectors.weight", None), weights.pop("id_movies", None)
-    if side == "user" and model.get("id_rows") and (id_vectors is None or id_movies is None):
+    if (side == "user" and model_cfg.collaborative and model_cfg.id_rows
+            and (id_vectors is None or id_movies is None)):
         # without them a user's liked movies would silently count for nothing
         raise ArtifactError(f"model in {folder} lacks the vectors of its collaborative part "
                             "— re-run `tagrec train`")
     return NumpyTower(weights, int(enc["num_attention_heads"]), int(enc["num_hidden_layers"]),
                       float(enc.get("layer_norm_eps", 1e-12)), enc["hidden_act"],
-                      model["pooling"], tokenizer, id_vectors,
+                      model_cfg.pooling, tokenizer, id_vectors,
                       None if id_movies is None else id_movies.astype(np.int64))

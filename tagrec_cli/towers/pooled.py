@@ -57,6 +57,13 @@ def save(workdir: Path, key: str, pooled: dict[str, torch.Tensor],
     artifacts.prune_cache(workdir, "pooled", key)
 
 
+def _finite(rows: torch.Tensor, done: np.ndarray, block: int = 65536) -> bool:
+    """Whether every computed row (done) holds finite numbers; a block at a time, so that
+    162,000 x 384 floats are not copied whole to be checked."""
+    return all(bool(torch.isfinite(rows[lo:lo + block][torch.from_numpy(done[lo:lo + block])])
+                    .all()) for lo in range(0, len(rows), block))
+
+
 def load(workdir: Path, key: str, tables: dict[str, TokenTable],
          ) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     """side -> ((N, H) pooled rows, (N,) bool done); {} when there is no usable cache."""
@@ -71,8 +78,7 @@ def load(workdir: Path, key: str, tables: dict[str, TokenTable],
             rows = tensors[side]
             # a damaged cache (rows lost, another dtype, NaN) would go into the tables
             if (len(done) != len(table) or rows.dtype != torch.float32 or rows.ndim != 2
-                    or len(rows) != len(table)
-                    or not bool(torch.isfinite(rows[torch.from_numpy(done)]).all())):
+                    or len(rows) != len(table) or not _finite(rows, done)):
                 return {}
             out[side] = (rows, done)
         return out

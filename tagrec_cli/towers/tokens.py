@@ -103,11 +103,12 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _matches(table: TokenTable, ids: np.ndarray) -> bool:
-    """Whether a cached table is whole: the documents' ids in order, and offsets that cut
-    its tokens (int32) from 0 to the end without going back."""
-    offsets = table.offsets
+def _matches(table: TokenTable, ids: np.ndarray, vocabulary: int) -> bool:
+    """Whether a cached table is whole: the documents' ids in order, offsets that cut its
+    tokens (int32) from 0 to the end without going back, and token ids the encoder has."""
+    offsets, tokens = table.offsets, table.tokens
     return (table.ids.dtype == np.int64 and np.array_equal(table.ids, ids)
+            and (not len(tokens) or (tokens.min() >= 0 and tokens.max() < vocabulary))
             and offsets.dtype == np.int64 and offsets.shape == (len(ids) + 1,)
             and table.tokens.dtype == np.int32 and table.tokens.ndim == 1
             and offsets[0] == 0 and offsets[-1] == len(table.tokens)
@@ -132,8 +133,8 @@ def token_tables(workdir: Path, tokenizer: Any, max_length: int) -> dict[str, To
             arrays = load_file(str(path))
             cached = {s: TokenTable(arrays[f"{s}_ids"], arrays[f"{s}_offsets"],
                                     arrays[f"{s}_tokens"], pad_id) for s in SIDES}
-            if all(_matches(cached[s], docs[s][ingested.ID_COLUMN[s]].to_numpy())
-                   for s in SIDES):
+            if all(_matches(cached[s], docs[s][ingested.ID_COLUMN[s]].to_numpy(),
+                            len(tokenizer)) for s in SIDES):
                 return cached
         except (OSError, KeyError, ValueError, SafetensorError):
             pass  # a damaged cache is rebuilt below

@@ -56,8 +56,9 @@ class Schedule:
     draw(rng) gives one epoch's batches; keep(batches) this process's share (distributed.shard).
     Every epoch is drawn once here, to count its batches (the learning-rate schedule needs the
     total, and a grouped epoch's count depends on its draw), and kept only as the stream's
-    state before it; epoch(e) draws it again from that state. So a run holds the epoch being
-    planned, not all of them: 10 epochs of MovieLens-25M's 28M pairs are 2.3 GB of indices.
+    state before it; epoch(e) draws it again from that state. So a run holds the epochs being
+    trained and planned (the planner works one ahead), not all of them: 10 epochs of
+    MovieLens-25M's 28M pairs are 2.3 GB of indices.
     Example: 3 batches an epoch, 10 epochs, max_steps 7 -> epochs of 3, 3 and 1 batches
     """
 
@@ -65,6 +66,7 @@ class Schedule:
                  draw: Callable[[np.random.Generator], list[np.ndarray]],
                  keep: Callable[[list], list] = lambda batches: batches) -> None:
         self.draw, self.keep = draw, keep
+        self.bit_generator = type(rng.bit_generator)
         self.states: list[dict] = []  # the bit generator's state before each epoch's draw
         self.cut: list[int] = []  # batches of each epoch's draw that run, before keep
         left = max_steps or None
@@ -85,7 +87,7 @@ class Schedule:
 
     def epoch(self, index: int) -> list[np.ndarray]:
         """This process's batches of epoch `index` (0-based), as the first draw gave them."""
-        rng = np.random.Generator(np.random.PCG64())
+        rng = np.random.Generator(self.bit_generator())
         rng.bit_generator.state = self.states[index]
         return self.keep(self.draw(rng)[:self.cut[index]])
 
