@@ -110,6 +110,8 @@ def stage_ingest(data_dir: Path, folder: Path, cfg: IngestConfig, say: Say) -> N
         current = ingested.ingest_manifest(folder).get("ingest_key")
     except ArtifactError:
         current = None
+    if current is not None and ingested.tables_problem(folder):
+        current = None  # a damaged table: the stage is evaluate's own, so it is made again
     if current != artifacts.ingest_key(data_hash, asdict(cfg)):
         say(f"{folder.name}: ingest")
         run_ingest(data_dir, folder, cfg)

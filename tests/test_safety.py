@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1018,6 +1019,31 @@ def test_a_damaged_tokenizer_file_is_one_line(embedded_sample_refit_300pairs_dim
     assert message.startswith(f"Error: model in {ws / 'model'} is incomplete or corrupt ("), \
         message
     assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("damage", [lambda d: d.drop("part"),
+                                    lambda d: d.with_columns(d["userId"].cast(str))])
+def test_a_validation_stage_with_a_damaged_table_is_ingested_again(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, damage):
+    # the stage is evaluate's own: "re-run `tagrec ingest`" would not have remade it
+    import polars as pl
+
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    args = ["evaluate", "--baselines", "popular", "--baselines-only", "--validation-only"]
+    first = invoke(args, ws)
+    assert first.exit_code == 0, first.output
+    path = (ws / artifacts.EVALUATE_DIR / artifacts.EVALUATE_STAGE["valid"]
+            / artifacts.INGEST_DIR / artifacts.RATINGS_FILE)
+    whole = pl.read_parquet(path)
+    damage(whole).write_parquet(path)
+    r = invoke(args, ws)
+    assert r.exit_code == 0, r.output
+    assert pl.read_parquet(path).equals(whole)
+
+    def untimed(text: str) -> str:
+        return re.sub(r"\d+(\.\d+)? s\b", "", text)
+
+    assert untimed(r.stdout) == untimed(first.stdout)  # the same report as before
 
 
 def test_a_validation_stage_without_its_scored_new_users_is_ingested_again(

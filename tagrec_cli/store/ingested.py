@@ -51,13 +51,23 @@ def _kind(dtype: pl.DataType) -> str:
             else "list" if isinstance(dtype, pl.List) else str(dtype))
 
 
-def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None) -> str | None:
+def optional_columns(manifest: dict) -> set[str]:
+    """OPTIONAL_COLUMNS for the ingest that wrote `manifest`: an ingest that held ratings
+    out (test or new users: evaluate's stages) wrote "part", and is read by it."""
+    settings = manifest.get("settings")
+    split = isinstance(settings, dict) and (settings.get("test_fraction")
+                                            or settings.get("new_users"))
+    return OPTIONAL_COLUMNS - {"part"} if split else OPTIONAL_COLUMNS
+
+
+def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None,
+                  optional: set[str] = OPTIONAL_COLUMNS) -> str | None:
     """What is wrong with ingest table `name` as read (its `columns`, or all): a column the
     readers need missing, of another kind, or null where an id, rating or label must be."""
     expected = COLUMNS.get(name, {})
     side_columns = {c for cols in features.RAW_COLUMNS.values() for c in cols}
     for column in columns or [c for c in expected
-                              if c not in OPTIONAL_COLUMNS or c in df.columns]:
+                              if c not in optional or c in df.columns]:
         if column not in df.columns:
             older = " (an ingest from before side features)" if column in side_columns else ""
             return f"no column {column}{older}"
@@ -69,17 +79,32 @@ def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None) -> str
     return None
 
 
+def tables_problem(workdir: Path) -> str | None:
+    """What is wrong with the columns of ingest/'s tables, read from their parquet schemas
+    alone (no data: nulls are found when a table is read), or None when all look whole."""
+    optional = optional_columns(ingest_manifest(workdir))
+    for name in COLUMNS:
+        path = Path(workdir) / artifacts.INGEST_DIR / name
+        try:
+            schema = pl.read_parquet_schema(path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            return f"{path}: {exc.__class__.__name__}"
+        if problem := table_problem(name, pl.DataFrame(schema=schema), None, optional):
+            return f"{path}: {problem}"
+    return None
+
+
 def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
     """One table of ingest/ (a file name of artifacts), only `columns` if given; checked
     against COLUMNS, so that a damaged table is one line here, not a polars error later."""
-    ingest_manifest(workdir)
+    manifest = ingest_manifest(workdir)
     path = Path(workdir) / artifacts.INGEST_DIR / name
     try:
         df = pl.read_parquet(path, columns=columns, glob=False)  # a path, not a pattern
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec ingest`") from None
-    problem = table_problem(name, df, columns)
+    problem = table_problem(name, df, columns, optional_columns(manifest))
     if problem:
         raise ArtifactError(f"{path} is damaged ({problem}) — re-run `tagrec ingest`")
     return df
