@@ -8,13 +8,12 @@ the valid set.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, fields
 
 from tagrec_cli.errors import ArtifactError, SettingError
 from tagrec_cli.features import NAMES as FEATURE_NAMES
-from tagrec_cli.features import stats_problem
+from tagrec_cli.features import finite, stats_problem
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens' rating scale
 MAX_SEED = 2**32 - 1  # what every generator seeded here takes (numpy, torch, polars)
@@ -76,15 +75,16 @@ def check_finite(**values: float) -> None:
 
     Example: check_finite(lr=float("nan")) -> SettingError("lr: must be a finite number")
     """
-    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    bad = [name for name, value in values.items() if not finite(value)]
     if bad:
         raise SettingError(f"{', '.join(bad)}: must be a finite number", tuple(bad))
 
 
 def _finite_fields(config: object) -> None:
-    """check_finite over a config's float fields."""
+    """check_finite over a config's float fields (by the field: a saved setting may hold an
+    int there, which _type_problem accepts as a number)."""
     check_finite(**{f.name: getattr(config, f.name) for f in fields(config)
-                    if isinstance(getattr(config, f.name), float)})
+                    if isinstance(f.default, float)})
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -57,12 +57,16 @@ def stats_problem(stats: object) -> str | None:
     for key in STATS:
         value = stats[key]
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not _finite(value) or (key.startswith("log_max") and value <= 0)):
+                or not finite(value) or (key.startswith("log_max") and value <= 0)):
             return f"has {key} {str(value)[:40]!r}"
     return None
 
 
-def _finite(value: float) -> bool:
+def finite(value: float) -> bool:
+    """math.isfinite for a number read from JSON, which may be an int past float's range.
+
+    Example: finite(10**400) -> False; finite(3) -> True
+    """
     try:
         return math.isfinite(value)
     except OverflowError:  # a JSON integer past float's range (10**400)

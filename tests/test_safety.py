@@ -936,7 +936,9 @@ def test_ingest_settings_a_workspace_recorded_badly_are_one_line(
     ({"temperature": 0.0}, "temperature and bce_temperature must be > 0"),
     ({"device": "x"}, "device must be one of auto, cpu, cuda, not 'x'"),
     ({"seed": -5}, "seed must be in [0, 4294967295]"),
-    ({"weight_decay": -1.0}, "lr, head_lr and weight_decay must be >= 0")])
+    ({"weight_decay": -1.0}, "lr, head_lr and weight_decay must be >= 0"),
+    # a JSON integer where a float belongs skipped the finite check (it looked at the value)
+    ({"lr": 10**400}, "lr: must be a finite number")])
 def test_training_settings_a_model_recorded_badly_are_one_line(
         embedded_sample_refit_300pairs_dim16, copy_workspace, training, why):
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
@@ -984,6 +986,8 @@ def test_train_and_embed_check_the_ingest_settings_before_any_work(
     ("embeddings", "popularity_prior", {"strength": "x", "shrink": 10}, ["similar", "--movie",
                                                                           "1"]),
     ("embeddings", "popularity_prior", {"strength": 0.05}, ["recommend", "--user", "1"]),
+    ("embeddings", "popularity_prior", {"strength": 10**400, "shrink": 10},  # OverflowError
+     ["recommend", "--user", "1"]),
     # of the right type, but a value no reader can use
     ("ingest", "feature_stats", {"mean_rating": 3.5}, ["embed", "--device", "cpu"]),
     ("ingest", "feature_stats", None, ["embed", "--device", "cpu"]),  # side features are on

@@ -139,7 +139,7 @@ class Store:
             if not all(math.isfinite(v) for v in setting.values()) or min(
                     setting["strength"], setting["shrink"]) < 0:
                 raise ValueError("out of range")
-        except (TypeError, KeyError, ValueError, AttributeError):
+        except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
             path = self.workdir / artifacts.EMBEDDINGS_DIR / artifacts.MANIFEST
             raise ArtifactError(f"{path} is damaged (popularity_prior is "
                                 f"{str(recorded)[:60]!r}) — re-run `tagrec embed`") from None

@@ -110,8 +110,8 @@ def _matches(table: TokenTable, ids: np.ndarray, vocabulary: int) -> bool:
     return (table.ids.dtype == np.int64 and np.array_equal(table.ids, ids)
             and (not len(tokens) or (tokens.min() >= 0 and tokens.max() < vocabulary))
             and offsets.dtype == np.int64 and offsets.shape == (len(ids) + 1,)
-            and table.tokens.dtype == np.int32 and table.tokens.ndim == 1
-            and offsets[0] == 0 and offsets[-1] == len(table.tokens)
+            and tokens.dtype == np.int32 and tokens.ndim == 1
+            and offsets[0] == 0 and offsets[-1] == len(tokens)
             and bool((np.diff(offsets) >= 0).all()))
 
 
