@@ -43,7 +43,8 @@ def text_heads(stage: Path, model, tokenizer, dev) -> dict[str, tuple[np.ndarray
     them (embed.text_vectors, from the stage's cache of pooled outputs where it has them)."""
     tables = token_tables(stage, tokenizer, model.cfg.max_length)
     cached = pooled_cache.load(stage, pooled_cache.cache_key(model, tables, dev,
-                                                             uses_bf16(dev)), tables)
+                                                             uses_bf16(dev)), tables,
+                            model.encoder.config.hidden_size)
     return {side: (table.ids, text_vectors(stage, model, table, side, dev,
                                            cached.get(side))[0].numpy())
             for side, table in tables.items()}

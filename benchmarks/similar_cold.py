@@ -41,7 +41,8 @@ def cold_vectors(stage: Path, rows: np.ndarray) -> np.ndarray:
     tables = token_tables(stage, tokenizer, model.cfg.max_length)
     table = tables["movie"]
     cached = pooled_cache.load(stage, pooled_cache.cache_key(
-        model, tables, dev, uses_bf16(dev, "auto")), tables)
+        model, tables, dev, uses_bf16(dev, "auto")), tables,
+        model.encoder.config.hidden_size)
     with torch.inference_mode():
         if "movie" in cached and cached["movie"][1][rows].all():
             pooled = cached["movie"][0][torch.from_numpy(rows)].float()

@@ -4,7 +4,8 @@ Layout of a workspace (``--workdir``, default ``./tagrec-workspace``)::
 
     ingest/      manifest.json, movies.parquet, users.parquet, ratings.parquet, pairs.parquet
     model/       config.json, model.safetensors, tokenizer files, metrics.jsonl
-    embeddings/  manifest.json, users.safetensors, movies.safetensors
+    embeddings/  manifest.json, users.safetensors, movies.safetensors, seen.safetensors,
+                 catalogue.safetensors, user_tags.safetensors, added/ (the user's CSVs)
     cache/       tokenized documents, keyed by tokenizer
     evaluate/    `tagrec evaluate`'s own split: valid/ and test/, each a workspace of its
                  own (ingest/, model/, embeddings/, cache/), and report.json
@@ -16,6 +17,7 @@ failed or interrupted command never leaves a half-written artifact behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -36,6 +38,7 @@ WORKDIR_ENV = "TAGREC_WORKDIR"
 INGEST_DIR = "ingest"
 MODEL_DIR = "model"
 EMBEDDINGS_DIR = "embeddings"
+ADDED_DIR = "added"  # embeddings/added/: every CSV `--add-movies` took, re-added by `embed`
 CACHE_DIR = "cache"
 EVALUATE_DIR = "evaluate"  # never read by recommend: evaluate's sub-workspaces
 EVALUATE_STAGE = {"valid": "valid", "test": "test"}  # evaluate/<stage>/: a whole workspace
@@ -110,14 +113,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+TEMP_NAME = re.compile(r"^\.(.+)\.(tmp|old)-(\d+)$")  # temp_name's: (target, kind, PID)
+
+
+def temp_name(target: Path, kind: str = "tmp") -> Path:
+    """Where this process writes `target` before renaming it in ("tmp"), or puts the old
+    one aside meanwhile ("old"): a hidden name beside it that recover() and `tagrec clean`
+    know, so that a dead writer's leftovers are found. Example: ws/model, "tmp" ->
+    ws/.model.tmp-4242"""
+    return Path(target).parent / f".{Path(target).name}.{kind}-{os.getpid()}"
+
+
 def _leftovers(folder: Path) -> Iterator[tuple[Path, Path, str, int]]:
     """(leftover, the artifact it belongs to, "tmp" | "old", writer's PID) in `folder`: the
-    temporary names atomic_dir and atomic_file write under."""
-    pattern = re.compile(r"^\.(.+)\.(tmp|old)-(\d+)$")
+    temporary names (temp_name) atomic_dir and atomic_file write under."""
     if not folder.is_dir():
         return
     for item in folder.iterdir():
-        m = pattern.match(item.name)
+        m = TEMP_NAME.match(item.name)
         if m:
             yield item, folder / m.group(1), m.group(2), int(m.group(3))
 
@@ -129,7 +142,7 @@ def recover(folder: Path, name: str | None = None) -> None:
     A dead writer's temporary copy is removed; if it died between moving an old artifact
     aside and moving the new one in, the old one is put back, so nothing is lost. Writers
     recover only their own artifact's leftovers (a folder like --dest or a --json file's may
-    be the user's); `tagrec clean` sweeps the whole workspace.
+    be the user's); `tagrec clean` sweeps every folder of the workspace.
     """
     for item, target, kind, pid in sorted(_leftovers(Path(folder)), key=lambda x: x[2] != "old"):
         # `name`'s own leftovers, and those of its temporary copies (a staging folder's)
@@ -146,11 +159,26 @@ def recover(folder: Path, name: str | None = None) -> None:
             item.unlink(missing_ok=True)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, asked once: Linux says it in /proc; elsewhere setting it is the
+    only way to read it, and while it is 0 another thread's new files would be 0666, so
+    that is done once, not at every write."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _readable(path: Path) -> None:
     """Give files the permissions the user's umask asks for (safetensors writes 0600), so
     that others sharing a workspace can read what everyone else can."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = _umask()
     for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
@@ -165,7 +193,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target.parent, target.name)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    tmp = temp_name(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -181,7 +209,7 @@ def replace_dir(source: Path, target: Path) -> None:
     """Move the complete folder `source` onto `target` (same file system): the old target
     goes aside under a name recover() knows, the new one is renamed in, the old one is
     removed. On any exception `source` is removed and `target` is as it was."""
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    old = temp_name(target, "old")
     try:
         if target.exists():
             os.replace(target, old)
@@ -203,7 +231,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target.parent, target.name)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    tmp = temp_name(target)
     try:
         yield tmp
         _readable(tmp)
@@ -217,7 +245,7 @@ def _create_with_pid(path: Path) -> None:
     """Create `path` holding this process's PID, or FileExistsError. The file appears with
     its PID already in it (written beside it, then hard-linked), so another process never
     reads an empty lock and takes it for a dead one's."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp = temp_name(path)
     try:
         tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")  # a full disk fails here
         try:
@@ -387,6 +415,18 @@ def prune_cache(workdir: Path, kind: str, keep: str) -> None:
             old.unlink(missing_ok=True)
 
 
+def _swept_folders(workdir: Path) -> list[Path]:
+    """The folders whose writers' leftovers `clean` sweeps: the workspace and every folder
+    in it (evaluate's stages, the artifacts' insides), but not a leftover itself, nor
+    embeddings/added/, which holds the user's own files."""
+    mine = Path(workdir) / EMBEDDINGS_DIR / ADDED_DIR
+    out = []
+    for root, dirs, _files in os.walk(workdir):
+        dirs[:] = sorted(d for d in dirs if not TEMP_NAME.match(d) and Path(root, d) != mine)
+        out.append(Path(root))
+    return out
+
+
 def clean(workdir: Path, caches: bool = False, dry_run: bool = False) -> list[tuple[Path, int]]:
     """What no current artifact needs, removed (or only listed with dry_run): (path, bytes).
 
@@ -399,7 +439,8 @@ def clean(workdir: Path, caches: bool = False, dry_run: bool = False) -> list[tu
         raise ArtifactError(f"no workspace at {workdir}")
     with workspace_lock(workdir):  # no writer runs meanwhile (a dead one's lock is broken)
         found: list[Path] = []
-        for folder in (workdir, workdir / CACHE_DIR):
+        folders = _swept_folders(workdir)
+        for folder in folders:
             for item, target, kind, pid in _leftovers(folder):
                 if pid_alive(pid) or (kind == "old" and not target.exists()):
                     continue  # a live writer's, or an artifact recover() puts back
@@ -409,8 +450,8 @@ def clean(workdir: Path, caches: bool = False, dry_run: bool = False) -> list[tu
         sized = [(p, sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
                   if p.is_dir() else p.stat().st_size) for p in found]
         if not dry_run:
-            recover(workdir)
-            recover(workdir / CACHE_DIR)
+            for folder in folders:
+                recover(folder)
             for path, _ in sized:
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)

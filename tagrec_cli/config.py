@@ -49,6 +49,7 @@ NEW_USER_SHARE = 0.1  # users (seeded) left out of training entirely: the new-us
 NEW_USER_KNOWN = 5  # a new user is known by their first this many ratings...
 NEW_USER_SCORED = 20  # ...and scored on their next this many
 EMBED_BATCH_SIZE = 256  # documents per encoder batch in embed
+SAMPLE_DATA = {"users": 600, "movies": 1500, "seed": 42}  # sample-data's (and sample_data/'s)
 SERVE_HOST = "127.0.0.1"  # serve: reachable from this machine only unless told otherwise
 SERVE_PORT = 8000
 

@@ -7,6 +7,7 @@ Writes embeddings/users.safetensors and embeddings/movies.safetensors, each hold
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
     out = workdir / artifacts.EMBEDDINGS_DIR
     meta = {"model_dir": artifacts.sibling_path(workdir, model_dir)}
     key = pooled_cache.cache_key(model, tables, dev, uses_bf16(dev, precision))
-    cached = pooled_cache.load(workdir, key, tables)  # {} unless a frozen train left them
+    # {} unless a frozen train left them
+    cached = pooled_cache.load(workdir, key, tables, model.encoder.config.hidden_size)
     reused = 0
     with artifacts.atomic_dir(out) as tmp:
         for side in SIDES:
@@ -121,7 +123,8 @@ NEW_MOVIE_COLUMNS = ("movieId", "title", "genres", "tags")
 
 
 def text_vectors(workdir: Path, model: TwoTower, table: TokenTable, side: str, dev: torch.device,
-                 cached: tuple[torch.Tensor, np.ndarray] | None = None, batch_size: int = 256,
+                 cached: tuple[torch.Tensor, np.ndarray] | None = None,
+                 batch_size: int = EMBED_BATCH_SIZE,
                  callback: Callable[[int], None] | None = None, precision: str = "auto",
                  ) -> tuple[torch.Tensor, int]:
     """(len(table), dim) float32 tower outputs of every row of one side's token table, before
@@ -199,7 +202,7 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
         return _add_movies(Path(workdir), csv_path, replace, device, batch_size)
 
 
-ADDED_DIR = "added"  # embeddings/added/: every CSV `--add-movies` took, re-added by `embed`
+ADDED_DIR = artifacts.ADDED_DIR
 
 
 def encode_new_movies(model: TwoTower, tokenizer: Any, dev: torch.device, cfg: IngestConfig,
@@ -245,7 +248,7 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     Returns how many movies were added (not counting replaced ones), and the ids of those
     whose ingest row won (for a note: the CSV stays in added/)."""
     added_dir = Path(folder) / ADDED_DIR
-    kept = sorted(added_dir.glob("*.csv"))
+    kept = sorted(added_dir.glob("*.csv"), key=kept_order)
     others = [p for p in added_dir.iterdir() if p not in kept] if added_dir.is_dir() else []
     if not kept and not others:
         return 0, []
@@ -281,6 +284,9 @@ def readd_movies(folder: Path, tmp: Path, model: TwoTower, tokenizer: Any, dev: 
     return len(added), sorted(superseded - theirs)
 
 
+KEPT_NAME = re.compile(r"(\d+)(r?)-")  # kept_name's prefix: the order, then "r" or nothing
+
+
 def kept_name(n: int, csv_path: Path, replace: bool) -> str:
     """The name a CSV added with --add-movies is kept under in added/: its order, an "r"
     where --replace was given, and its own name. Example: (2, "new films.csv", True) ->
@@ -288,9 +294,23 @@ def kept_name(n: int, csv_path: Path, replace: bool) -> str:
     return f"{n:04d}{'r' if replace else ''}-{Path(csv_path).stem[:60]}.csv"
 
 
+def kept_order(kept: Path) -> tuple[int, int, str]:
+    """Sort key of a kept CSV: by its number (past 9999 too, where the names no longer
+    sort), and a CSV the user put there by hand (no number) after every added one."""
+    m = KEPT_NAME.match(kept.name)
+    return (0, int(m.group(1)), kept.name) if m else (1, 0, kept.name)
+
+
+def next_kept_number(added_dir: Path) -> int:
+    """One past the highest number kept: not the count, which after a CSV was deleted by
+    hand would give a number already in use (and the same stem would overwrite that CSV)."""
+    return max((kept_order(p)[1] for p in added_dir.glob("*.csv")), default=0) + 1
+
+
 def replaces(kept: Path) -> bool:
     """Whether a kept CSV (kept_name) was added with --replace."""
-    return kept.name[4:5] == "r"
+    m = KEPT_NAME.match(kept.name)
+    return bool(m and m.group(2))
 
 
 def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
@@ -321,8 +341,9 @@ def _add_movies(workdir: Path, csv_path: Path, replace: bool, device: str,
                 link_or_copy(item, tmp / item.name)
         # The CSV is kept, so that every later `tagrec embed` adds these movies again.
         (tmp / ADDED_DIR).mkdir(exist_ok=True)
-        n = len(list((tmp / ADDED_DIR).glob("*.csv"))) + 1
-        shutil.copy2(csv_path, tmp / ADDED_DIR / kept_name(n, csv_path, replace))
+        # A new name: the other files here are hard links to the live folder's.
+        kept = tmp / ADDED_DIR / kept_name(next_kept_number(tmp / ADDED_DIR), csv_path, replace)
+        shutil.copy2(csv_path, kept)
         write_table(tmp, "movie", table_ids, table_vecs, manifest["model_dir"], manifest["dim"],
                     rerun="re-run `tagrec embed`, then add them again")
         write_catalogue(tmp / artifacts.CATALOGUE_FILE, merged)

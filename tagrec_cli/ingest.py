@@ -85,7 +85,6 @@ def clean_ratings(ratings: pl.DataFrame, movies: pl.DataFrame) -> tuple[pl.DataF
     return deduped, warnings
 
 
-PARTS = ("history", "valid", "test", "new")  # ratings.parquet's `part`
 
 
 def draw_new_users(ratings: pl.DataFrame, share: float, seed: int, min_ratings: int,

@@ -15,17 +15,20 @@ output nor a GPU.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tagrec_cli import documents, prior, unrated
+from tagrec_cli.config import TOP_K
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, QueryError, TagrecError
 from tagrec_cli.features import rated_user_raw
 from tagrec_cli.store import Store
+from tagrec_cli.store.embeddings import NOT_NUMBERS, damaged, table_path
 from tagrec_cli.topk import check_k, top_k
 from tagrec_cli.towers.query import encode_user_documents
 
@@ -44,6 +47,10 @@ def one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+class NotFinite(ValueError):
+    """Scores that are not numbers: a row of the items (or a query) holds NaN or inf."""
+
+
 def nearest(queries: np.ndarray, items: np.ndarray, k: int,
             exclude: list[np.ndarray] | None = None, weights: np.ndarray | None = None,
             item_prior: np.ndarray | None = None,
@@ -54,6 +61,8 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
     queries (Q, d), items (N, d); exclude[q] = item rows never returned for query q;
     weights (Q,) and item_prior (N,), or None for the dot product alone.
     Returns (rows, scores): Q arrays each of length min(k, N - len(excluded)), best first.
+    A NaN or inf in a query or an item is NotFinite (a damaged table would otherwise lose
+    its rows from every answer without a word).
 
     Example: queries [[1, 0]], items [[0, 1], [1, 0], [0.6, 0.8]], k 2 -> rows [[1, 2]]
     """
@@ -65,6 +74,8 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
     # differently from a single query's, which could reorder near-ties.
     scores = (np.stack([items @ q for q in queries]) if len(queries)
               else np.zeros((0, len(items)), np.float32))  # (Q, N)
+    if not np.isfinite(scores).all():  # free beside the products; top_k would drop NaN
+        raise NotFinite("scores that are not numbers")
     # A k beyond the table is every movie: top_k pads its (Q, k) answer, and a typo's
     # -k 10^11 must not ask for that much memory.
     k = min(k, max(len(items), 1))
@@ -174,14 +185,26 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
                  "ratings", ratings=len(rated)), unknown
 
 
+@contextmanager
+def finite_movies(store: Store) -> Iterator[None]:
+    """NotFinite inside -> the movie table's one-line error. Every query vector is checked
+    where it is made (the user table's rows, the tower's output), so what is left is a
+    row of the movie table (`similar`'s query is one too)."""
+    try:
+        yield
+    except NotFinite:
+        raise damaged(table_path(store.workdir, "movie"), NOT_NUMBERS) from None
+
+
 def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     """Top-k movies per query; a batch gives the same lists as one query at a time."""
     check_k(k)
     movies = store.table("movie")
     weights = store.prior_weights(np.array([q.ratings for q in queries]))
-    top_rows, top_scores = nearest(np.stack([q.vector for q in queries]), movies.vectors, k,
-                                   [q.exclude for q in queries], weights,
-                                   store.movie_prior if weights.any() else None)
+    with finite_movies(store):
+        top_rows, top_scores = nearest(np.stack([q.vector for q in queries]), movies.vectors,
+                                       k, [q.exclude for q in queries], weights,
+                                       store.movie_prior if weights.any() else None)
     return [Recommendation(q, movies.ids[r], s)
             for q, r, s in zip(queries, top_rows, top_scores, strict=True)]
 
@@ -214,18 +237,19 @@ def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendat
     for q in queries:
         at = np.searchsorted(candidates, q.exclude).clip(max=len(candidates) - 1)
         exclude.append(at[candidates[at] == q.exclude])
-    top, scores = nearest(profiles, movies.vectors[candidates], k, exclude)
+    with finite_movies(store):
+        top, scores = nearest(profiles, movies.vectors[candidates], k, exclude)
     return [Recommendation(q, movies.ids[candidates[r]], s)
             for q, r, s in zip(queries, top, scores, strict=True)]
 
 
-def recommend_for_users(store: Store, users: list[int], k: int = 10,
+def recommend_for_users(store: Store, users: list[int], k: int = TOP_K,
                         include_seen: bool = False) -> list[Recommendation]:
     """Top-k movies for each known user, from the user table."""
     return rank(store, build_queries(store, users, None, include_seen), k)
 
 
-def similar_movies(store: Store, movie_id: int, k: int = 10) -> Recommendation:
+def similar_movies(store: Store, movie_id: int, k: int = TOP_K) -> Recommendation:
     """The k movies nearest to `movie_id` in the movie table, the movie itself left out (and,
     for a movie nobody rated, every other such movie: unrated.similar_exclude)."""
     movies = store.table("movie")

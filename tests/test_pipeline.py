@@ -189,6 +189,28 @@ def test_a_model_moved_aside_by_a_killed_run_is_put_back_first(ws, tiny_bert):
     assert not [p for p in ws.iterdir() if p.name.startswith(".")]
 
 
+def test_a_crash_after_a_save_keeps_the_best_epoch_and_no_staging(ws, tiny_bert, monkeypatch):
+    # Only a divergence (TagrecError) used to move the saved epoch in: any other error (CUDA
+    # out of memory, a full disk) left it in .model.best.tmp-PID, a whole model, until the
+    # next train or clean, and the epochs trained were lost to the user.
+    from tagrec_cli.train import loop
+
+    real = loop.train_epoch
+
+    def crash(run, epoch, step, on_step):
+        if epoch == 2:
+            raise RuntimeError("CUDA out of memory")
+        return real(run, epoch, step, on_step)
+
+    monkeypatch.setattr(loop, "train_epoch", crash)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        run_train(ws, tiny(tiny_bert), TrainConfig(epochs=3, device="cpu", batch_size=64))
+    config = json.loads((ws / "model" / "config.json").read_text())
+    assert config["interrupted"] is True and config["best_epoch"] == 1
+    assert [e["epoch"] for e in config["history"]] == [0, 1]
+    assert not [p for p in ws.iterdir() if p.name.startswith(".")]  # nothing staged is left
+
+
 def test_ctrl_c_inside_evaluates_training_stops_evaluate(ws, tiny_bert, monkeypatch):
     # evaluate trains its stages with run_train, which catches Ctrl-C to keep the best epoch
     # so far; evaluate must stop there (status 130), not report a cut-short model as chosen

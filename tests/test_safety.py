@@ -692,6 +692,15 @@ def test_clean_removes_only_what_no_artifact_needs(ws: Path):
     (ws / f".model.tmp-{dead}" / "model.safetensors").write_bytes(b"x" * 1000)
     (ws / "cache" / f".tokens-abc.safetensors.tmp-{dead}").write_bytes(b"y" * 10)
     (ws / artifacts.LOCK_FILE).write_text(f"{dead}\n")
+    # deeper: an evaluate stage's (clean looked only at the workspace and cache/), and in
+    # embeddings/added/, the user's own folder, a file that only looks like a leftover
+    stage = ws / "evaluate" / "valid"
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / f".model.tmp-{dead}").mkdir()
+    (stage / f".model.tmp-{dead}" / f".config.json.tmp-{dead}").write_text("{}")
+    added = ws / "embeddings" / "added"
+    added.mkdir(exist_ok=True)
+    (added / f".mine.tmp-{dead}").write_text("the user's")
     caches = sorted(p.name for p in (ws / "cache").iterdir())
     assert any(c.startswith("tokens-") for c in caches)
     r = invoke(["clean", "--dry-run"], ws)
@@ -701,6 +710,8 @@ def test_clean_removes_only_what_no_artifact_needs(ws: Path):
     r = invoke(["clean"], ws)
     assert r.exit_code == 0, r.output
     assert not (ws / f".model.tmp-{dead}").exists() and not (ws / artifacts.LOCK_FILE).exists()
+    assert not (stage / f".model.tmp-{dead}").exists()
+    assert (added / f".mine.tmp-{dead}").read_text() == "the user's"
     assert sorted(p.name for p in (ws / "cache").iterdir()) == [
         c for c in caches if not c.startswith(".")]  # caches kept without --caches
     assert invoke(["clean", "--caches"], ws).exit_code == 0
@@ -1079,6 +1090,12 @@ def test_a_validation_stage_without_its_scored_new_users_is_ingested_again(
      "column movieId holds str, not int"),
     ("ratings.parquet", lambda d: d.with_columns(
         rating=d["rating"].scatter([0, 1], None)), "column rating has 2 nulls"),
+    # a side-feature column: said "lacks the side-feature columns" for any damage to it
+    ("users.parquet", lambda d: d.with_columns(d["n_ratings"].cast(str)),
+     "column n_ratings holds str, not int"),
+    # embed wrote tables without these movies or users (exit 0); {n}: the rows ingest wrote
+    ("movies.parquet", lambda d: d.head(0), "0 rows where ingest wrote {n:,}"),
+    ("users.parquet", lambda d: d.slice(1), "{m:,} rows where ingest wrote {n:,}"),
 ])
 def test_a_damaged_ingest_table_is_one_line(embedded_sample_refit_300pairs_dim16,
                                             copy_workspace, table, damage, why):
@@ -1088,7 +1105,9 @@ def test_a_damaged_ingest_table_is_one_line(embedded_sample_refit_300pairs_dim16
 
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
     path = ws / artifacts.INGEST_DIR / table
-    damage(pl.read_parquet(path)).write_parquet(path)
+    whole = pl.read_parquet(path)
+    why = why.format(n=whole.height, m=whole.height - 1)
+    damage(whole).write_parquet(path)
     before = snapshot(ws)
     message = one_line_error(invoke(["embed", "--device", "cpu"], ws))
     assert message == f"Error: {path} is damaged ({why}) — re-run `tagrec ingest`", message
@@ -1110,6 +1129,7 @@ def _edit_tensors(path: Path, edit: Callable[[dict], None]) -> None:
 @pytest.mark.parametrize("cache, edit", [
     ("pooled", lambda t: t["movie"].__setitem__(np.flatnonzero(t["movie_done"])[0], np.nan)),
     ("pooled", lambda t: t.update(movie=t["movie"].astype(np.float16))),
+    ("pooled", lambda t: t.update(movie=t["movie"][:, :-1].copy())),  # not the encoder's H
     ("tokens", lambda t: t.update(movie_offsets=t["movie_offsets"][:-1].copy())),
     ("tokens", lambda t: t.update(user_ids=t["user_ids"][:-1].copy())),
 ])
@@ -1160,25 +1180,62 @@ def test_a_full_embed_keeps_what_else_a_user_put_in_added(embedded_sample_refit_
     assert (added / "old" / "batch.csv").is_file()
 
 
-@pytest.mark.parametrize("file, edit, args", [
+def test_adding_after_a_kept_csv_was_deleted_overwrites_none(
+        embedded_sample_refit_300pairs_dim16, copy_workspace, tmp_path):
+    # The next number was the count of kept CSVs plus one: with 0002 deleted by hand, a
+    # third add was numbered 0003 again, and a CSV of the same name overwrote the kept
+    # 0003 (through its hard link, in the live folder too) without a word.
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    for n, name in ((1, "a"), (2, "b"), (3, "c")):
+        csv = tmp_path / str(n) / f"{name}.csv"
+        csv.parent.mkdir()
+        csv.write_text(f"movieId,title,genres,tags\n90000{n},Film {n} (2031),Crime,x\n")
+        assert invoke(["embed", "--add-movies", str(csv)], ws).exit_code == 0
+    added = ws / "embeddings" / "added"
+    (added / "0002-b.csv").unlink()
+    again = tmp_path / "4" / "c.csv"
+    again.parent.mkdir()
+    again.write_text("movieId,title,genres,tags\n900004,Film 4 (2031),Crime,x\n")
+    assert invoke(["embed", "--add-movies", str(again)], ws).exit_code == 0
+    assert sorted(p.name for p in added.iterdir()) == ["0001-a.csv", "0003-c.csv", "0004-c.csv"]
+    assert "900003" in (added / "0003-c.csv").read_text()
+    r = invoke(["embed", "--device", "cpu"], ws)  # both added again
+    assert r.exit_code == 0, r.output
+    for movie in ("900001", "900003", "900004"):
+        assert invoke(["similar", "--movie", movie, "-k", "1"], ws).exit_code == 0
+
+
+def test_kept_csvs_sort_by_number_then_hand_put_ones():
+    from tagrec_cli.embed import kept_order, replaces
+
+    names = ["mine.csv", "10000-x.csv", "9999r-y.csv", "0002-z.csv"]
+    assert sorted(names, key=lambda n: kept_order(Path(n))) == [
+        "0002-z.csv", "9999r-y.csv", "10000-x.csv", "mine.csv"]
+    assert [replaces(Path(n)) for n in names] == [False, False, True, False]
+    assert not replaces(Path("rr-notes.csv"))
+
+
+@pytest.mark.parametrize("file, edit, args, why", [
     ("embeddings/user_tags.safetensors", lambda t: t.pop("terms.text"),
-     ["recommend", "--user", "1"]),
+     ["recommend", "--user", "1"], None),
     ("embeddings/user_tags.safetensors", lambda t: t.pop("tags.ids"),
-     ["recommend", "--user", "1"]),
+     ["recommend", "--user", "1"], None),
     ("embeddings/user_tags.safetensors",
      lambda t: t.update({"terms.valid": t["terms.valid"][:-1].copy()}),
-     ["recommend", "--user", "1"]),
-    ("embeddings/seen.safetensors", lambda t: t.pop("movies"), ["recommend", "--user", "1"]),
-    # an IndexError or a broadcast ValueError in the document grammar's numpy twins
+     ["recommend", "--user", "1"], None),
+    ("embeddings/seen.safetensors", lambda t: t.pop("movies"), ["recommend", "--user", "1"],
+     None),
+    # an IndexError or a broadcast ValueError in the document grammar's numpy twins; the
+    # message names what is wrong (MovieTerms.problem), not only an exception's class
     ("embeddings/catalogue.safetensors",
      lambda t: t.update({"terms.tag_ids": t["terms.tag_ids"][:-1].copy()}),
-     ["recommend", "--tags", "heist"]),
+     ["recommend", "--tags", "heist"], "(tag_indptr does not end at "),
     ("embeddings/catalogue.safetensors",
      lambda t: t.update({"terms.genre_indptr": t["terms.genre_indptr"][:-1].copy()}),
-     ["recommend", "--tags", "heist"]),
+     ["recommend", "--tags", "heist"], "(tag_indptr and genre_indptr cover different movies)"),
 ])
 def test_a_damaged_embeddings_file_is_one_line(embedded_sample_refit_300pairs_dim16,
-                                               copy_workspace, file, edit, args):
+                                               copy_workspace, file, edit, args, why):
     # each was a SafetensorError or ValueError traceback once a query read that part
     ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
     _edit_tensors(ws / file, edit)
@@ -1186,7 +1243,41 @@ def test_a_damaged_embeddings_file_is_one_line(embedded_sample_refit_300pairs_di
     message = one_line_error(invoke(args, ws))
     assert message.startswith(f"Error: {ws / file} is missing or damaged ("), message
     assert message.endswith("— re-run `tagrec embed`")
+    assert why is None or why in message, message
     assert snapshot(ws) == before
+
+
+def _nan_row(name: str, row: int = 0) -> Callable[[dict], None]:
+    def edit(tensors: dict) -> None:
+        tensors[name] = tensors[name].copy()
+        tensors[name][row] = np.nan
+    return edit
+
+
+@pytest.mark.parametrize("file, tensor, args", [
+    ("embeddings/movies.safetensors", "embeddings", ["recommend", "--user", "1"]),
+    ("embeddings/movies.safetensors", "embeddings", ["recommend", "--tags", "heist"]),
+    ("embeddings/movies.safetensors", "embeddings", ["similar", "--movie", "4"]),
+    ("embeddings/users.safetensors", "embeddings", ["recommend", "--user", "1"]),
+    ("model/model.safetensors", "heads.user.weight", ["recommend", "--tags", "heist"]),
+])
+def test_vectors_that_are_not_numbers_are_one_line(embedded_sample_refit_300pairs_dim16,
+                                                   copy_workspace, file, tensor, args):
+    # Nothing tagrec writes holds NaN (write_table refuses it), but a hand-edited file's NaN
+    # rows used to leave every answer short ("only 0 movies left") with exit 0.
+    ws = copy_workspace(embedded_sample_refit_300pairs_dim16)
+    row = 0  # any movie row spoils every query; a user's own row only their own
+    if file == "embeddings/users.safetensors":
+        from safetensors.numpy import load_file
+        row = int(np.flatnonzero(load_file(str(ws / file))["ids"] == 1)[0])
+    _edit_tensors(ws / file, _nan_row(tensor, row))
+    message = one_line_error(invoke(args, ws))
+    if file.startswith("model/"):
+        assert message == (f"Error: model in {ws / 'model'} gives vectors that are not "
+                           "numbers — re-run `tagrec train`")
+    else:
+        assert message == (f"Error: {ws / file} is missing or damaged (vectors that are not "
+                           "numbers) — re-run `tagrec embed`")
 
 
 def test_a_model_that_lost_its_movie_vectors_is_one_line(embedded_sample_refit_300pairs_dim16,

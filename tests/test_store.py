@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
-from tagrec_cli.store.embeddings import EmbeddingTable
+import numpy as np
+import pytest
+
+from tagrec_cli.errors import ArtifactError
+from tagrec_cli.store.embeddings import EmbeddingTable, read_table_file
 
 
 def test_embedding_table_rows_of_marks_unknown():
     table = EmbeddingTable(ids=np.array([5, 1, 9]), vectors=np.zeros((3, 2), np.float32))
     assert table.rows_of(np.array([9, 5, 4, 100])).tolist() == [2, 0, -1, -1]
+
+
+IDS = {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}
+
+
+@pytest.mark.parametrize("header", [
+    [], "x", None, {"ids": "x"}, {"ids": {**IDS, "dtype": ["I64"]}}, {"ids": {**IDS, "shape": 3}},
+    {"ids": {**IDS, "shape": [-1], "data_offsets": [0, -8]}},
+    {"ids": {**IDS, "shape": [10**30]}}, {"ids": IDS},  # no "embeddings"
+])
+def test_a_table_file_with_a_header_of_another_shape_is_damaged(tmp_path, header):
+    # read_table_file's own reader (map_tensors) took the JSON header for a dict of dicts:
+    # a list or a string in its place was a TypeError traceback in recommend and similar
+    text = json.dumps(header).encode()
+    path = tmp_path / "movies.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(16))
+    with pytest.raises(ArtifactError, match=r"is missing or damaged \((Value|Key)Error\)"):
+        read_table_file(path)
 
 
 def test_tables_that_do_not_match_their_manifest_are_damaged(

@@ -20,7 +20,7 @@ from tagrec_cli.cli.app import (
     plain,
     shown,
 )
-from tagrec_cli.config import MAX_SEED, IngestConfig
+from tagrec_cli.config import MAX_SEED, SAMPLE_DATA, IngestConfig
 
 INGEST = IngestConfig()  # every ingest default
 
@@ -29,10 +29,13 @@ INGEST = IngestConfig()  # every ingest default
 def sample_data(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False,
                                           help="Folder to write the CSV files into.")],
-    users: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of users.")] = 600,
-    movies: Annotated[int, typer.Option(min=2, max=200_000, help="Number of movies.")] = 1500,
+    users: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of users.")
+                     ] = SAMPLE_DATA["users"],
+    movies: Annotated[int, typer.Option(min=2, max=200_000, help="Number of movies.")
+                      ] = SAMPLE_DATA["movies"],
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
-                                      help="Random seed; same seed, same bytes.")] = 42,
+                                      help="Random seed; same seed, same bytes.")
+                    ] = SAMPLE_DATA["seed"],
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite the CSV files a folder already has.")] = False,
 ) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tagrec_cli import __version__
-from tagrec_cli.artifacts import atomic_dir, recover
+from tagrec_cli.artifacts import atomic_dir, recover, temp_name
 from tagrec_cli.errors import TagrecError, quoted
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -110,7 +110,7 @@ def download_dataset(name: str, dest: Path = Path("."), *, base_url: str | None 
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     recover(dest, f"{name}.zip")  # a killed download's archive (artifacts' temporary names)
-    part = dest / f".{name}.zip.tmp-{os.getpid()}"
+    part = temp_name(dest / f"{name}.zip")
     kept = None
     try:
         size = _fetch(url, part, spec, retry, on_progress or (lambda done, total: None))

@@ -150,11 +150,11 @@ class Catalogue:
             raise damaged(path, exc) from None
         n = len(out.ids)
         if not (len(out.titles) == len(out.years) == len(out.genres) == len(terms) == n):
-            raise damaged(path, ValueError("columns of different lengths"))
+            raise damaged(path, "columns of different lengths")
         if problem := terms.problem():
-            raise damaged(path, ValueError(problem))
+            raise damaged(path, problem)
         if any(len(c) != len(terms.terms) for c in out.counted.values()):
-            raise damaged(path, ValueError("term counts of another length than the terms"))
+            raise damaged(path, "term counts of another length than the terms")
         return out
 
     @cached_property

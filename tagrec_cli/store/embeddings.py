@@ -29,10 +29,17 @@ def embeddings_manifest(workdir: Path) -> dict:
                                    artifacts.EMBEDDINGS_FORMAT, min_version=3)
 
 
-def damaged(path: Path, exc: Exception) -> ArtifactError:
-    """The error for an unreadable file that `tagrec embed` wrote."""
-    return ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
-                         "re-run `tagrec embed`")
+NOT_NUMBERS = "vectors that are not numbers"
+
+
+def damaged(path: Path, why: Exception | str) -> ArtifactError:
+    """The error for an unreadable file that `tagrec embed` wrote.
+
+    why: a library's exception (named by its class: its text can run to lines of bytes), or
+    tagrec's own words for what is wrong, which are printed.
+    """
+    why = why if isinstance(why, str) else why.__class__.__name__
+    return ArtifactError(f"{path} is missing or damaged ({why}) — re-run `tagrec embed`")
 
 
 def table_path(workdir: Path, side: str) -> Path:
@@ -63,14 +70,15 @@ def read_table_file(path: Path, mapped: bool = False) -> EmbeddingTable:
     mapped: the vectors are memory-mapped, not read, for a short-lived query: its one pass
     over a 62,000-movie table (127 MB) then touches the page cache instead of copying it
     first. tagrec replaces these files by rename, never in place, so a mapping sees a whole
-    file; a writer of the same path, or a long-lived reader, takes a copy (mapped=False).
+    file (load_table maps every table it serves, `serve`'s included); a writer that reads
+    the file it is about to replace takes a copy (mapped=False).
     """
     try:
         ids, vectors = map_tensors(path, ("ids", "embeddings"))
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise damaged(path, exc) from None
     if ids.dtype != np.int64 or vectors.dtype != np.float32 or vectors.ndim != 2:
-        raise damaged(path, ValueError(f"dtypes {ids.dtype}, {vectors.dtype}"))
+        raise damaged(path, f"dtypes {ids.dtype}, {vectors.dtype}")
     return EmbeddingTable(np.array(ids), vectors if mapped else np.array(vectors))
 
 
@@ -88,17 +96,21 @@ def map_tensors(path: Path, names: tuple[str, ...]) -> list[np.ndarray]:
         if not 2 <= size <= 100_000_000:
             raise ValueError("not a safetensors file")
         header = json.loads(f.read(size))
-    out = []
-    for name in names:
-        entry = header[name]
-        dtype = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
-        start, end = entry["data_offsets"]
-        shape = tuple(entry["shape"])
-        if end - start != dtype.itemsize * int(np.prod(shape)):
-            raise ValueError(f"{name}: {end - start} bytes for shape {shape}")
-        out.append(np.memmap(path, dtype, "r", offset=8 + size + start, shape=shape)
-                   if end > start else np.zeros(shape, dtype))
-    return out
+    try:
+        return [_mapped(path, 8 + size, name, header[name]) for name in names]
+    except (TypeError, OverflowError):  # JSON of another shape: a list, a string for a dict
+        raise ValueError("a header of another shape") from None
+
+
+def _mapped(path: Path, data_start: int, name: str, entry: dict) -> np.ndarray:
+    dtype = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
+    start, end = (int(x) for x in entry["data_offsets"])
+    shape = tuple(int(x) for x in entry["shape"])
+    if start < 0 or min(shape, default=0) < 0 or end - start != dtype.itemsize * int(
+            np.prod(shape)):
+        raise ValueError(f"{name}: {end - start} bytes for shape {shape}")
+    return (np.memmap(path, dtype, "r", offset=data_start + start, shape=shape)
+            if end > start else np.zeros(shape, dtype))
 
 
 def check_shape(path: Path, manifest: dict, side: str, ids: np.ndarray, order: np.ndarray,
@@ -164,7 +176,10 @@ def load_rows(workdir: Path, side: str, ids: np.ndarray,
                          unknown=True)
     if len(rows) == 0:
         return np.zeros((0, column.get_shape()[1]), np.float32)
-    return np.concatenate([column[r:r + 1] for r in rows]).astype(np.float32)
+    out = np.concatenate([column[r:r + 1] for r in rows]).astype(np.float32)
+    if not np.isfinite(out).all():  # write_table writes none: a hand-edited file
+        raise damaged(path, NOT_NUMBERS)
+    return out
 
 
 def write_table(folder: Path, side: str, ids: np.ndarray, vectors: np.ndarray,

@@ -3,7 +3,8 @@
     movies.parquet   movieId, title, year, genres, tags, tag_counts, n_ratings, mean_rating,
                      n_dislikes, document
     users.parquet    userId, tags, n_ratings, mean_rating, n_dislikes, last_timestamp, document
-    ratings.parquet  userId, movieId, rating, timestamp, holdout
+    ratings.parquet  userId, movieId, rating, timestamp, holdout, part (history / valid /
+                     test / new: which the documents and pairs may read; see ingest.py)
     pairs.parquet    userId, movieId, rating, label (+1 / -1), split (train / valid)
 
 Every reader checks the manifest first and turns an unreadable table into one ArtifactError
@@ -79,6 +80,21 @@ def table_problem(name: str, df: pl.DataFrame, columns: list[str] | None,
     return None
 
 
+ROWS_IN_SUMMARY = {artifacts.INGEST_TABLE["movie"]: "movies",
+                   artifacts.INGEST_TABLE["user"]: "users"}  # table -> the summary's count
+
+
+def rows_problem(name: str, height: int, manifest: dict) -> str | None:
+    """A documents table with other rows than ingest's summary counted (a lost or emptied
+    file: embed would write tables without those users or movies), or None. A manifest
+    without the count is taken as it is."""
+    summary = manifest.get("summary")
+    want = summary.get(ROWS_IN_SUMMARY.get(name, "")) if isinstance(summary, dict) else None
+    if type(want) is int and want != height:
+        return f"{height:,} rows where ingest wrote {want:,}"
+    return None
+
+
 def tables_problem(workdir: Path) -> str | None:
     """What is wrong with the columns of ingest/'s tables, read from their parquet schemas
     alone (no data: nulls are found when a table is read), or None when all look whole."""
@@ -104,7 +120,8 @@ def read_table(workdir: Path, name: str, columns: list[str] | None = None) -> pl
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ArtifactError(f"{path} is missing or damaged ({exc.__class__.__name__}) — "
                             "re-run `tagrec ingest`") from None
-    problem = table_problem(name, df, columns, optional_columns(manifest))
+    problem = (table_problem(name, df, columns, optional_columns(manifest))
+               or rows_problem(name, df.height, manifest))
     if problem:
         raise ArtifactError(f"{path} is damaged ({problem}) — re-run `tagrec ingest`")
     return df
@@ -128,11 +145,9 @@ def side_features(workdir: Path, side: str, ids: np.ndarray, stats: dict[str, fl
     """(len(ids), F) side features of these ids, from ingest/{movies,users}.parquet."""
     key = ID_COLUMN[side]
     path = Path(workdir) / artifacts.INGEST_DIR / artifacts.INGEST_TABLE[side]
-    try:
-        df = read_table(workdir, artifacts.INGEST_TABLE[side], [key, *features.RAW_COLUMNS[side]])
-    except ArtifactError:
-        raise ArtifactError(f"{path} lacks the side-feature columns — re-run "
-                            "`tagrec ingest`") from None
+    # read_table's own error names what is wrong: a missing ingest, a damaged file, or a
+    # column lost ("... (an ingest from before side features)")
+    df = read_table(workdir, artifacts.INGEST_TABLE[side], [key, *features.RAW_COLUMNS[side]])
     rows = rows_of(df[key].to_numpy().astype(np.int64), np.asarray(ids, dtype=np.int64))
     if (rows < 0).any():
         raise ArtifactError(f"{side} {int(np.asarray(ids)[rows < 0][0])} is not in {path} — "

@@ -64,9 +64,10 @@ def _finite(rows: torch.Tensor, done: np.ndarray, block: int = 65536) -> bool:
                     .all()) for lo in range(0, len(rows), block))
 
 
-def load(workdir: Path, key: str, tables: dict[str, TokenTable],
+def load(workdir: Path, key: str, tables: dict[str, TokenTable], width: int,
          ) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-    """side -> ((N, H) pooled rows, (N,) bool done); {} when there is no usable cache."""
+    """side -> ((N, H) pooled rows, (N,) bool done); {} when there is no usable cache.
+    width: H, the encoder's hidden size."""
     path = cache_path(workdir, key)
     if not path.is_file():
         return {}
@@ -78,7 +79,7 @@ def load(workdir: Path, key: str, tables: dict[str, TokenTable],
             rows = tensors[side]
             # a damaged cache (rows lost, another dtype, NaN) would go into the tables
             if (len(done) != len(table) or rows.dtype != torch.float32 or rows.ndim != 2
-                    or len(rows) != len(table) or not _finite(rows, done)):
+                    or rows.shape != (len(table), width) or not _finite(rows, done)):
                 return {}
             out[side] = (rows, done)
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tagrec_cli import artifacts
+from tagrec_cli.errors import ArtifactError
 from tagrec_cli.features import RAW_COLUMNS, user_features
 from tagrec_cli.store import Store
 from tagrec_cli.towers.npbert import load_tower
@@ -25,6 +26,16 @@ def encode_user_documents(store: Store, documents: list[str],
     (a new user's ratings). For a collaborative model: liked, per document the movieIds
     the user liked (pooled into the vector, towers/collab.py), None for no history.
     """
+    vectors = _encode(store, documents, users, raw, liked)
+    if not np.isfinite(vectors).all():  # NaN weights: a model file edited or half-trained
+        raise ArtifactError(f"model in {store.model_dir} gives vectors that are not numbers "
+                            "— re-run `tagrec train`")
+    return vectors
+
+
+def _encode(store: Store, documents: list[str], users: list[int | None] | None,
+            raw: dict[str, np.ndarray] | None, liked: list[np.ndarray | None] | None,
+            ) -> np.ndarray:
     stats = artifacts.read_model_config(store.model_dir)["model"].get("features")
     extra = None
     if stats is not None:

@@ -8,7 +8,8 @@ device, step after step, the loss read only every log_every steps) and `validate
 `save` whenever validation ROC-AUC improves.
 
 The default keeps the pretrained encoder frozen: only the two linear heads (pooled document +
-side features -> 512) train, on shuffled batches of 1024 pairs with the hybrid loss
+side features -> 512), the collaborative part (a learned vector per movie, pooled into the
+user tower: towers/collab.py) and the logistic loss's bias train, on shuffled batches of 1024 pairs with the hybrid loss
 (in-batch softmax over the pairs rated >= 4 + a like/dislike logistic loss; see TrainConfig
 and benchmarks/QUALITY.md for why). With --no-freeze-encoder BERT is fine-tuned too: per
 batch each distinct user and movie document is encoded once, padded only to the longest
@@ -30,7 +31,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -182,22 +182,30 @@ def run_train(workdir: Path, model_cfg: ModelConfig | None = None,
             artifacts.recover(out_dir.parent, out_dir.name)
             artifacts.recover(out_dir.parent, f"{out_dir.name}.best")
         run.previous = finished_model(out_dir, manifest.get("ingest_key"))
-        run.staging = out_dir.parent / f".{out_dir.name}.best.tmp-{os.getpid()}"
+        run.staging = artifacts.temp_name(out_dir.parent / f"{out_dir.name}.best")
         if cfg.freeze_encoder:
             say("encoding documents once (frozen encoder)")
             run.pooled = encode_frozen(run)
-        optimise(run)
         try:
+            optimise(run)  # (starts the planner's thread: inside, so that it is closed)
             say("evaluating the untrained heads")
             validate(run, 0, {"train_loss": float("nan"), "seqs_per_s": float("nan")},
                      on_epoch)
             train_epochs(run, on_step, on_epoch, say)
-        except TagrecError:  # diverged: what was saved goes where finish puts it
+        except BaseException:
+            # Diverged (TagrecError), or a crash after a save (CUDA out of memory, a full
+            # disk): the best epoch saved goes where finish puts it, as after Ctrl-C, so the
+            # error does not throw hours of training away; and no staged copy is left behind.
             run.result.interrupted = True
-            finish(run)
+            try:
+                finish(run)
+            finally:
+                if dist.main and run.staging is not None:
+                    shutil.rmtree(run.staging, ignore_errors=True)
             raise
         finally:
-            run.planner.close()
+            if run.planner is not None:
+                run.planner.close()
         finish(run)
     run.result.seconds = time.perf_counter() - start
     return run.result
@@ -313,13 +321,14 @@ def encode_frozen(run: Run) -> dict[str, torch.Tensor]:
     # The cache holds the ingest's rows, not the short-history pseudo-users appended after.
     real = {**run.tables, "user": run.tables["user"].head(run.real_users)}
     key = pooled_cache.cache_key(model, real, run.device, uses_bf16(run.device))
-    cached = pooled_cache.load(run.workdir, key, real)  # {} without a usable cache
+    hidden = model.encoder.config.hidden_size
+    cached = pooled_cache.load(run.workdir, key, real, hidden)  # {} without a usable cache
     distributed.barrier(dist)  # every rank has read it before rank 0 may rewrite it
     pooled, done, encoded = {}, {}, 0
     for side, table in run.tables.items():
         needed = np.unique(np.concatenate([getattr(p, f"{side}_rows")
                                            for p in run.pairs.values()]))
-        feats = torch.zeros((len(table), model.encoder.config.hidden_size))  # (N, H)
+        feats = torch.zeros((len(table), hidden))  # (N, H)
         have = np.zeros(len(table), dtype=bool)
         if side in cached:
             rows, cached_done = cached[side]

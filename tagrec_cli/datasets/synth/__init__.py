@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tagrec_cli.config import SAMPLE_DATA
 from tagrec_cli.datasets.synth.lexicon import GENRES, NO_GENRES, NOISE_TAGS, TAG_THEMES, THEMES
 from tagrec_cli.datasets.synth.world import DATA_END, DATA_START, simulate
 
@@ -41,7 +42,8 @@ class SynthSummary:
     n_tags: int  # tag application rows
 
 
-def generate_movielens(out_dir: Path, n_users: int = 600, n_movies: int = 1500, seed: int = 42,
+def generate_movielens(out_dir: Path, n_users: int = SAMPLE_DATA["users"],
+                       n_movies: int = SAMPLE_DATA["movies"], seed: int = SAMPLE_DATA["seed"],
                        ratings_per_user: float = 80.0,
                        tag_applications: int | None = None) -> SynthSummary:
     """Write movies.csv, ratings.csv and tags.csv for a synthetic MovieLens into out_dir.
@@ -80,11 +82,12 @@ def _ctrl_c_held() -> Iterator[None]:
 
 def _write_all(out_dir: Path, frames: dict[str, pl.DataFrame]) -> None:
     """Write every CSV under a temporary name first (artifacts' names, which recover() and
-    `tagrec clean` know), then rename them all into place with Ctrl-C held back: the folder
-    has the old set or the new one, never a mix (`sample-data --force` over a dataset)."""
-    from tagrec_cli.artifacts import recover
+    `tagrec clean` know), then rename them all into place with Ctrl-C held back: a Ctrl-C
+    leaves the old set or the new one, never a mix (`sample-data --force` over a dataset);
+    only a kill between the renames could."""
+    from tagrec_cli.artifacts import recover, temp_name
 
-    tmps = {name: out_dir / f".{name}.tmp-{os.getpid()}" for name in frames}
+    tmps = {name: temp_name(out_dir / name) for name in frames}
     try:
         for name, df in frames.items():
             recover(out_dir, name)  # what a killed run left
