@@ -9,12 +9,13 @@ device, step after step, the loss read only every log_every steps) and `validate
 
 The default keeps the pretrained encoder frozen: only the two linear heads (pooled document +
 side features -> 512), the collaborative part (a learned vector per movie, pooled into the
-user tower: towers/collab.py) and the logistic loss's bias train, on shuffled batches of 1024 pairs with the hybrid loss
-(in-batch softmax over the pairs rated >= 4 + a like/dislike logistic loss; see TrainConfig
-and benchmarks/QUALITY.md for why). With --no-freeze-encoder BERT is fine-tuned too: per
-batch each distinct user and movie document is encoded once, padded only to the longest
-document of its length group, and --group-by-user keeps a user's pairs together so a long
-user document is encoded once for several pairs. The best epoch by AUC is saved to a
+user tower: towers/collab.py) and the logistic loss's bias train, on shuffled batches of
+1024 pairs with the hybrid loss (in-batch softmax over the pairs rated >= 4 + a like/dislike
+logistic loss; see TrainConfig and benchmarks/QUALITY.md for why). With
+--no-freeze-encoder BERT is fine-tuned too: per batch each distinct user and movie document
+is encoded once, padded only to the longest document of its length group, and
+--group-by-user keeps a user's pairs together so a long user document is encoded once for
+several pairs. The best epoch by AUC is saved to a
 staging folder beside out_dir and moved in when the run ends (finish): Ctrl-C keeps the best
 model so far, unless out_dir holds a finished model of this ingest, which a cut-short run
 never replaces.
