@@ -191,14 +191,16 @@ def test_an_existing_download_is_kept_and_nothing_is_requested(
     publish(archive)
     folder = tmp_path / NAME
     folder.mkdir()
-    (folder / "ratings.csv").write_bytes(b"mine")
+    mine = {"ratings.csv": b"mine", "movies.csv": b"mine", "tags.csv": b"mine"}
+    for file, data in mine.items():
+        (folder / file).write_bytes(data)
     result = invoke(NAME, "--dest", str(tmp_path), "--base-url", base)
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"{folder} already has ratings.csv; nothing downloaded (use --force to download it "
+        f"{folder} already has the CSV files; nothing downloaded (use --force to download it "
         f"again)\nnext: {shlex.join(['tagrec', 'ingest', '--data', str(folder)])}\n")
     assert server.requests == []
-    assert files(folder) == {"ratings.csv": b"mine"}
+    assert files(folder) == mine
 
 
 def test_force_replaces_the_whole_folder(publish, base, archive, dataset, tmp_path) -> None:
@@ -220,10 +222,15 @@ def test_a_folder_without_ratings_is_not_overwritten(publish, base, server, arch
     (tmp_path / NAME / "notes.txt").write_bytes(b"keep me")
     result = invoke(NAME, "--dest", str(tmp_path), "--base-url", base)
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: {tmp_path / NAME} exists but has no ratings.csv: move it "
-                             "away, or pass --force to replace it\n")
+    assert result.stderr == (f"Error: {tmp_path / NAME} exists but has no ratings.csv, tags.csv, "
+                             "movies.csv: move it away, or pass --force to replace it\n")
     assert server.requests == []
     assert files(tmp_path) == {f"{NAME}/notes.txt": b"keep me"}
+    # a ratings.csv alone is no download either (ingest would fail on the missing files)
+    (tmp_path / NAME / "ratings.csv").write_bytes(b"garbage")
+    result = invoke(NAME, "--dest", str(tmp_path), "--base-url", base)
+    assert result.exit_code == 1 and "has no tags.csv, movies.csv: move it" in result.stderr
+    assert server.requests == []
 
 
 # ---------------------------------------------------------------- failures leave nothing

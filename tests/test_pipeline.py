@@ -366,7 +366,6 @@ def test_cli_chain_ingest_train_embed_recommend(tmp_path, small_data, tiny_bert)
 
 @pytest.mark.parametrize("args, message", [
     (["recommend", "--user", "999999"], "unknown user 999999"),
-    (["recommend", "--user", "42", "-k", "0"], "-k must be at least 1"),
     (["train", "--device", "cuda"], "no CUDA device"),
     (["embed"], "tagrec train"),
 ])
@@ -522,10 +521,9 @@ def test_tags_query_on_embeddings_older_than_side_features_is_one_line(tmp_path,
     path = work / "embeddings" / "user_tags.safetensors"
     arrays = load_file(str(path))  # as before side features: the users' tags alone
     save_file({k: v for k, v in arrays.items() if not k.startswith("feature.")}, str(path))
+    # a tags query reads no user's side features (the tags choose: recommend.build_queries)
     r = invoke(["recommend", "--user", "42", "--tags", "heist"], work)
-    assert r.exit_code == 1
-    assert r.stderr.startswith("Error:") and "re-run `tagrec embed`" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert r.exit_code == 0, r.output
     manifest = work / "embeddings" / "manifest.json"  # a format-2 folder (parquet lookups)
     manifest.write_text(manifest.read_text().replace('"format_version": 3',
                                                      '"format_version": 2'))

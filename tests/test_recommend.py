@@ -19,7 +19,6 @@ from tagrec_cli.documents import parse_tags
 from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.documents.terms import tags_query_document as terms_query_document
 from tagrec_cli.features import RAW_COLUMNS, user_features
-from tagrec_cli.prior import movie_prior
 from tagrec_cli.recommend import closest_history, shared_tags
 from tagrec_cli.recommend import nearest as top_k
 from tagrec_cli.store import Store
@@ -272,30 +271,24 @@ def test_tags_file_and_table_output(tmp_path, trained):
     assert a == b
 
 
-def test_user_with_tags_puts_the_tags_first_in_the_user_document(trained):
-    user = 7
-    base = json.loads(invoke(["recommend", "--user", str(user), "--json", "-k", "20"],
-                             trained).stdout)
+def test_user_with_tags_ranks_by_the_tags_without_the_users_movies(trained):
+    # The tags choose (QUALITY.md, "A user steered by tags"): the list is the tags alone's,
+    # scores and all, with the movies the user rated left out.
+    alone = json.loads(invoke(["recommend", "--tags", "space opera", "--json", "-k", "200"],
+                              trained).stdout)["recommendations"]
+    index = load_seen(trained)
+    top = {m["movieId"] for m in alone[:20]}
+    user = next(u for u in range(1, 200) if top & set(index.of(u)[0]))  # one who rated some
+    seen, _ = index.of(user)
     r = invoke(["recommend", "--user", str(user), "--tags", "space opera", "--json", "-k", "20"],
                trained)
     assert r.exit_code == 0, r.output
-    with_tags = json.loads(r.stdout)
-    doc = ", ".join((["space opera"] + [t for t in Store(trained).user_tags(user)
-                                         if t != "space opera"])[:128])
-    query = torch_user_vectors(trained, [doc], [user])[0]
-    movies = load_table(trained, "movie")
-    seen, _ = load_seen(trained).of(user)
-    # a known user's score: cosine + the popularity prior at their rating count (prior.py)
-    catalogue = Store(trained).catalogue
-    counts = catalogue.rating_counts()[catalogue.rows(movies.ids)]
-    weight = ModelConfig().popularity_prior * (1 + ModelConfig().prior_shrink / len(seen))
-    scores = movies.vectors @ query + weight * movie_prior(counts)
-    scores[np.isin(movies.ids, seen)] = -np.inf
-    assert np.allclose([x["score"] for x in with_tags["recommendations"]],
-                       np.sort(scores)[::-1][:20], atol=1e-4)
-    assert not set(seen) & {x["movieId"] for x in with_tags["recommendations"]}
-    assert [x["score"] for x in base["recommendations"]] != \
-        [x["score"] for x in with_tags["recommendations"]]
+    with_tags = json.loads(r.stdout)["recommendations"]
+    expected = [m for m in alone if m["movieId"] not in set(seen)][:20]
+    assert [m["movieId"] for m in with_tags] == [m["movieId"] for m in expected]
+    assert [m["score"] for m in with_tags] == pytest.approx([m["score"] for m in expected],
+                                                            abs=1e-6)
+    assert json.loads(r.stdout)["user"] == user
 
 
 def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
@@ -332,7 +325,6 @@ def test_reasons_are_shared_rare_tags_and_the_closest_liked_movie(trained):
     (["recommend"], "give --user ID, --tags"),
     (["recommend", "--user", "999999", "--tags", "heist"], "unknown user 999999"),
     (["recommend", "--tags", "a", "--tags-file", "x.txt"], "not both"),
-    (["recommend", "--tags", "a", "-k", "0"], "-k must be at least 1"),
     (["similar"], "give --movie ID or --title"),
     (["similar", "--movie", "999999"], "unknown movie 999999"),
     (["similar", "--title", "qqqqzz"], "no movie title contains 'qqqqzz'"),
@@ -343,6 +335,15 @@ def test_bad_queries_are_one_line_errors(trained, args, message):
     r = invoke(args, trained)
     assert r.exit_code == 1
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["recommend", "--tags", "a", "-k", "0"],
+                                  ["similar", "--movie", "1", "-k", "-3"]])
+def test_a_k_below_one_is_a_bad_option(trained, args):
+    # exit 2 with the option's range, as every other option out of range (README)
+    r = invoke(args, trained)
+    assert r.exit_code == 2 and "is not in the range x>=1" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_a_tags_file_without_a_tag_names_the_file(trained, tmp_path):
@@ -708,7 +709,7 @@ def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_pat
     path.write_text(f"movieId,rating\n{a},5\n99999999,4\n{b},1.5\n")
     r = invoke(["recommend", "--ratings", str(path), "--json", "-k", "50"], trained)
     assert r.exit_code == 0, r.output
-    assert r.stderr.strip() == ("note: 1 rated movies are not in the catalogue and were left "
+    assert r.stderr.strip() == ("note: 1 rated movie is not in the catalogue and was left "
                                 "out (e.g. movie 99999999)")
     got = {m["movieId"] for m in json.loads(r.stdout)["recommendations"]}
     assert len(got) == 50 and not got & {a, b}

@@ -67,3 +67,34 @@ def test_tables_that_do_not_match_their_manifest_are_damaged(
     save_file({k: v[:-1] for k, v in load_file(str(users)).items()}, str(users))
     r = invoke(["recommend", "--user", "1"], ws)  # the user table is read row by row
     assert r.exit_code == 1 and "does not match its manifest" in r.stderr
+
+
+def test_title_forms_fold_case_accents_and_a_trailing_article():
+    from tagrec_cli.store.catalogue import fold, title_forms
+
+    assert title_forms("Matrix, The (1999)") == ("matrix, the (1999)", "the matrix (1999)")
+    assert title_forms("Few Good Men, A") == ("few good men, a", "a few good men")
+    assert title_forms("Auberge espagnole, L' (2002)")[1] == "l'auberge espagnole (2002)"
+    assert title_forms("Them, Again (2001)") == ("them, again (2001)",)  # no article
+    assert fold("Søren's CAFÉ") == "soren's cafe" and fold("Amélie") == "amelie"
+
+
+def test_a_title_search_reads_titles_as_people_type_them(tmp_path):
+    # The audit's: "The Matrix" found nothing (MovieLens writes "Matrix, The"), "The Dark
+    # Knight" picked "Batman: The Dark Knight Returns", and "soren" missed "Søren's Planet".
+    from tagrec_cli.store.catalogue import Catalogue, write_catalogue
+
+    titles = ["Matrix, The (1999)", "Matrix Reloaded, The (2003)",
+              "Batman: The Dark Knight Returns, Part 2 (2013)", "Dark Knight, The (2008)",
+              "Søren's Planet (2001)"]
+    n = len(titles)
+    write_catalogue(tmp_path / "c.safetensors", {
+        "movieId": list(range(1, n + 1)), "title": titles, "year": [None] * n,
+        "genres": ["Drama"] * n, "tags": [[]] * n, "tag_counts": [[]] * n,
+        "n_ratings": [10, 20, 50, 5, 1]})
+    catalogue = Catalogue.read(tmp_path / "c.safetensors")
+    assert catalogue.pick("The Matrix") == (1, [1, 2])  # equal beats the more rated sequel
+    assert catalogue.pick("the dark knight") == (4, [3, 4])
+    assert catalogue.pick("matrix, the") == (1, [1])  # MovieLens's own spelling still works
+    assert catalogue.pick("soren") == (5, [5])
+    assert catalogue.close_titles("The Matrx")[0] == "Matrix, The (1999)"

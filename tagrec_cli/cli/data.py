@@ -73,7 +73,8 @@ def download(
         "--dest", file_okay=False, help="Folder to unpack DEST/NAME into; created if missing.")
     ] = Path("."),
     force: Annotated[bool, typer.Option(
-        "--force", help="Download again even if DEST/NAME already has ratings.csv.")] = False,
+        "--force", help="Download again even if DEST/NAME already has the CSV files.")
+    ] = False,
     keep_archive: Annotated[bool, typer.Option(
         "--keep-archive", help="Keep DEST/NAME.zip after unpacking it.")] = False,
     base_url: Annotated[str | None, typer.Option(
@@ -124,7 +125,7 @@ def download(
                         f"verified) and unpacked it into {result.folder}"), highlight=False,
                   markup=False, soft_wrap=True)
     else:
-        out.print(plain(f"{result.folder} already has ratings.csv; nothing downloaded (use "
+        out.print(plain(f"{result.folder} already has the CSV files; nothing downloaded (use "
                         "--force to download it again)"), highlight=False, markup=False,
                   soft_wrap=True)
     if result.archive is not None:
@@ -156,8 +157,8 @@ def ingest(
         help="Pair label: +1 (like) if rating >= this, else -1 (dislike).")
                               ] = INGEST.like_threshold,
     pairs_per_class: Annotated[int, typer.Option(
-        min=0, help="Pairs per class over both splits; 0 keeps every pair (the seed drew "
-        "6000).")] = INGEST.pairs_per_class,
+        min=0, help="Pairs per class over both splits; 0 keeps every pair (tagrec's first "
+        "version drew 6000).")] = INGEST.pairs_per_class,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for drawing pairs.")
                     ] = INGEST.seed,
     with_genres: Annotated[bool, typer.Option(

@@ -63,8 +63,8 @@ def _metrics_table(epochs: list[dict], best: int | None):
 def train(
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Hugging Face BERT id or local folder \\[default: all-MiniLM-L6-v2, "
-        "installed with tagrec].")] = MODEL.base_model,
+        "--model", "-m", help="Hugging Face BERT id or local folder (the default is "
+        "installed with tagrec).")] = MODEL.base_model,
     device: Annotated[Device, typer.Option(help="auto = CUDA when available.")
                       ] = Device(TRAIN.device),
     epochs: Annotated[int, typer.Option(min=1, max=1000, help="Passes over the training pairs.")
@@ -113,7 +113,8 @@ def train(
     loss: Annotated[Loss, typer.Option(
         help="hybrid: in-batch softmax over the pairs rated >= --positive-rating plus a "
         "like/dislike logistic loss on every pair; cosine: CosineEmbeddingLoss on "
-        "like/dislike pairs (the seed's); softmax: in-batch softmax over liked pairs.")
+        "like/dislike pairs (tagrec's first objective); softmax: in-batch softmax over liked "
+        "pairs.")
     ] = Loss(TRAIN.loss),
     temperature: Annotated[float, typer.Option(
         min=1e-4, help="Softmax loss temperature (cosine / temperature).")] = TRAIN.temperature,

@@ -91,7 +91,7 @@ def recommend(
         "--user", "-u", help="User id (repeatable).")] = None,
     tags: Annotated[str | None, typer.Option(
         "--tags", "-t", help="Comma-separated tags describing a taste (quote a tag holding a "
-        "comma: '\"rock, paper\", heist'); with --user, added to that user's document.")
+        "comma: '\"rock, paper\", heist'); with --user, that user's rated movies are left out.")
     ] = None,
     tags_file: Annotated[Path | None, typer.Option(
         "--tags-file", dir_okay=False, help="Read the tags from a file (commas or lines).")
@@ -99,7 +99,7 @@ def recommend(
     ratings: Annotated[Path | None, typer.Option(
         "--ratings", dir_okay=False, help="A new user's ratings: a CSV of "
         "movieId,rating[,timestamp]; recommends for them without retraining.")] = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="Movies per query.")] = TOP_K,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Movies per query.")] = TOP_K,
     include_seen: Annotated[bool, typer.Option(
         "--include-seen", help="Also recommend movies the user already rated.")] = False,
     unrated: Annotated[bool, typer.Option(
@@ -141,9 +141,10 @@ def recommend(
 
         query, unknown = ratings_query(store, read_user_ratings(ratings))
         if unknown:
-            err.print(shown(f"note: {len(unknown)} rated movies are not in the catalogue and "
-                            f"were left out (e.g. movie {unknown[0]})"), highlight=False,
-                      soft_wrap=True)
+            some = (f"{len(unknown)} rated movies are not in the catalogue and were"
+                    if len(unknown) > 1 else "1 rated movie is not in the catalogue and was")
+            err.print(shown(f"note: {some} left out (e.g. movie {unknown[0]})"),
+                      highlight=False, soft_wrap=True)
         queries = [query]
     else:
         try:
@@ -165,8 +166,9 @@ def recommend(
 def similar(
     movie: Annotated[int | None, typer.Option("--movie", "-m", help="Movie id.")] = None,
     title: Annotated[str | None, typer.Option(
-        "--title", help="Look the movie up by part of its title (case-insensitive).")] = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="Movies to list.")] = TOP_K,
+        "--title", help="Look the movie up by part of its title, as typed: case, accents and "
+        "MovieLens's trailing article aside ('the matrix' finds 'Matrix, The').")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Movies to list.")] = TOP_K,
     as_json: JsonOpt = False,
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,

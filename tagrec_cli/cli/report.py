@@ -61,11 +61,17 @@ def evaluate(
     if json_path is not None:  # now, not after an hour of evaluating
         check_json_path(json_path, workdir)
     with err.status("evaluating") as status:
+        def say(msg: str) -> None:  # a spinner on a terminal; a log gets each phase as a line
+            if err.is_terminal:
+                status.update(f"evaluate: {msg}")
+            else:
+                err.print(shown(f"evaluate: {msg}"), highlight=False, soft_wrap=True)
+
         report = run_protocol(workdir, k=k, baselines=names, relevant_rating=relevant_rating,
                               include_tagrec=not baselines_only,
                               validation_only=validation_only,
                               device=device.value if device is not None else None,
-                              progress=lambda msg: status.update(f"evaluate: {msg}"))
+                              progress=say)
     tuning = report.tuning
     for name, rows in tuning.tried.items():
         tried = "; ".join(f"{_params(r['params'])} {_fmt(r['ndcg'])}" for r in rows)
@@ -76,7 +82,7 @@ def evaluate(
                   highlight=False)
     print_report(report.valid, k, relevant_rating, "validation")
     if report.test is not None:
-        print_report(report.test, k, relevant_rating, "test (reported once)")
+        print_report(report.test, k, relevant_rating, "test")
     out.print(shown(f"sub-workspaces and report.json in {report.folder}; "
                     f"{report.seconds:.1f} s"), highlight=False, soft_wrap=True)
     if json_path is not None:
@@ -131,7 +137,8 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
         values = [v for v in values if v is not None and v == v]
         return max(values) if values else None
 
-    table = Table(title=f"{part}: all users ({report.users_evaluated:,} with a rating >= "
+    once = " (reported once)" if part == "test" else ""  # nothing of test chose anything
+    table = Table(title=f"{part}{once}: all users ({report.users_evaluated:,} with a rating >= "
                         f"{relevant_rating:g}); best in bold, Pop.pct not ranked",
                   box=box.SIMPLE_HEAD)
     table.add_column("method")

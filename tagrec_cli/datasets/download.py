@@ -95,11 +95,14 @@ def download_dataset(name: str, dest: Path = Path("."), *, base_url: str | None 
         raise TagrecError(f"unknown dataset {name!r}; choose one of {', '.join(ARCHIVES)}")
     spec, dest = ARCHIVES[name], Path(dest)
     folder = dest / name
-    if (folder / "ratings.csv").is_file() and not force:
+    from tagrec_cli.datasets.movielens import SCHEMAS  # the files ingest reads
+
+    lacks = [f for f in SCHEMAS if not (folder / f).is_file()]
+    if folder.exists() and not lacks and not force:
         return DownloadResult(folder, downloaded=False)
     if folder.exists() and not force:  # replacing it would delete files we did not write
-        raise TagrecError(f"{folder} exists but has no ratings.csv: move it away, or pass "
-                          "--force to replace it")
+        raise TagrecError(f"{folder} exists but has no {', '.join(lacks)}: move it away, or "
+                          "pass --force to replace it")
     retry = shlex.join(["tagrec", "download", name]
                        + ([] if dest == Path(".") else ["--dest", str(dest)]))
     base = base_url or os.environ.get(URL_ENV) or BASE_URL

@@ -138,7 +138,8 @@ def create_app(workdir: Path, allow_stale: bool = False):
     @app.get("/recommend")
     async def recommend(user: int | None = Query(None, description="A known user id."),
                         tags: str | None = Query(None, description="Comma-separated tags; "
-                                                 "with user, added to that user's document."),
+                                                 "with user, that user's rated movies are "
+                                                 "left out."),
                         k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
                         include_seen: bool = Query(False, description="Also movies the user "
                                                    "rated."),

@@ -91,13 +91,6 @@ class Store:
     def user_tags(self, user: int) -> list[str]:
         return self.users.tags(user)
 
-    def liked(self, user: int) -> np.ndarray:
-        """The movieIds `user` rated >= the ingest's like threshold: what a collaborative
-        user tower pools (towers/collab.py). The seen index holds every rating, so with a
-        held-out share this includes the held-out ones, which the tables' pools leave out."""
-        movies, ratings = self.seen.of(user)
-        return movies[ratings >= self.ingest.like_threshold]
-
     @cached_property
     def rating_counts(self) -> np.ndarray:
         """(N,) history ratings of each movie-table row, from the catalogue (an added movie,

@@ -19,6 +19,8 @@ A string column NAME is NAME.text (the strings' UTF-8, concatenated, uint8), NAM
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -209,13 +211,19 @@ class Catalogue:
                 for m, r in zip(np.asarray(movie_ids).tolist(), self.rows(movie_ids).tolist(),
                                 strict=True)]
 
+    @cached_property
+    def searched(self) -> list[tuple[str, ...]]:
+        """Each title as a search reads it (title_forms), made once per process."""
+        return [title_forms(t) if t else () for t in self.titles]
+
     def find(self, text: str) -> list[int]:
-        """Ids of movies whose title contains `text` (case-insensitive), in id order."""
-        needle = text.strip().lower()
+        """Ids of movies whose title contains `text` (title_forms: case, accents and a
+        trailing article aside), in id order."""
+        needle = fold(text.strip())
         if not needle:
             raise QueryError("title is empty", "title", names=("title",))
-        hits = [int(m) for m, t in zip(self.ids, self.titles, strict=True)
-                if t and needle in t.lower()]
+        hits = [int(m) for m, forms in zip(self.ids, self.searched, strict=True)
+                if any(needle in f for f in forms)]
         return sorted(hits)
 
     def pick(self, text: str) -> tuple[int, list[int]]:
@@ -229,11 +237,10 @@ class Catalogue:
         matches = self.find(text)
         if not matches:
             return -1, []
-        needle = text.strip().lower()
+        needle = fold(text.strip())
         rows = self.rows(np.array(matches))
-        titles = [(self.titles[r] or "").lower() for r in rows]
-        exact = [m for m, t in zip(matches, titles, strict=True)
-                 if needle in (t, t.rsplit(" (", 1)[0])]
+        exact = [m for m, r in zip(matches, rows, strict=True)
+                 if any(needle in (f, f.rsplit(" (", 1)[0]) for f in self.searched[r])]
         counts = dict(zip(matches, (self.n_ratings[r] or 0 for r in rows), strict=True))
         best = min(exact or matches, key=lambda m: (-counts[m], m))
         return best, matches
@@ -250,11 +257,11 @@ class Catalogue:
 
     def close_titles(self, text: str, n: int = 3) -> list[str]:
         """Titles that look like `text`, for "did you mean" messages."""
-        names = {t.lower(): t for t in self.titles if t}
         # Compare against titles without the year, which users rarely type.
-        bare = {k.rsplit(" (", 1)[0]: v for k, v in names.items()}
-        return [bare[m] for m in difflib.get_close_matches(text.strip().lower(), list(bare),
-                                                           n=n, cutoff=0.6)]
+        bare = {f.rsplit(" (", 1)[0]: t for t, forms in zip(self.titles, self.searched,
+                                                           strict=True) for f in forms}
+        found = difflib.get_close_matches(fold(text.strip()), list(bare), n=2 * n, cutoff=0.6)
+        return list(dict.fromkeys(bare[m] for m in found))[:n]  # a title's two forms: once
 
     def columns(self) -> dict[str, list]:
         """CATALOGUE_COLUMNS as lists (tags and tag_counts per movie), for a rewrite."""
@@ -263,6 +270,41 @@ class Catalogue:
                 "genres": self.genres, "tags": [self.terms.tags(r) for r in rows],
                 "tag_counts": [self.terms.counts(r) for r in rows],
                 "n_ratings": self.n_ratings}
+
+
+# MovieLens writes a leading article at the end of the title: "Matrix, The (1999)".
+ARTICLES = ("the", "a", "an", "la", "le", "les", "l'", "il", "el", "los", "las", "das", "der",
+            "die", "den", "det")
+_MOVED = re.compile(r"^(.*), (" + "|".join(map(re.escape, ARTICLES)) + r")( \(.*\))?$")
+
+
+# Letters that are not a base letter with a mark, so NFKD leaves them: as a keyboard types them
+_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d",
+                          "ð": "d", "þ": "th", "ı": "i"})
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: what a title search compares.
+    Example: "Søren's Café" -> "soren's cafe"
+    """
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text.translate(_LETTERS))
+                   if not unicodedata.combining(c))
+
+
+def title_forms(title: str) -> tuple[str, ...]:
+    """A title as searches read it: folded, and with a trailing article put in front.
+
+    Example: "Matrix, The (1999)" -> ("matrix, the (1999)", "the matrix (1999)")
+    """
+    folded = fold(title)
+    m = _MOVED.match(folded) if ", " in folded else None  # (the test first: 2x faster)
+    if not m:
+        return (folded,)
+    name, article, year = m.group(1), m.group(2), m.group(3) or ""
+    return folded, f"{article}{'' if article.endswith(chr(39)) else ' '}{name}{year}"
 
 
 def merge_columns(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
