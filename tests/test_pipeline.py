@@ -99,16 +99,16 @@ def test_same_seed_same_weights(tmp_path, ws, tiny_bert):
 
 
 def test_a_second_frozen_train_reads_encoded_rows_from_the_cache(ws, tiny_bert, monkeypatch):
-    import tagrec_cli.train.loop as loop
+    import tagrec_cli.train.prepare as prepare
 
     encoded = []
-    real_encode = loop.encode_rows
+    real_encode = prepare.encode_rows
 
     def counting(model, table, rows, **kw):
         encoded.append(len(rows))
         return real_encode(model, table, rows, **kw)
 
-    monkeypatch.setattr(loop, "encode_rows", counting)
+    monkeypatch.setattr(prepare, "encode_rows", counting)
     cfg = TrainConfig(epochs=1, device="cpu", short_history=0)
     run_train(ws, tiny(tiny_bert), cfg, out_dir=ws / "first")
     assert sum(encoded) > 0

@@ -20,6 +20,8 @@ Flat arrays, cut per step: step s owns [off[s], off[s + 1]) of each array with t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -213,3 +215,27 @@ def plan_groups(lengths: np.ndarray, off: np.ndarray, max_groups: int) -> Groups
         sizes.append([len(g) for g in groups])
         widths.append([int(step_len[g].max()) for g in groups])
     return Groups(order, restore, sizes, widths)
+
+
+class Planner:
+    """Each epoch's plan (plan_epoch), made in a background thread while the epoch before it
+    trains (and the first while the untrained heads are evaluated). One worker makes the
+    plans in epoch order, so the cold-dropout stream is drawn as a plain loop would."""
+
+    def __init__(self, make: Callable[[int], EpochPlan], epochs: int):
+        self.make, self.epochs = make, epochs
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="tagrec-plan")
+        self.epoch, self.next = 1, self.pool.submit(make, 1)
+
+    def take(self, epoch: int) -> EpochPlan:
+        """Epoch `epoch`'s plan (epochs are taken in order 1, 2, ...); starts the next one."""
+        if epoch != self.epoch:
+            raise ValueError(f"plans are taken in order: epoch {self.epoch}, not {epoch}")
+        plan = self.next.result()
+        self.epoch += 1
+        if self.epoch <= self.epochs:
+            self.next = self.pool.submit(self.make, self.epoch)
+        return plan
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
