@@ -19,9 +19,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from tagrec_cli import artifacts, documents, features
+from tagrec_cli import artifacts, features
 from tagrec_cli.config import EMBED_BATCH_SIZE, IngestConfig
-from tagrec_cli.datasets.movielens import read_csv
+from tagrec_cli.datasets.new_movies import read_new_movies
 from tagrec_cli.documents import frames
 from tagrec_cli.errors import ArtifactError, DataError
 from tagrec_cli.store import Store, ingested
@@ -119,9 +119,6 @@ def _embed(workdir: Path, model_dir: Path | None, device: str, batch_size: int,
 
 # ---------------------------------------------------------------- embed --add-movies
 
-NEW_MOVIE_COLUMNS = ("movieId", "title", "genres", "tags")
-
-
 def text_vectors(workdir: Path, model: TwoTower, table: TokenTable, side: str, dev: torch.device,
                  cached: tuple[torch.Tensor, np.ndarray] | None = None,
                  batch_size: int = EMBED_BATCH_SIZE,
@@ -152,35 +149,6 @@ def text_vectors(workdir: Path, model: TwoTower, table: TokenTable, side: str, d
                                         extra[lo:lo + 4096].to(dev)).float().cpu()
                           for lo in range(0, len(table), 4096)])
     return vecs, int(done.sum())
-
-
-def read_new_movies(path: Path):
-    """A CSV of movieId,title,genres,tags (tags separated by '|') -> polars DataFrame.
-
-    Tags are cleaned as ingest cleans them and keep the file's order (there are no counts
-    to rank them by); all are kept, and the document takes the first max_tags, as ingest's
-    (frames.movie_document_text).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} does not exist (expected a CSV with columns "
-                        f"{','.join(NEW_MOVIE_COLUMNS)})")
-    if not path.is_file():  # a folder, a pipe, a device: read twice (header, then rows)
-        raise DataError(f"{path} is not a regular file (expected a CSV file with columns "
-                        f"{','.join(NEW_MOVIE_COLUMNS)})")
-    schema = {"movieId": pl.Int64, "title": pl.String, "genres": pl.String, "tags": pl.String}
-    df = read_csv(path, schema)
-    if df.height == 0:
-        raise DataError(f"{path} has no movies")
-    repeated = df.filter(pl.col("movieId").is_duplicated())
-    if repeated.height:
-        raise DataError(f"{path}: movieId {repeated['movieId'][0]} appears more than once")
-    untitled = df.with_row_index().filter(pl.col("title").fill_null("").str.strip_chars() == "")
-    if untitled.height:
-        raise DataError(f"{path}, line {untitled['index'][0] + 2}: empty title")
-    tags = [documents.clean_tags((t or "").split("|")) for t in df["tags"].to_list()]
-    return df.with_columns(pl.Series("tags", tags, dtype=pl.List(pl.String)),
-                           pl.col("title").str.strip_chars())
 
 
 @dataclass

@@ -190,10 +190,7 @@ def user_documents(history: pl.DataFrame, tags: pl.DataFrame, cfg: IngestConfig,
     liked = history.filter(pl.col("rating") >= cfg.liked_rating).select("userId", "movieId")
     merged = frames.user_document_tags(liked, frames.own_tags(tags), tags,
                                        frames.tag_order(tags), movies, cfg)
-    users = history.group_by("userId").agg(
-        n_ratings=pl.len(), mean_rating=pl.col("rating").mean(),
-        n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Int64),
-        last_timestamp=pl.col("timestamp").max())
+    users = history.group_by("userId").agg(frames.user_stats(cfg.like_threshold))
     return (users.join(merged, on="userId", how="left")
             .with_columns(tags=pl.col("tags").fill_null([]))
             .with_columns(document=pl.col("tags").list.join(SEPARATOR))

@@ -626,6 +626,29 @@ def test_queries_import_neither_polars_nor_torch(trained, query):
     assert r.stdout.splitlines()[-1] == f"[] {bool(r.stderr)}"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--add-movies", "{bad}"], "missing column 'genres'"),
+    (["--add-movies", "{missing}"], "does not exist"),
+    (["--model-dir", "{missing}"], "is not a folder"),
+])
+def test_embed_refuses_bad_input_before_it_imports_torch(trained, tmp_path, args, message):
+    # The audit's: these took 6-12 s, torch and the model loaded before the file was read.
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("movieId,title\n1,x\n")
+    args = [a.format(bad=bad, missing=tmp_path / "nowhere") for a in args]
+    probe = ("import sys, runpy\n"
+             "sys.argv = ['tagrec'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('tagrec_cli', run_name='__main__')\n"
+             "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe, "embed", *args, "--workdir", str(trained)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "exit 1 False", r.stdout + r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 # ---------------------------------------------------------------- recommend --ratings
 
 

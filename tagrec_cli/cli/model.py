@@ -247,6 +247,13 @@ def embed(
     """
     from rich.progress import Progress
 
+    if add_movies is not None:  # a bad file is one line now, not after torch loads (seconds)
+        from tagrec_cli.datasets.new_movies import read_new_movies
+
+        read_new_movies(add_movies)
+    if model_dir is not None and not model_dir.is_dir():
+        fail(f"--model-dir {shown(model_dir)} is not a folder (give the folder `tagrec train` "
+             "wrote)")
     from tagrec_cli.embed import add_movies as add
     from tagrec_cli.embed import run_embed
 

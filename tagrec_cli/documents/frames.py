@@ -82,6 +82,15 @@ def movie_document_text(cfg: IngestConfig) -> pl.Expr:
 # ---------------------------------------------------------------- user documents
 
 
+def user_stats(like_threshold: float) -> list[pl.Expr]:
+    """A user's history statistics (features.RAW_COLUMNS["user"]) as aggregations over their
+    ratings (userId, movieId, rating, timestamp, grouped by user): the one rule for
+    ingest's users.parquet and for a user ingest never saw (store.ingested.rated_users)."""
+    return [pl.len().alias("n_ratings"), pl.col("rating").mean().alias("mean_rating"),
+            (pl.col("rating") < like_threshold).sum().cast(pl.Int64).alias("n_dislikes"),
+            pl.col("timestamp").max().alias("last_timestamp")]
+
+
 def own_tags(tags: pl.DataFrame) -> pl.DataFrame:
     """Per user, the tags they applied, on most movies first (ties alphabetical).
 

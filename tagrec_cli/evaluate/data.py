@@ -47,10 +47,7 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
     """
     manifest = ingested.ingest_manifest(workdir)
     movies = ingested.documents(workdir, "movie")
-    ratings = ingested.read_table(workdir, artifacts.RATINGS_FILE)
-    if "part" not in ratings.columns:
-        ratings = ratings.with_columns(part=pl.when(pl.col("holdout")).then(pl.lit("valid"))
-                                       .otherwise(pl.lit("history")))
+    ratings = ingested.with_parts(ingested.read_table(workdir, artifacts.RATINGS_FILE))
     parts = set(ratings["part"].unique().to_list())
     target = target or ("test" if "test" in parts else "valid")
     if target not in ("valid", "test"):

@@ -135,9 +135,18 @@ def documents(workdir: Path, side: str) -> pl.DataFrame:
 def history_ratings(workdir: Path) -> pl.DataFrame:
     """The ratings the documents, features and training pairs were made from (userId,
     movieId, rating, timestamp): every rating but the held-out parts and new users."""
-    ratings = read_table(workdir, artifacts.RATINGS_FILE)
-    keep = pl.col("part") == "history" if "part" in ratings.columns else ~pl.col("holdout")
-    return ratings.filter(keep).select("userId", "movieId", "rating", "timestamp")
+    ratings = with_parts(read_table(workdir, artifacts.RATINGS_FILE))
+    return (ratings.filter(pl.col("part") == "history")
+            .select("userId", "movieId", "rating", "timestamp"))
+
+
+def with_parts(ratings: pl.DataFrame) -> pl.DataFrame:
+    """ratings.parquet with its `part` column. An ingest from before the three-way split
+    has none: its held-out ratings are "valid", the rest "history"."""
+    if "part" in ratings.columns:
+        return ratings
+    return ratings.with_columns(part=pl.when(pl.col("holdout")).then(pl.lit("valid"))
+                                .otherwise(pl.lit("history")))
 
 
 def side_features(workdir: Path, side: str, ids: np.ndarray, stats: dict[str, float],
@@ -176,10 +185,8 @@ def rated_users(workdir: Path, known: pl.DataFrame, users: np.ndarray,
     texts = [SEPARATOR.join(by_user.get(int(u), [])) for u in users]
     if stats is None:
         return texts, None
-    raw = (known.group_by("userId").agg(
-        n_ratings=pl.len().cast(pl.Float64), mean_rating=pl.col("rating").mean(),
-        n_dislikes=(pl.col("rating") < cfg.like_threshold).sum().cast(pl.Float64),
-        last_timestamp=pl.col("timestamp").cast(pl.Float64).max()))
+    raw = (known.group_by("userId").agg(frames.user_stats(cfg.like_threshold))
+           .with_columns(pl.col(list(features.RAW_COLUMNS["user"])).cast(pl.Float64)))
     raw = pl.DataFrame({"userId": np.asarray(users, np.int64)}).join(raw, on="userId",
                                                                       how="left")
     counts = ("n_ratings", "n_dislikes")
