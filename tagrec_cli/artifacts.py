@@ -124,7 +124,7 @@ def temp_name(target: Path, kind: str = "tmp") -> Path:
     return Path(target).parent / f".{Path(target).name}.{kind}-{os.getpid()}"
 
 
-def _leftovers(folder: Path) -> Iterator[tuple[Path, Path, str, int]]:
+def leftovers(folder: Path) -> Iterator[tuple[Path, Path, str, int]]:
     """(leftover, the artifact it belongs to, "tmp" | "old", writer's PID) in `folder`: the
     temporary names (temp_name) atomic_dir and atomic_file write under."""
     if not folder.is_dir():
@@ -142,9 +142,9 @@ def recover(folder: Path, name: str | None = None) -> None:
     A dead writer's temporary copy is removed; if it died between moving an old artifact
     aside and moving the new one in, the old one is put back, so nothing is lost. Writers
     recover only their own artifact's leftovers (a folder like --dest or a --json file's may
-    be the user's); `tagrec clean` sweeps every folder of the workspace.
+    be the user's); `tagrec clean` (clean.py) sweeps every folder of the workspace.
     """
-    for item, target, kind, pid in sorted(_leftovers(Path(folder)), key=lambda x: x[2] != "old"):
+    for item, target, kind, pid in sorted(leftovers(Path(folder)), key=lambda x: x[2] != "old"):
         # `name`'s own leftovers, and those of its temporary copies (a staging folder's)
         if name is not None and target.name != name and not target.name.startswith(
                 f".{name}.tmp-"):
@@ -413,51 +413,6 @@ def prune_cache(workdir: Path, kind: str, keep: str) -> None:
     for old in (Path(workdir) / CACHE_DIR).glob(f"{kind}-*.safetensors"):
         if old.name != cache_path(workdir, kind, keep).name:
             old.unlink(missing_ok=True)
-
-
-def _swept_folders(workdir: Path) -> list[Path]:
-    """The folders whose writers' leftovers `clean` sweeps: the workspace and every folder
-    in it (evaluate's stages, the artifacts' insides), but not a leftover itself, nor
-    embeddings/added/, which holds the user's own files."""
-    mine = Path(workdir) / EMBEDDINGS_DIR / ADDED_DIR
-    out = []
-    for root, dirs, _files in os.walk(workdir):
-        dirs[:] = sorted(d for d in dirs if not TEMP_NAME.match(d) and Path(root, d) != mine)
-        out.append(Path(root))
-    return out
-
-
-def clean(workdir: Path, caches: bool = False, dry_run: bool = False) -> list[tuple[Path, int]]:
-    """What no current artifact needs, removed (or only listed with dry_run): (path, bytes).
-
-    Always: what writers that died left (temporary copies; a dead process's lock is broken).
-    With caches: the cache/ folder too (token tables and pooled outputs; rebuilt on demand).
-    A moved-aside artifact whose new version never arrived is put back, not removed.
-    """
-    workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise ArtifactError(f"no workspace at {workdir}")
-    with workspace_lock(workdir):  # no writer runs meanwhile (a dead one's lock is broken)
-        found: list[Path] = []
-        folders = _swept_folders(workdir)
-        for folder in folders:
-            for item, target, kind, pid in _leftovers(folder):
-                if pid_alive(pid) or (kind == "old" and not target.exists()):
-                    continue  # a live writer's, or an artifact recover() puts back
-                found.append(item)
-        if caches and (workdir / CACHE_DIR).is_dir():
-            found += [p for p in sorted((workdir / CACHE_DIR).iterdir()) if p not in found]
-        sized = [(p, sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-                  if p.is_dir() else p.stat().st_size) for p in found]
-        if not dry_run:
-            for folder in folders:
-                recover(folder)
-            for path, _ in sized:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-    return sized
 
 
 def file_digest(*paths: Path) -> str:

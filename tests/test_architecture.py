@@ -28,11 +28,12 @@ LAYERS = {
     "tagrec_cli.towers": 3,
     "tagrec_cli.train": 4, "tagrec_cli.ingest": 4, "tagrec_cli.embed": 4,
     "tagrec_cli.recommend": 4, "tagrec_cli.evaluate": 4, "tagrec_cli.baselines": 4,
+    "tagrec_cli.clean": 4,
     "tagrec_cli.protocol": 5,
     "tagrec_cli.cli": 6, "tagrec_cli.serve": 6,
 }
 COMMANDS = {"tagrec_cli.ingest", "tagrec_cli.embed", "tagrec_cli.recommend",
-            "tagrec_cli.evaluate", "tagrec_cli.train"}
+            "tagrec_cli.evaluate", "tagrec_cli.train", "tagrec_cli.clean"}
 ALLOWED_COMMAND_IMPORTS = {("tagrec_cli.evaluate", "tagrec_cli.baselines")}  # its own part
 TORCH_PLACES = ("tagrec_cli.towers", "tagrec_cli.train", "tagrec_cli.embed")
 

@@ -229,7 +229,7 @@ def clean(
 
     Example: tagrec clean --caches --dry-run
     """
-    from tagrec_cli.artifacts import clean as run_clean
+    from tagrec_cli.clean import run_clean
     from tagrec_cli.datasets.download import human_size
 
     removed = run_clean(workdir, caches, dry_run)
