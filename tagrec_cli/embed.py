@@ -20,6 +20,7 @@ import polars as pl
 import torch
 
 from tagrec_cli import artifacts, features
+from tagrec_cli.artifacts import ADDED_DIR
 from tagrec_cli.config import EMBED_BATCH_SIZE, IngestConfig
 from tagrec_cli.datasets.new_movies import read_new_movies
 from tagrec_cli.documents import frames
@@ -168,9 +169,6 @@ def add_movies(workdir: Path, csv_path: Path, replace: bool = False, device: str
     """
     with artifacts.workspace_lock(workdir):
         return _add_movies(Path(workdir), csv_path, replace, device, batch_size)
-
-
-ADDED_DIR = artifacts.ADDED_DIR
 
 
 def encode_new_movies(model: TwoTower, tokenizer: Any, dev: torch.device, cfg: IngestConfig,

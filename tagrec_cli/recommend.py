@@ -136,9 +136,6 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     if tags is not None and not tags:
         raise QueryError('tags holds no tag (separate them with commas, e.g. "heist, '
                          'twist ending")', "tags", names=("tags",))
-    max_tags = store.ingest.max_tags
-    doc_tags = [store.user_tags(int(u)) for u in ids] if len(ids) else [[]]
-    vectors = user_vectors
     if tags:
         # The document of someone who liked the movies carrying the tags. With a user too,
         # the tags choose and the user's own movies are left out: their document or vector
@@ -147,7 +144,9 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
         document = tags_document(store, tags)
         vector = encode_user_documents(store, [documents.document_text(document)], [None])
         vectors = np.repeat(vector, max(len(ids), 1), axis=0)
-        doc_tags = [documents.query_tags(tags, [], max_tags)] * len(vectors)  # the reasons
+        doc_tags = [documents.query_tags(tags, [], store.ingest.max_tags)] * len(vectors)
+    else:  # (user_vectors also checked that every user is known, with tags too)
+        vectors, doc_tags = user_vectors, [store.user_tags(int(u)) for u in ids]
     queries = []
     for i, vector in enumerate(vectors):
         user = int(ids[i]) if len(ids) else None
