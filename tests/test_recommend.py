@@ -629,7 +629,7 @@ def test_queries_import_neither_polars_nor_torch(trained, query):
 @pytest.mark.parametrize("args, message", [
     (["--add-movies", "{bad}"], "missing column 'genres'"),
     (["--add-movies", "{missing}"], "does not exist"),
-    (["--model-dir", "{missing}"], "is not a folder"),
+    (["--model-dir", "{odd}"], "--model-dir {odd} is not a folder"),  # shown as typed
 ])
 def test_embed_refuses_bad_input_before_it_imports_torch(trained, tmp_path, args, message):
     # The audit's: these took 6-12 s, torch and the model loaded before the file was read.
@@ -638,7 +638,8 @@ def test_embed_refuses_bad_input_before_it_imports_torch(trained, tmp_path, args
 
     bad = tmp_path / "bad.csv"
     bad.write_text("movieId,title\n1,x\n")
-    args = [a.format(bad=bad, missing=tmp_path / "nowhere") for a in args]
+    paths = {"bad": bad, "missing": tmp_path / "nowhere", "odd": tmp_path / "[nowhere]"}
+    args, message = [a.format(**paths) for a in args], message.format(**paths)
     probe = ("import sys, runpy\n"
              "sys.argv = ['tagrec'] + sys.argv[1:]\n"
              "try:\n    runpy.run_module('tagrec_cli', run_name='__main__')\n"

@@ -252,7 +252,7 @@ def embed(
 
         read_new_movies(add_movies)
     if model_dir is not None and not model_dir.is_dir():
-        fail(f"--model-dir {shown(model_dir)} is not a folder (give the folder `tagrec train` "
+        fail(f"--model-dir {model_dir} is not a folder (give the folder `tagrec train` "
              "wrote)")
     from tagrec_cli.embed import add_movies as add
     from tagrec_cli.embed import run_embed
