@@ -376,6 +376,8 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
     assert result.exit_code == 0, result.output
     assert "ease on validation, NDCG@10: lam=25" in result.output
     assert "test (reported once)" in result.output and "new users" in result.output
+    # off a terminal (as here) each phase is a line of its own, not a spinner nobody sees
+    assert "evaluate: test: scoring" in result.stderr
     data = json.loads(path.read_text())
     assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease"}
     assert data["test"]["settings"]["k"] == 10 and data["best_epoch"] >= 1

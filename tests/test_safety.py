@@ -304,6 +304,24 @@ def test_saved_files_are_readable_by_others(ws: Path):
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
 
 
+def test_writes_never_set_the_umask(tmp_path: Path, monkeypatch):
+    # _readable set the umask to 0 and back at every write: a file another thread (the
+    # training planner, polars') created meanwhile was world-writable. It is read once.
+    mask = os.umask(0)
+    os.umask(mask)
+    artifacts._umask.cache_clear()
+
+    def refused(_mask: int) -> int:
+        raise AssertionError("os.umask called during a write")
+
+    monkeypatch.setattr(os, "umask", refused)
+    if Path("/proc/self/status").is_file():  # elsewhere it is set once, on the first write
+        with artifacts.atomic_file(tmp_path / "a.json") as tmp:
+            tmp.write_text("{}")
+        assert artifacts._umask() == mask
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_a_model_folder_without_its_tokenizer_is_an_error(ws: Path):
     (ws / "model" / "tokenizer.json").unlink()
     for args in (["recommend", "--tags", "heist"], ["embed"]):
