@@ -18,6 +18,7 @@ from tagrec_cli.config import IngestConfig, ModelConfig
 from tagrec_cli.documents import parse_tags
 from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.documents.terms import tags_query_document as terms_query_document
+from tagrec_cli.errors import TagrecError
 from tagrec_cli.features import RAW_COLUMNS, user_features
 from tagrec_cli.recommend import closest_history, shared_tags
 from tagrec_cli.recommend import nearest as top_k
@@ -104,6 +105,13 @@ def movie_with_tags(workdir: Path, at_least: int = 2) -> int:
 ])
 def test_parse_tags(text, tags):
     assert parse_tags(text) == tags
+
+
+@pytest.mark.parametrize("text", ['"unclosed, quote', 'heist, "noir'])
+def test_a_quote_left_open_is_an_error_not_one_long_tag(text):
+    # the audit's: '"unclosed, quote' was read as the one tag "unclosed, quote"
+    with pytest.raises(TagrecError, match=r"unexpected end of data \(is a double quote left"):
+        parse_tags(text)
 
 
 def test_shared_tags_rarest_first_at_most_three():

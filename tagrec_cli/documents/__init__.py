@@ -48,12 +48,14 @@ def parse_tags(text: str) -> list[str]:
 
     Example: 'Dark comedy, "rock, paper", heist' -> ['dark comedy', 'rock, paper', 'heist']
     """
-    # newline=None: "\r" and "\r\n" end a line as "\n" does (csv would refuse a bare "\r")
-    rows = csv.reader(io.StringIO(text, newline=None), skipinitialspace=True)
+    # newline=None: "\r" and "\r\n" end a line as "\n" does (csv would refuse a bare "\r").
+    # strict: a quote left open is an error, not one tag running to the end of the text.
+    rows = csv.reader(io.StringIO(text, newline=None), skipinitialspace=True, strict=True)
     try:
         return clean_tags([tag for row in rows for tag in row])
     except csv.Error as exc:
-        raise TagrecError(f"cannot read the tags {quoted(text)}: {exc}") from None
+        raise TagrecError(f"cannot read the tags {quoted(text)}: {exc} (is a double quote "
+                          "left open?)") from None
 
 
 def genre_terms(genres: str | None) -> list[str]:
