@@ -26,11 +26,11 @@ stage's ingest, never from it.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from prior_grid import write_rows  # benchmarks/, first on sys.path
 
 from tagrec_cli import artifacts, documents
 from tagrec_cli.config import RELEVANT_RATING, TOP_K
@@ -116,15 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         share = np.mean([carries[distinct.index(t)][row[row >= 0]].mean()
                          for t, row in zip(tags, top, strict=True)])
         rows.append({"rule": name, "ndcg@10": float(np.nanmean(ndcg)), "tag_share": float(share)})
-    out = {"stage": str(args.stage), "target": args.target, "seed": args.seed,
-           "queries": len(queries), "distinct_tags": len(distinct), "rows": rows}
+    head = {"stage": str(args.stage), "target": args.target, "seed": args.seed,
+            "queries": len(queries), "distinct_tags": len(distinct)}
     print(f"{args.stage} ({args.target}): {len(queries)} queries, {len(distinct)} tags")
     print(f"{'rule':12s} {'NDCG@10':>8s} {'top 10 carrying t':>18s}")
     for r in rows:
         print(f"{r['rule']:12s} {r['ndcg@10']:8.4f} {r['tag_share']:18.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        write_rows(args.json, head, rows)
     return 0
 
 

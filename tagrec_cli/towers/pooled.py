@@ -78,7 +78,7 @@ def load(workdir: Path, key: str, tables: dict[str, TokenTable], width: int,
             done = tensors[f"{side}_done"].numpy().astype(bool)
             rows = tensors[side]
             # a damaged cache (rows lost, another dtype, NaN) would go into the tables
-            if (len(done) != len(table) or rows.dtype != torch.float32 or rows.ndim != 2
+            if (len(done) != len(table) or rows.dtype != torch.float32
                     or rows.shape != (len(table), width) or not _finite(rows, done)):
                 return {}
             out[side] = (rows, done)
