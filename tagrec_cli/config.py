@@ -38,6 +38,11 @@ BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
 
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
 RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
+# A tags query's score (recommend --tags, serve's tags=): its cosine + TAG_MATCH x the share of
+# the asked tags the movie's document carries. The tower reads the tags' expanded document,
+# not the tags, and the most rated movies came near any such document; chosen on the sample
+# world's latent themes, validation half (QUALITY.md, "Tags that name what is asked").
+TAG_MATCH = 0.5
 LOVED_RATING = 4.0  # a history rating >= this puts the movie in the user's content profile
 # (unrated.py: how `recommend --unrated` ranks the movies nobody rated)
 # evaluate's protocol (protocol.py): per user, by time, the latest TEST_FRACTION of the

@@ -1,7 +1,8 @@
 """`tagrec recommend` and `tagrec similar`: top-k movies from the embedding tables.
 
 Rows of both tables are L2-normalised, so cosine similarity is a dot product; a user's
-score adds the popularity prior (prior.py), a movie's (`similar`) does not. The one top-k
+score adds the popularity prior (prior.py), a movie's (`similar`) does not, and a tags
+query's adds its tag match instead (tag_match). The one top-k
 rule (topk.py) filters inside the selection: a query always gets the best k movies that
 remain. `--unrated` ranks only the movies nobody rated, by the user's content profile
 (unrated.py) instead.
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tagrec_cli import documents, prior, unrated
-from tagrec_cli.config import TOP_K
+from tagrec_cli.config import TAG_MATCH, TOP_K
 from tagrec_cli.datasets.user_ratings import UserRatings
-from tagrec_cli.documents.terms import tags_query_document, user_document
+from tagrec_cli.documents.terms import carried_share, tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, QueryError, TagrecError
 from tagrec_cli.features import rated_user_raw
 from tagrec_cli.store import Store
@@ -53,13 +54,14 @@ class NotFinite(ValueError):
 
 def nearest(queries: np.ndarray, items: np.ndarray, k: int,
             exclude: list[np.ndarray] | None = None, weights: np.ndarray | None = None,
-            item_prior: np.ndarray | None = None,
+            item_prior: np.ndarray | None = None, boosts: list[np.ndarray | None] | None = None,
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Best k item rows per query by dot product (+ weights[q] x item_prior, prior.py),
-    excluded rows left out.
+    """Best k item rows per query by dot product (+ weights[q] x item_prior, prior.py;
+    + boosts[q]), excluded rows left out.
 
     queries (Q, d), items (N, d); exclude[q] = item rows never returned for query q;
-    weights (Q,) and item_prior (N,), or None for the dot product alone.
+    weights (Q,) and item_prior (N,), or None for the dot product alone; boosts[q] (N,)
+    added to query q's scores (None: nothing).
     Returns (rows, scores): Q arrays each of length min(k, N - len(excluded)), best first.
     A NaN or inf in a query or an item is NotFinite (a damaged table would otherwise lose
     its rows from every answer without a word).
@@ -76,6 +78,9 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
               else np.zeros((0, len(items)), np.float32))  # (Q, N)
     if not np.isfinite(scores).all():  # free beside the products; top_k would drop NaN
         raise NotFinite("scores that are not numbers")
+    for row, boost in zip(scores, boosts or [], strict=False):
+        if boost is not None:
+            row += boost
     # A k beyond the table is every movie: top_k pads its (Q, k) answer, and a typo's
     # -k 10^11 must not ask for that much memory.
     k = min(k, max(len(items), 1))
@@ -98,6 +103,8 @@ class Query:
     source: str = "tags"  # what a query without a known user was made from
     ratings: int = 0  # how many ratings the user is known by: the prior's weight (prior.py)
     asked: bool = False  # tags were given: the query is them, not the user's history
+    boost: np.ndarray | None = None  # (N,) added to its scores over the movie table: the
+    # asked tags' match (tag_match)
 
     @property
     def label(self) -> str:
@@ -108,7 +115,8 @@ class Query:
 class Recommendation:
     query: Query
     movie_ids: np.ndarray  # (n,) best first
-    scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py);
+    scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py;
+    # + the tag match for a tags query, tag_match);
     # with --unrated, the dot product with the content profile (unrated.py), a mean of unit
     # vectors: on the cosine's scale, but lower
 
@@ -120,6 +128,23 @@ class Recommendation:
 def tags_document(store: Store, tags: list[str]) -> list[str]:
     """The user document ingest would write for someone who gave `tags` (documents.py)."""
     return tags_query_document(tags, store.catalogue.terms, store.ingest)
+
+
+def tag_match(store: Store, tags: list[str]) -> np.ndarray:
+    """(N,) float32 over the movie table's rows: TAG_MATCH x the share of `tags` each movie's
+    document carries, added to a tags query's cosine. The tower reads the tags' expanded
+    document, so the most rated movies came near any query: with this term the movies
+    carrying what was asked come first (QUALITY.md, "Tags that name what is asked": on the
+    sample world's test themes NDCG@10 0.71 against the cosine's 0.57).
+
+    Example: tags [heist, noir], movies A (heist), B (noir, heist), C (drama) -> [0.25, 0.5, 0]
+    """
+    catalogue, movies = store.catalogue, store.table("movie")
+    share = carried_share(documents.clean_tags(tags), catalogue.terms, catalogue.with_genres)
+    rows = catalogue.rows(movies.ids)  # (N,) the catalogue row of each table row
+    out = np.zeros(len(rows), np.float32)
+    out[rows >= 0] = TAG_MATCH * share[rows[rows >= 0]]
+    return out
 
 
 def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
@@ -145,8 +170,10 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
         vector = encode_user_documents(store, [documents.document_text(document)], [None])
         vectors = np.repeat(vector, max(len(ids), 1), axis=0)
         doc_tags = [documents.query_tags(tags, [], store.ingest.max_tags)] * len(vectors)
+        boost = tag_match(store, tags)  # one array, shared by every user's query
     else:  # (user_vectors also checked that every user is known, with tags too)
         vectors, doc_tags = user_vectors, [store.user_tags(int(u)) for u in ids]
+        boost = None
     queries = []
     for i, vector in enumerate(vectors):
         user = int(ids[i]) if len(ids) else None
@@ -157,7 +184,8 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
             exclude = seen_rows[seen_rows >= 0]
         # a tags query has no popularity prior (ratings 0), as for tags alone
         queries.append(Query(user, doc_tags[i], vector, exclude,
-                             ratings=0 if tags else len(seen), asked=bool(tags)))
+                             ratings=0 if tags else len(seen), asked=bool(tags),
+                             boost=boost))
     return queries
 
 
@@ -204,7 +232,8 @@ def rank(store: Store, queries: list[Query], k: int) -> list[Recommendation]:
     with finite_movies(store):
         top_rows, top_scores = nearest(np.stack([q.vector for q in queries]), movies.vectors,
                                        k, [q.exclude for q in queries], weights,
-                                       store.movie_prior if weights.any() else None)
+                                       store.movie_prior if weights.any() else None,
+                                       [q.boost for q in queries])
     return [Recommendation(q, movies.ids[r], s)
             for q, r, s in zip(queries, top_rows, top_scores, strict=True)]
 
@@ -237,8 +266,10 @@ def rank_unrated(store: Store, queries: list[Query], k: int) -> list[Recommendat
     for q in queries:
         at = np.searchsorted(candidates, q.exclude).clip(max=len(candidates) - 1)
         exclude.append(at[candidates[at] == q.exclude])
+    # a tags query's profile is its vector: its tag match too, as in the full ranking
+    boosts = [None if q.boost is None else q.boost[candidates] for q in queries]
     with finite_movies(store):
-        top, scores = nearest(profiles, movies.vectors[candidates], k, exclude)
+        top, scores = nearest(profiles, movies.vectors[candidates], k, exclude, boosts=boosts)
     return [Recommendation(q, movies.ids[candidates[r]], s)
             for q, r, s in zip(queries, top, scores, strict=True)]
 

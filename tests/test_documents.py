@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tagrec_cli import documents
 from tagrec_cli.config import IngestConfig
 from tagrec_cli.documents import frames
-from tagrec_cli.documents.terms import MovieTerms, tags_query_document
+from tagrec_cli.documents.terms import MovieTerms, carried_share, tags_query_document
 from tagrec_cli.ingest import run_ingest
 from tagrec_cli.store.catalogue import CATALOGUE_COLUMNS, Catalogue, write_catalogue
 
@@ -191,6 +191,23 @@ def test_rated_user_document_by_hand():
         "animation", "pixar", "funny"]
     assert frames.rated_user_document(ratings.filter(pl.col("rating") < 2), tags, movies,
                                  IngestConfig()) == []
+
+
+def test_carried_share_counts_each_asked_term_once_per_movie():
+    movies = [["pixar", "funny"], ["gritty"], ["funny", "comedy"], ["pixar", "heist"]]
+    genres = ["Animation", "Drama", "Comedy", "Animation|Comedy"]
+    terms = MovieTerms.from_lists(movies, None, genres)
+    share = carried_share(["pixar", "comedy"], terms, with_genres=True)
+    assert share.dtype == "float32"
+    # C carries comedy as a tag and as a genre: one term of the two, not two
+    assert share.tolist() == [0.5, 0.0, 0.5, 1.0]
+    # without genres in the documents only tags count
+    assert carried_share(["pixar", "comedy"], terms, with_genres=False).tolist() == [
+        0.5, 0.0, 0.5, 0.5]
+    # a term no movie carries still counts in the share's denominator
+    assert carried_share(["pixar", "nowhere"], terms, True).tolist() == [0.5, 0, 0, 0.5]
+    assert carried_share(["nowhere"], terms, True).tolist() == [0, 0, 0, 0]
+    assert carried_share([], terms, True).tolist() == [0, 0, 0, 0]
 
 
 def test_term_ids_recorded_while_decoding_match_the_bisect():

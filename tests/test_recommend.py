@@ -14,7 +14,7 @@ import torch
 from helpers import invoke
 from safetensors.numpy import load_file
 
-from tagrec_cli.config import IngestConfig, ModelConfig
+from tagrec_cli.config import TAG_MATCH, IngestConfig, ModelConfig
 from tagrec_cli.documents import parse_tags
 from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.documents.terms import tags_query_document as terms_query_document
@@ -146,6 +146,17 @@ def test_top_k_known_answer_and_exclusions():
         top_k(queries, items, 0)
 
 
+def test_top_k_adds_each_querys_boost():
+    items = np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]], np.float32)
+    queries = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    # query 0's boost lifts item 0 (cos 0) above item 2 (cos 0.6); query 1 has none
+    boosts = [np.array([0.7, 0.0, 0.0], np.float32), None]
+    rows, scores = top_k(queries, items, 3, boosts=boosts)
+    assert [r.tolist() for r in rows] == [[1, 0, 2], [1, 2, 0]]
+    assert scores[0].tolist() == pytest.approx([1.0, 0.7, 0.6])
+    assert scores[1].tolist() == pytest.approx([1.0, 0.6, 0.0])
+
+
 def test_top_k_checkerboard_batch_equals_single():
     # implicit's checkerboard: item i is nearest to query i; ties broken by the lower row
     n = 12
@@ -242,10 +253,16 @@ def test_tags_query_ranks_by_the_torch_encoded_document(trained):
     assert "drama" in document[:5] and document[5:7] == ["rock, paper", "émigré"]
     query = torch_user_vectors(trained, [", ".join(document)])[0]
     movies = load_table(trained, "movie")
-    scores = movies.vectors @ query
+    # the cosine + TAG_MATCH x the share of the three asked terms the movie's document carries
+    catalogue = Store(trained).catalogue
+    asked = {"drama", "rock, paper", "émigré"}
+    carried = [len(asked & set(catalogue.document_terms(r))) / 3
+               for r in catalogue.rows(movies.ids)]
+    scores = movies.vectors @ query + TAG_MATCH * np.array(carried)
     assert np.allclose([x["score"] for x in result["recommendations"]],
                        np.sort(scores)[::-1][:7], atol=1e-4)
     assert set(got) <= set(movies.ids[np.argsort(-scores)[:9]].tolist())  # near-ties aside
+    assert max(carried) > 0 and min(carried) == 0  # the match term moved something
     for row in result["recommendations"]:
         assert row["because"]["like"] is None  # no history for a tags-only query
         assert set(row["because"]["tags"]) <= {"drama", "rock, paper", "émigré"}
@@ -502,7 +519,9 @@ def test_added_movies_are_recommended_and_found_by_similar(tmp_path, ws):
     document = tags_query_document(["safe cracking", "twist ending", "日本"],
                                    Store(ws).catalogue, 128, 50, 5)
     query = torch_user_vectors(ws, [", ".join(document)])[0]
-    assert ranked[900001] == pytest.approx(float(after["embeddings"][-2] @ query), abs=1e-4)
+    # + the tag match: it carries all three asked tags
+    assert ranked[900001] == pytest.approx(float(after["embeddings"][-2] @ query) + TAG_MATCH,
+                                           abs=1e-4)
 
     # the stored vector is the movie tower's encoding of the document ingest would build
     model, tokenizer, _ = load_model(ws / "model")
@@ -822,8 +841,9 @@ def test_unrated_for_tags_keeps_the_tags_vector(tmp_path, ws):
     got = json.loads(invoke([*args, "--unrated"], ws).stdout)["recommendations"]
     assert {x["movieId"] for x in got} == unrated_reference(ws, None)[0]
     assert 900001 in {x["movieId"] for x in got}
-    for x in got:  # a tags query has no history: its own cosine, as the full ranking gives it
+    for x in got:  # a tags query has no history: its own score, as the full ranking gives it
         assert x["score"] == pytest.approx(everything[x["movieId"]], abs=1e-6)
+    # (900001 carries an asked tag: its score holds the tag match, as in the full ranking)
 
 
 def test_unrated_with_no_unrated_movie_is_one_line(trained):

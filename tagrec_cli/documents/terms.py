@@ -188,9 +188,26 @@ def tags_query_document(tags: list[str], movies: MovieTerms, cfg: IngestConfig) 
              -> [animation, pixar, funny] with 5 user genres
     """
     wanted = clean_tags(tags)
-    ids = [i for i in (movies.term_id(t) for t in wanted) if i >= 0]
-    liked = np.zeros(len(movies), bool)
-    liked[movies.tag_rows[np.isin(movies.tag_ids, ids)]] = True
-    if cfg.with_genres:
-        liked[movies.genre_rows[np.isin(movies.genre_ids, ids)]] = True
+    liked = carried_share(wanted, movies, cfg.with_genres) > 0
     return user_document(wanted, liked, movies, cfg)
+
+
+def carried_share(wanted: list[str], movies: MovieTerms, with_genres: bool) -> np.ndarray:
+    """(N,) float32: the share of the cleaned terms `wanted` that each movie's document
+    carries (a tag, or a genre when documents have genres); 0 for none.
+
+    Example: wanted [heist, noir], movies A (heist; Crime) and B (noir, heist) -> [0.5, 1.0]
+    """
+    ids = np.array(sorted({i for i in (movies.term_id(t) for t in wanted) if i >= 0}),
+                   np.int64)
+    rows, terms = movies.tag_rows, movies.tag_ids
+    if with_genres:
+        rows = np.concatenate([rows, movies.genre_rows])
+        terms = np.concatenate([terms, movies.genre_ids])
+    on = np.isin(terms, ids)
+    width = max(len(movies.terms), 1)  # each (movie, term) once: a genre may also be a tag
+    pairs = np.sort(rows[on] * width + terms[on])  # (np.unique would import numpy.ma)
+    first = np.ones(len(pairs), bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    counts = np.bincount(pairs[first] // width, minlength=len(movies))
+    return (counts / max(len(wanted), 1)).astype(np.float32)

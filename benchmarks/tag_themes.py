@@ -1,0 +1,161 @@
+"""Does `recommend --tags WORD` find the movies about WORD? Scored against the sample world's
+latent themes, not its tags (QUALITY.md, "Tags that name what is asked": the rule was written
+before this ran).
+
+sample_data/ comes from a seeded world (tagrec_cli/datasets/synth) where each movie has a
+latent main theme and its tags are the few that users chose to write, from its themes'
+vocabularies. Each base tag of each theme is one query, asked as `recommend --tags WORD`
+asks it (the tags-alone vector, the whole catalogue ranked); relevant are the movies whose
+main theme is the word's theme. The themes are split in a seeded order: the first half
+validation, the rest test, so a theme's words are all in one split.
+
+    candidates  cosine + a term, nothing retrained:
+                cosine      the current ranking
+                match b     + b x the share of the query's terms the movie's document carries
+                prior s     + s x the movie's popularity prior (prior.movie_prior)
+    baselines   popular, carriers (movies carrying a query term, most rated first, then the
+                rest by ratings), tfidf (the movies' term documents against the query's
+                terms), random
+
+    python benchmarks/tag_themes.py WS42 WS1 WS2 --json tag-themes.json
+    python benchmarks/tag_themes.py WS42 WS1 WS2 --split test --only cosine,match_0.2
+
+Each WS is a workspace trained on sample_data/ (ingest, train --seed S, embed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from tagrec_cli.config import SAMPLE_DATA, TOP_K
+from tagrec_cli.datasets.synth import THEMES
+from tagrec_cli.datasets.synth.world import simulate
+from tagrec_cli.documents import clean_tags
+from tagrec_cli.documents.terms import carried_share
+from tagrec_cli.metrics import per_user_metrics
+from tagrec_cli.recommend import build_queries
+from tagrec_cli.store import Store
+from tagrec_cli.topk import top_k
+
+MATCHES = (0.05, 0.1, 0.2, 0.5)
+PRIORS = (-0.05, 0.05)
+BASELINES = ("popular", "carriers", "tfidf", "random")
+
+
+def theme_split(seed: int = 0) -> dict[str, list[str]]:
+    """{"valid": first half of the themes in a seeded order, "test": the rest}."""
+    names = list(THEMES)
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    half = len(order) // 2
+    return {"valid": order[:half], "test": order[half:]}
+
+
+def world_main_themes() -> dict[int, str]:
+    """movieId -> the latent main theme of the sample world (the seed sample_data/ has)."""
+    world = simulate(SAMPLE_DATA["users"], SAMPLE_DATA["movies"], SAMPLE_DATA["seed"], 80.0,
+                     None)
+    names = list(THEMES)
+    return {int(m): names[t] for m, t in zip(world.movie_ids, world.movie_themes[:, 0],
+                                             strict=True)}
+
+
+class Scorers:
+    """Every candidate's and baseline's (N,) scores for a one-word query, over the movie
+    table's rows, on one trained workspace."""
+
+    def __init__(self, workdir: Path):
+        self.store = Store(workdir)
+        self.movies = self.store.table("movie")
+        catalogue = self.store.catalogue
+        self.rows = catalogue.rows(self.movies.ids)  # catalogue row of each table row
+        if (self.rows < 0).any():
+            raise SystemExit(f"{workdir}: the movie table holds movies the catalogue lacks")
+        self.terms, self.with_genres = catalogue.terms, catalogue.with_genres
+        self.counts = catalogue.rating_counts()[self.rows].astype(np.float64)
+        self.prior = self.store.movie_prior  # (N,) over the table's rows, as rank uses it
+        docs = [catalogue.document_terms(int(r)) for r in self.rows]
+        self.tfidf = TfidfVectorizer(analyzer=lambda terms: terms, norm="l2")
+        self.tfidf_items = sp.csr_matrix(self.tfidf.fit_transform(docs))
+
+    def query(self, word: str) -> dict[str, np.ndarray]:
+        (q,) = build_queries(self.store, [], [word])
+        cosine = self.movies.vectors @ q.vector
+        share = carried_share(clean_tags([word]), self.terms, self.with_genres)[self.rows]
+        out = {"cosine": cosine}
+        out.update({f"match_{b}": cosine + b * share for b in MATCHES})
+        out.update({f"prior_{s}": cosine + s * self.prior for s in PRIORS})
+        by_count = self.counts / (self.counts.max() + 1.0)  # < 1: a carrier stays ahead
+        out["popular"] = by_count
+        out["carriers"] = (share > 0) + by_count
+        tf = self.tfidf.transform([clean_tags([word])])
+        out["tfidf"] = np.asarray((self.tfidf_items @ tf.T).todense()).ravel()
+        out["random"] = np.random.default_rng(zlib.crc32(word.encode())).random(len(cosine))
+        return out
+
+
+def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[int, str],
+                    only: list[str] | None) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {method: {"ndcg": mean NDCG@10, "precision": mean share relevant, "queries"}}}"""
+    scorers = Scorers(workdir)
+    movie_theme = [themes.get(int(m)) for m in scorers.movies.ids]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split, names in splits.items():
+        per: dict[str, list[np.ndarray]] = {}
+        relevant, tops = [], {}
+        for name in names:
+            rel = {i for i, t in enumerate(movie_theme) if t == name}
+            for word in THEMES[name][1]:
+                scored = scorers.query(word)
+                relevant.append(rel)
+                for method, s in scored.items():
+                    if only is None or method in only:
+                        tops.setdefault(method, []).append(top_k(s[None, :], TOP_K)[0][0])
+        for method, rows in tops.items():
+            top = np.stack(rows)  # (queries, TOP_K) table rows
+            precision = [np.isin(t, list(r)).mean() for t, r in zip(top, relevant, strict=True)]
+            per[method] = [per_user_metrics(top, relevant, TOP_K)["ndcg"], precision]
+        out[split] = {method: {"ndcg": float(np.mean(v[0])), "precision": float(np.mean(v[1])),
+                               "queries": len(relevant)} for method, v in per.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workspaces", type=Path, nargs="+", help="workspaces trained on sample_data")
+    ap.add_argument("--split", choices=("valid", "test", "both"), default="valid",
+                    help="test only to report a rule chosen on valid, never to choose one")
+    ap.add_argument("--only", help="comma-separated methods (default: all)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    splits = theme_split()
+    if args.split != "both":
+        splits = {args.split: splits[args.split]}
+    only = args.only.split(",") if args.only else None
+    themes = world_main_themes()
+    results = {str(ws): score_workspace(ws, splits, themes, only) for ws in args.workspaces}
+    for split in splits:
+        methods = list(next(iter(results.values()))[split])
+        print(f"\n{split} themes: {', '.join(theme_split()[split])}")
+        print(f"{'method':<14} " + "  ".join(f"{Path(ws).name:>16}" for ws in results)
+              + f"  {'mean NDCG':>9}  {'mean P@10':>9}")
+        for method in methods:
+            cells = [results[ws][split][method] for ws in results]
+            print(f"{method:<14} " + "  ".join(f"{c['ndcg']:.4f} / {c['precision']:.3f}"
+                                               .rjust(16) for c in cells)
+                  + f"  {np.mean([c['ndcg'] for c in cells]):>9.4f}"
+                  + f"  {np.mean([c['precision'] for c in cells]):>9.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"splits": theme_split(), "results": results},
+                                        indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
