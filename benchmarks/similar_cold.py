@@ -85,7 +85,8 @@ def candidates(query: np.ndarray, row: int, table: np.ndarray, unrated_rows: np.
     others = np.setdiff1d(everything, unrated_rows)
     shipped = np.setdiff1d(everything, similar_exclude(row, unrated_rows, len(table)))
     near = top_k((table[others] @ query)[None, :], max(ANCHORS))[0][0]  # nearest rated
-    out = {"today": (query, everything), "rated only": (query, shipped)}
+    out = {"today": (query, everything), "rated only": (query, shipped),
+           "rated only + terms 0.5": (query, shipped)}
     for k in ANCHORS:
         mean = table[others[near[:k]]].mean(axis=0)
         out[f"anchor {k}"] = (mean / np.linalg.norm(mean), np.arange(len(table)))
@@ -111,13 +112,22 @@ def main(argv: list[str] | None = None) -> int:
                                                    replace=False)
     truth = co_liked(x, draw, TOP_K)
     cold = cold_vectors(args.stage, draw)
+    catalogue = store.catalogue
+    at = catalogue.rows(movies.ids)
+
+    def terms_of(row: int) -> np.ndarray:  # (N,) over the table's rows
+        return catalogue.terms.term_cosine(int(at[row]), catalogue.with_genres)[at]
+
     scores: dict[str, list[tuple[float, float, float]]] = {}
     for row, vector, want in zip(draw, cold, truth, strict=True):
         saved = table[row].copy()
         table[row] = vector  # the movie as if just added
         for name, (query, rows) in candidates(vector, int(row), table, unrated_rows).items():
             rows = rows[rows != row]
-            ten = rows[top_k((table[rows] @ query)[None, :], TOP_K)[0][0]]
+            score = table[rows] @ query
+            if name.endswith("+ terms 0.5"):  # + 0.5 x the term cosine (QUALITY.md)
+                score = score + 0.5 * terms_of(int(row))[rows]
+            ten = rows[top_k(score[None, :], TOP_K)[0][0]]
             scores.setdefault(name, []).append((len(set(ten) & set(want)) / TOP_K,
                                                 float(np.mean(likes[ten] == 0)),
                                                 float(np.median(likes[ten]))))

@@ -43,6 +43,11 @@ RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie rel
 # not the tags, and the most rated movies came near any such document; chosen on the sample
 # world's latent themes, validation half (QUALITY.md, "Tags that name what is asked").
 TAG_MATCH = 0.5
+# `similar` for a rated movie: the cosine of the two movie vectors + SIMILAR_TERMS x the cosine
+# of their TF-IDF term vectors (tags, genres): the vectors' learned part pulled the most liked
+# movies near everything (QUALITY.md, "`similar` for a rated movie"). Not for a movie nobody
+# rated, whose list it made less like what its fans co-like (same section).
+SIMILAR_TERMS = 0.5
 LOVED_RATING = 4.0  # a history rating >= this puts the movie in the user's content profile
 # (unrated.py: how `recommend --unrated` ranks the movies nobody rated)
 # evaluate's protocol (protocol.py): per user, by time, the latest TEST_FRACTION of the

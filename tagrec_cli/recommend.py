@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tagrec_cli import documents, prior, unrated
-from tagrec_cli.config import TAG_MATCH, TOP_K
+from tagrec_cli.config import SIMILAR_TERMS, TAG_MATCH, TOP_K
 from tagrec_cli.datasets.user_ratings import UserRatings
 from tagrec_cli.documents.terms import carried_share, tags_query_document, user_document
 from tagrec_cli.errors import QUOTE_LIMIT, QueryError, TagrecError
@@ -282,7 +282,8 @@ def recommend_for_users(store: Store, users: list[int], k: int = TOP_K,
 
 def similar_movies(store: Store, movie_id: int, k: int = TOP_K) -> Recommendation:
     """The k movies nearest to `movie_id` in the movie table, the movie itself left out (and,
-    for a movie nobody rated, every other such movie: unrated.similar_exclude)."""
+    for a movie nobody rated, every other such movie: unrated.similar_exclude); for a rated
+    movie, nearest by the cosine + SIMILAR_TERMS x the term cosine of the two documents."""
     movies = store.table("movie")
     row = (int(movies.rows_of(np.array([movie_id]))[0])
            if INT64[0] <= movie_id <= INT64[1] else -1)
@@ -293,8 +294,16 @@ def similar_movies(store: Store, movie_id: int, k: int = TOP_K) -> Recommendatio
                          "movie", unknown=True)
     catalogue = store.catalogue
     at = int(catalogue.rows(np.array([movie_id]))[0])
+    boost = None
+    rated = row not in store.unrated_rows
+    if rated and at >= 0:  # + the term cosine (config.SIMILAR_TERMS), over the table's rows
+        rows = catalogue.rows(movies.ids)
+        boost = np.zeros(len(rows), np.float32)
+        terms = catalogue.terms.term_cosine(at, catalogue.with_genres)
+        boost[rows >= 0] = SIMILAR_TERMS * terms[rows[rows >= 0]]
     query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],
-                  unrated.similar_exclude(row, store.unrated_rows, len(movies.ids)))
+                  unrated.similar_exclude(row, store.unrated_rows, len(movies.ids)),
+                  boost=boost)
     return rank(store, [query], k)[0]
 
 

@@ -210,6 +210,27 @@ def test_carried_share_counts_each_asked_term_once_per_movie():
     assert carried_share([], terms, True).tolist() == [0, 0, 0, 0]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["heist", "noir", "drama", "comedy", "x", "y"]),
+                         max_size=4), min_size=1, max_size=12),
+       st.lists(st.sampled_from(["Comedy", "Drama", "Comedy|Drama", "(no genres listed)"]),
+                min_size=12, max_size=12),
+       st.booleans())
+def test_term_cosine_is_sklearns_binary_tfidf_cosine(movies, genres, with_genres):
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    terms = MovieTerms.from_lists([documents.clean_tags(m) for m in movies], None,
+                                  genres[:len(movies)])
+    docs = [terms.document_terms(r, with_genres) for r in range(len(movies))]
+    if not any(docs):
+        return  # sklearn refuses an empty vocabulary
+    x = TfidfVectorizer(analyzer=lambda t: t, binary=True).fit_transform(docs)
+    expected = (x @ x.T).toarray()
+    got = np.stack([terms.term_cosine(r, with_genres) for r in range(len(movies))])
+    assert np.allclose(got, expected, atol=1e-6)
+
+
 def test_term_ids_recorded_while_decoding_match_the_bisect():
     movies = [["pixar", "funny"], ["heist", "noir", "funny"], []]
     terms = MovieTerms.from_lists(movies, None, ["Animation|Comedy", "Crime", None])

@@ -13,8 +13,9 @@ import pytest
 import torch
 from helpers import invoke
 from safetensors.numpy import load_file
+from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tagrec_cli.config import TAG_MATCH, IngestConfig, ModelConfig
+from tagrec_cli.config import SIMILAR_TERMS, TAG_MATCH, IngestConfig, ModelConfig
 from tagrec_cli.documents import parse_tags
 from tagrec_cli.documents.terms import MovieTerms
 from tagrec_cli.documents.terms import tags_query_document as terms_query_document
@@ -424,8 +425,18 @@ def test_similar_is_the_nearest_movies_without_the_movie_itself(trained):
     result = json.loads(r.stdout)
     assert result["query"]["movieId"] == movie
     movies = load_table(trained, "movie")
-    scores = movies.vectors @ movies.vectors[movies.rows_of(np.array([movie]))[0]]
-    scores[movies.rows_of(np.array([movie]))[0]] = -np.inf
+    row = movies.rows_of(np.array([movie]))[0]
+    store = Store(trained)
+    assert row not in store.unrated_rows  # a rated movie: its terms count too
+    # the cosine + SIMILAR_TERMS x the binary TF-IDF cosine of the two documents, by sklearn
+    catalogue = store.catalogue
+    docs = [catalogue.document_terms(int(r)) for r in catalogue.rows(movies.ids)]
+    tfidf = TfidfVectorizer(analyzer=lambda terms: terms, binary=True).fit_transform(docs)
+    terms = (tfidf @ tfidf[row].T).toarray().ravel()
+    others = np.delete(terms, row)
+    assert others.max() > 0 and (others == 0).any()  # the term score moves something
+    scores = movies.vectors @ movies.vectors[row] + SIMILAR_TERMS * terms
+    scores[row] = -np.inf
     assert np.allclose([x["score"] for x in result["recommendations"]],
                        np.sort(scores)[::-1][:5], atol=1e-5)
     assert movie not in [x["movieId"] for x in result["recommendations"]]

@@ -38,6 +38,10 @@ class MovieTerms:
     # term -> id of the terms looked up so far, found ones only (so at most V entries): the
     # reasons look up every recommended movie's terms, and a server does so on every request
     found: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # with_genres -> the term index term_cosine reads (built on its first call: `similar`
+    # answers many queries from one catalogue, and a 25M-sized one has millions of entries)
+    indexed: dict[bool, tuple[np.ndarray, ...]] = field(default_factory=dict, init=False,
+                                                        repr=False, compare=False)
 
     ARRAYS = ("tag_indptr", "tag_ids", "tag_counts", "genre_indptr", "genre_ids")
 
@@ -135,6 +139,45 @@ class MovieTerms:
         first = np.ones(len(keys), bool)
         first[1:] = keys[1:] != keys[:-1]
         return keys[first] % width
+
+    def distinct_pairs(self, with_genres: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(movie rows, term ids) of every term a movie's document carries, each pair once
+        (a genre may also be a tag), sorted by movie row."""
+        rows, ids = self.tag_rows, self.tag_ids
+        if with_genres:
+            rows = np.concatenate([rows, self.genre_rows])
+            ids = np.concatenate([ids, self.genre_ids])
+        width = max(len(self.terms), 1)
+        keys = np.sort(rows * width + ids)  # (np.unique would import numpy.ma)
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return keys[first] // width, keys[first] % width
+
+    def term_cosine(self, row: int, with_genres: bool) -> np.ndarray:
+        """(N,) float32: the cosine of movie `row`'s binary TF-IDF term vector with every
+        movie's (sklearn's TfidfVectorizer(binary=True): idf = ln((1 + N) / (1 + df)) + 1,
+        rows L2-normalised); 0 for a movie without terms.
+
+        Example: A (heist, noir), B (heist), C (drama): A's -> [1, 0.60, 0] (idf heist 1.29,
+                 noir 1.69: 1.29^2 / (1.29 x 2.13))
+        """
+        if with_genres not in self.indexed:
+            rows, ids = self.distinct_pairs(with_genres)
+            n = len(self)
+            idf2 = (np.log((1 + n) / (1 + np.bincount(ids, minlength=len(self.terms)))) + 1) ** 2
+            norms = np.sqrt(np.bincount(rows, weights=idf2[ids], minlength=n))  # (N,)
+            by_term = np.argsort(ids, kind="stable")  # the movies carrying each term
+            starts = np.searchsorted(ids[by_term], np.arange(len(self.terms) + 1))
+            movie_at = np.searchsorted(rows, np.arange(n + 1))  # rows are sorted
+            self.indexed[with_genres] = (rows[by_term], starts, ids, movie_at, idf2, norms)
+        carriers, starts, ids, movie_at, idf2, norms = self.indexed[with_genres]
+        mine = ids[movie_at[row]:movie_at[row + 1]]  # (t,) its distinct terms
+        dots = np.zeros(len(self))
+        for term in mine.tolist():
+            dots[carriers[starts[term]:starts[term + 1]]] += idf2[term]
+        denominator = norms * norms[row]
+        out = np.divide(dots, denominator, out=np.zeros(len(self)), where=denominator > 0)
+        return out.astype(np.float32)
 
     def movies_per_term(self, with_genres: bool) -> np.ndarray:
         """(V,) how many movies carry each term (low = distinctive)."""
