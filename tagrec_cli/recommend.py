@@ -161,6 +161,9 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     if tags is not None and not tags:
         raise QueryError('tags holds no tag (separate them with commas, e.g. "heist, '
                          'twist ending")', "tags", names=("tags",))
+    if include_seen and not users:  # it would do nothing, silently
+        raise QueryError("include_seen needs a user: a taste given as tags alone has rated "
+                         "no movie", "include_seen", names=("include_seen",))
     if tags:
         # The document of someone who liked the movies carrying the tags. With a user too,
         # the tags choose and the user's own movies are left out: their document or vector
@@ -189,10 +192,11 @@ def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
     return queries
 
 
-def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]:
+def ratings_query(store: Store, ratings: UserRatings, include_seen: bool = False,
+                  ) -> tuple[Query, list[int]]:
     """The query of a new user known by these ratings, built as ingest would build their
     document and side features, and the rated movie ids the catalogue does not know
-    (left out). The rated movies are excluded from the answer."""
+    (left out). The rated movies are excluded from the answer unless include_seen."""
     catalogue, cfg = store.catalogue, store.ingest
     rows = catalogue.rows(ratings.movie_ids)
     known = rows >= 0
@@ -209,8 +213,9 @@ def ratings_query(store: Store, ratings: UserRatings) -> tuple[Query, list[int]]
     vector = encode_user_documents(store, [documents.document_text(document)], [None], raw,
                                    [rated[stars >= cfg.like_threshold]])[0]
     seen_rows = store.table("movie").rows_of(rated)
-    return Query(None, document, vector, seen_rows[seen_rows >= 0], (rated, stars),
-                 "ratings", ratings=len(rated)), unknown
+    exclude = seen_rows[seen_rows >= 0] if not include_seen else np.zeros(0, np.int64)
+    return Query(None, document, vector, exclude, (rated, stars), "ratings",
+                 ratings=len(rated)), unknown
 
 
 @contextmanager

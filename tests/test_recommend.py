@@ -773,10 +773,27 @@ def test_ratings_leave_out_unknown_movies_and_exclude_the_rated(trained, tmp_pat
     assert r.exit_code == 0, r.output
     assert r.stderr.strip() == ("note: 1 rated movie is not in the catalogue and was left "
                                 "out (e.g. movie 99999999)")
-    got = {m["movieId"] for m in json.loads(r.stdout)["recommendations"]}
+    answer = json.loads(r.stdout)
+    got = {m["movieId"] for m in answer["recommendations"]}
     assert len(got) == 50 and not got & {a, b}
+    assert answer["unknown_movies"] == [99999999]  # as serve's POST /recommend has it
+    # --include-seen keeps the rated movies in: every movie is listed with a large k
+    everything = ["--json", "-k", "100000"]
+    r = invoke(["recommend", "--ratings", str(path), "--include-seen", *everything], trained)
+    listed = {m["movieId"] for m in json.loads(r.stdout)["recommendations"]}
+    assert {a, b} <= listed and len(listed) == len(Store(trained).table("movie").ids)
     r = invoke(["recommend", "--ratings", str(path), "--user", "3"], trained)
     assert r.exit_code == 1 and "give --ratings alone" in r.stderr
+
+
+def test_include_seen_with_tags_alone_is_an_error(trained):
+    r = invoke(["recommend", "--tags", "heist", "--include-seen"], trained)
+    assert r.exit_code == 1
+    assert r.stderr.strip() == ("Error: --include-seen needs a user: a taste given as tags "
+                                "alone has rated no movie")
+    # with a user it means what it says: that user's rated movies may come back
+    assert invoke(["recommend", "--tags", "heist", "--user", "3", "--include-seen"],
+                  trained).exit_code == 0
 
 
 # ---------------------------------------------------------------- recommend --unrated

@@ -101,7 +101,8 @@ def recommend(
         "movieId,rating[,timestamp]; recommends for them without retraining.")] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Movies per query.")] = TOP_K,
     include_seen: Annotated[bool, typer.Option(
-        "--include-seen", help="Also recommend movies the user already rated.")] = False,
+        "--include-seen", help="Also recommend movies the user already rated (with --user "
+        "or --ratings).")] = False,
     unrated: Annotated[bool, typer.Option(
         "--unrated", help="Rank only the movies nobody has rated yet (those added with "
         "`tagrec embed --add-movies`, and catalogue movies without a rating), by their "
@@ -139,7 +140,7 @@ def recommend(
         from tagrec_cli.datasets.user_ratings import read_user_ratings
         from tagrec_cli.recommend import ratings_query
 
-        query, unknown = ratings_query(store, read_user_ratings(ratings))
+        query, unknown = ratings_query(store, read_user_ratings(ratings), include_seen)
         if unknown:
             some = (f"{len(unknown)} rated movies are not in the catalogue and were"
                     if len(unknown) > 1 else "1 rated movie is not in the catalogue and was")
@@ -156,6 +157,8 @@ def recommend(
             fail(f"{tags_file} holds no tag (write them separated by commas or lines)")
     ranked = (rank_unrated if unrated else rank)(store, queries, k)
     results = _results(store, ranked, k, "user" if user else "query")
+    if ratings is not None:  # as serve's POST /recommend answers
+        results[0]["unknown_movies"] = unknown  # rated movies the catalogue lacks, left out
     what = "unrated movies " if unrated else ""
     _print_recommendations(results, as_json, lambda res: f"top {len(res['recommendations'])} "
                            f"{what}for {'user ' + str(res['user']) if user else res['query']}")
