@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (query, rows) in candidates(vector, int(row), table, unrated_rows).items():
             rows = rows[rows != row]
             score = table[rows] @ query
-            if name.endswith("+ terms 0.5"):  # + 0.5 x the term cosine (QUALITY.md)
+            if name.endswith("+ terms 0.5"):  # the weight the rule named, kept for the record
                 score = score + 0.5 * terms_of(int(row))[rows]
             ten = rows[top_k(score[None, :], TOP_K)[0][0]]
             scores.setdefault(name, []).append((len(set(ten) & set(want)) / TOP_K,

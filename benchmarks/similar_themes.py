@@ -10,7 +10,7 @@ halves of benchmarks/tag_themes.py.
 
     candidates  the cosine + s x the candidate's popularity prior + b x the term cosine of the
                 two movies (MovieTerms.term_cosine), for s in PRIORS by b in TERMS;
-                (0, 0) is today's
+                (0, 0) is the cosine alone, `similar` before SIMILAR_TERMS
     baselines   tfidf (the term cosine alone), popular, random
 
     python benchmarks/similar_themes.py WS42 WS1 WS2 --json similar-themes.json
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tag_themes import theme_split, world_main_themes  # benchmarks/, first on sys.path
 
-from tagrec_cli.config import TOP_K
+from tagrec_cli.config import SIMILAR_TERMS, TOP_K
 from tagrec_cli.metrics import per_user_metrics
 from tagrec_cli.recommend import similar_movies
 from tagrec_cli.store import Store
@@ -88,9 +88,9 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
             precision = [np.isin(x, list(rel)).mean() for x, rel in zip(top, relevant, strict=True)]
             out[split][m] = {"ndcg": float(np.mean(per_user_metrics(top, relevant, TOP_K)["ndcg"])),
                              "precision": float(np.mean(precision)), "queries": len(queries)}
-        # today's candidate is what `similar` returns: checked on the first queries
-        if name(0, 0) in tops:
-            for r, got in list(zip(queries, tops[name(0, 0)], strict=True))[:5]:
+        # the shipped candidate is what `similar` returns: checked on the first queries
+        if name(0, SIMILAR_TERMS) in tops:
+            for r, got in list(zip(queries, tops[name(0, SIMILAR_TERMS)], strict=True))[:5]:
                 served = similar_movies(store, int(movies.ids[r]), TOP_K).movie_ids
                 assert served.tolist() == movies.ids[got].tolist(), (r, served, got)
     return out
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="a method to run (repeat); default: all")
     ap.add_argument("--co-liked", action="store_true",
                     help="the workspaces are ml-latest-small stages (WS/evaluate/test): the "
-                         "check after the choice, today's (0,0) beside --only's candidates")
+                         "check after the choice, the cosine alone (0,0) beside --only's")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.co_liked:

@@ -10,7 +10,7 @@ main theme is the word's theme. The themes are split in a seeded order: the firs
 validation, the rest test, so a theme's words are all in one split.
 
     candidates  cosine + a term, nothing retrained:
-                cosine      the current ranking
+                cosine      the ranking before the match (no added term)
                 match b     + b x the share of the query's terms the movie's document carries
                 prior s     + s x the movie's popularity prior (prior.movie_prior)
     baselines   popular, carriers (movies carrying a query term, most rated first, then the

@@ -1,8 +1,9 @@
 """`tagrec recommend` and `tagrec similar`: top-k movies from the embedding tables.
 
 Rows of both tables are L2-normalised, so cosine similarity is a dot product; a user's
-score adds the popularity prior (prior.py), a movie's (`similar`) does not, and a tags
-query's adds its tag match instead (tag_match). The one top-k
+score adds the popularity prior (prior.py); a tags query's adds its tag match instead
+(tag_match), and `similar` on a rated movie the term cosine of the two movies
+(SIMILAR_TERMS). The one top-k
 rule (topk.py) filters inside the selection: a query always gets the best k movies that
 remain. `--unrated` ranks only the movies nobody rated, by the user's content profile
 (unrated.py) instead.
@@ -78,9 +79,9 @@ def nearest(queries: np.ndarray, items: np.ndarray, k: int,
               else np.zeros((0, len(items)), np.float32))  # (Q, N)
     if not np.isfinite(scores).all():  # free beside the products; top_k would drop NaN
         raise NotFinite("scores that are not numbers")
-    for row, boost in zip(scores, boosts or [], strict=False):
+    for row, boost in zip(scores, boosts or [None] * len(scores), strict=True):
         if boost is not None:
-            row += boost
+            row += boost  # (scores is this call's own array)
     # A k beyond the table is every movie: top_k pads its (Q, k) answer, and a typo's
     # -k 10^11 must not ask for that much memory.
     k = min(k, max(len(items), 1))
@@ -116,7 +117,7 @@ class Recommendation:
     query: Query
     movie_ids: np.ndarray  # (n,) best first
     scores: np.ndarray  # (n,) cosine similarity (+ the popularity prior for a user, prior.py;
-    # + the tag match for a tags query, tag_match);
+    # + the tag match for a tags query, tag_match; + the term cosine for `similar`);
     # with --unrated, the dot product with the content profile (unrated.py), a mean of unit
     # vectors: on the cosine's scale, but lower
 
@@ -139,12 +140,9 @@ def tag_match(store: Store, tags: list[str]) -> np.ndarray:
 
     Example: tags [heist, noir], movies A (heist), B (noir, heist), C (drama) -> [0.25, 0.5, 0]
     """
-    catalogue, movies = store.catalogue, store.table("movie")
+    catalogue = store.catalogue
     share = carried_share(documents.clean_tags(tags), catalogue.terms, catalogue.with_genres)
-    rows = catalogue.rows(movies.ids)  # (N,) the catalogue row of each table row
-    out = np.zeros(len(rows), np.float32)
-    out[rows >= 0] = TAG_MATCH * share[rows[rows >= 0]]
-    return out
+    return TAG_MATCH * store.per_table_row(share)
 
 
 def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
@@ -300,12 +298,9 @@ def similar_movies(store: Store, movie_id: int, k: int = TOP_K) -> Recommendatio
     catalogue = store.catalogue
     at = int(catalogue.rows(np.array([movie_id]))[0])
     boost = None
-    rated = row not in store.unrated_rows
-    if rated and at >= 0:  # + the term cosine (config.SIMILAR_TERMS), over the table's rows
-        rows = catalogue.rows(movies.ids)
-        boost = np.zeros(len(rows), np.float32)
-        terms = catalogue.terms.term_cosine(at, catalogue.with_genres)
-        boost[rows >= 0] = SIMILAR_TERMS * terms[rows[rows >= 0]]
+    if at >= 0 and not unrated.is_unrated(row, store.unrated_rows):  # + the term cosine
+        boost = SIMILAR_TERMS * store.per_table_row(
+            catalogue.terms.term_cosine(at, catalogue.with_genres))
     query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],
                   unrated.similar_exclude(row, store.unrated_rows, len(movies.ids)),
                   boost=boost)

@@ -13,6 +13,8 @@ split; the mean similarity to the movies the user loved does better (benchmarks/
 "The cold movies ranked by a content profile", where this rule was chosen among four on
 validation). The full-catalogue ranking is untouched: this orders `recommend --unrated`, and
 evaluate's `cold_ranked` slice scores tagrec's list by it, so the rule is written once, here.
+(A tags query's profile is its own vector, and its list adds the tag match as the full
+ranking does: recommend.tag_match.)
 numpy only: a query imports neither scipy nor torch.
 """
 
@@ -37,12 +39,18 @@ def similar_exclude(row: int, unrated_rows: np.ndarray, n_movies: int) -> np.nda
 
     Example: row 2, unrated rows [2, 5], 6 movies -> [2, 5]; row 1 -> [1]
     """
-    unrated_rows = np.asarray(unrated_rows, np.int64)  # ascending
-    at = int(np.searchsorted(unrated_rows, row))  # (np.isin would import numpy.ma: slow)
-    is_unrated = at < len(unrated_rows) and int(unrated_rows[at]) == row
-    if not is_unrated or len(unrated_rows) >= n_movies:
+    if not is_unrated(row, unrated_rows) or len(unrated_rows) >= n_movies:
         return np.array([row], np.int64)
-    return unrated_rows
+    return np.asarray(unrated_rows, np.int64)
+
+
+def is_unrated(row: int, unrated_rows: np.ndarray) -> bool:
+    """Whether movie-table `row` is one of unrated_rows (ascending, Store.unrated_rows).
+
+    Example: row 5, unrated rows [2, 5] -> True; row 3 -> False
+    """
+    at = int(np.searchsorted(unrated_rows, row))  # (np.isin would import numpy.ma: slow)
+    return at < len(unrated_rows) and int(unrated_rows[at]) == row
 
 
 def profiles(user_vectors: np.ndarray, indptr: np.ndarray, movies: np.ndarray,

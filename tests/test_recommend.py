@@ -297,6 +297,25 @@ def test_tags_file_and_table_output(tmp_path, trained):
     assert a == b
 
 
+def test_catalogue_values_follow_the_movie_tables_rows(trained):
+    from tagrec_cli.documents.terms import carried_share
+    from tagrec_cli.recommend import tag_match
+
+    store = Store(trained)
+    n = len(store.table("movie").ids)
+    # as if the table held the catalogue's movies in reverse order, the last one unknown
+    order = np.r_[np.arange(n)[::-1][:-1], -1]
+    store.__dict__["catalogue_rows"] = order  # (the cached_property's slot)
+    values = np.arange(1, n + 1, dtype=np.float32)
+    got = store.per_table_row(values)
+    assert got.dtype == np.float32
+    assert got.tolist() == [*values[order[:-1]].tolist(), 0.0]
+    share = carried_share(["drama"], store.catalogue.terms, store.catalogue.with_genres)
+    assert share.max() > 0
+    assert tag_match(store, ["drama"]).tolist() == pytest.approx(
+        [*(TAG_MATCH * share[order[:-1]]).tolist(), 0.0])
+
+
 def test_user_with_tags_ranks_by_the_tags_without_the_users_movies(trained):
     # The tags choose (QUALITY.md, "A user steered by tags"): the list is the tags alone's,
     # scores and all, with the movies the user rated left out.

@@ -176,7 +176,8 @@ def similar(
     allow_stale: AllowStaleOpt = False,
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
 ) -> None:
-    """Print the movies nearest to a movie in the movie table, with the tags they share.
+    """Print the movies most like a movie (its vector, and for a rated movie its tags and
+    genres too), with the tags they share.
 
     Example: tagrec similar --movie 1   (or: tagrec similar --title "toy story")
     """

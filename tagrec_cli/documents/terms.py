@@ -38,10 +38,11 @@ class MovieTerms:
     # term -> id of the terms looked up so far, found ones only (so at most V entries): the
     # reasons look up every recommended movie's terms, and a server does so on every request
     found: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-    # with_genres -> the term index term_cosine reads (built on its first call: `similar`
-    # answers many queries from one catalogue, and a 25M-sized one has millions of entries)
-    indexed: dict[bool, tuple[np.ndarray, ...]] = field(default_factory=dict, init=False,
-                                                        repr=False, compare=False)
+    # (what, with_genres) -> distinct_pairs, or the index term_cosine reads: built on first
+    # use, since a query reads them again and again and a 25M-sized catalogue has millions
+    # of entries (serve builds them before its first request: ServeStore.warm)
+    indexed: dict[tuple[str, bool], tuple[np.ndarray, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     ARRAYS = ("tag_indptr", "tag_ids", "tag_counts", "genre_indptr", "genre_ids")
 
@@ -122,36 +123,47 @@ class MovieTerms:
     @cached_property
     def tag_rows(self) -> np.ndarray:
         """(nnz,) the movie row of each entry of tag_ids."""
-        return np.repeat(np.arange(len(self)), np.diff(self.tag_indptr))
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.tag_indptr))
 
     @cached_property
     def genre_rows(self) -> np.ndarray:
         """(nnz_g,) the movie row of each entry of genre_ids."""
-        return np.repeat(np.arange(len(self)), np.diff(self.genre_indptr))
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.genre_indptr))
 
     def distinct_terms(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """The term ids of (movie row, term id) entries, each pair once: a term counts once
         per movie."""
-        width = max(len(self.terms), 1)
-        # np.unique, written out: numpy's would import numpy.ma (17 ms of a query) to ask
-        # whether the keys are a masked array
-        keys = np.sort(rows * width + ids)
-        first = np.ones(len(keys), bool)
-        first[1:] = keys[1:] != keys[:-1]
-        return keys[first] % width
+        return _distinct(rows, ids, len(self.terms))[1]
 
     def distinct_pairs(self, with_genres: bool) -> tuple[np.ndarray, np.ndarray]:
         """(movie rows, term ids) of every term a movie's document carries, each pair once
-        (a genre may also be a tag), sorted by movie row."""
-        rows, ids = self.tag_rows, self.tag_ids
-        if with_genres:
-            rows = np.concatenate([rows, self.genre_rows])
-            ids = np.concatenate([ids, self.genre_ids])
-        width = max(len(self.terms), 1)
-        keys = np.sort(rows * width + ids)  # (np.unique would import numpy.ma)
-        first = np.ones(len(keys), bool)
-        first[1:] = keys[1:] != keys[:-1]
-        return keys[first] // width, keys[first] % width
+        (a genre may also be a tag), sorted by movie row (kept: computed once)."""
+        key = ("pairs", with_genres)
+        if key not in self.indexed:
+            rows, ids = self.tag_rows, self.tag_ids
+            if with_genres:
+                rows = np.concatenate([rows, self.genre_rows])
+                ids = np.concatenate([ids, self.genre_ids])
+            self.indexed[key] = _distinct(rows, ids, len(self.terms))
+        rows, ids = self.indexed[key]
+        return rows, ids
+
+    def index(self, with_genres: bool) -> tuple[np.ndarray, ...]:
+        """What term_cosine reads, built once: (carriers (nnz,) movie rows sorted by term,
+        starts (V+1,) term t's carriers are carriers[starts[t]:starts[t+1]], ids (nnz,)
+        the pairs' terms, movie_at (N+1,) movie m's are ids[movie_at[m]:movie_at[m+1]],
+        idf2 (V,) squared idf, norms (N,) each movie's TF-IDF norm)."""
+        key = ("cosine", with_genres)
+        if key not in self.indexed:
+            rows, ids = self.distinct_pairs(with_genres)
+            n = len(self)
+            idf2 = (np.log((1 + n) / (1 + np.bincount(ids, minlength=len(self.terms)))) + 1) ** 2
+            norms = np.sqrt(np.bincount(rows, weights=idf2[ids], minlength=n))
+            by_term = np.argsort(ids, kind="stable")
+            starts = np.searchsorted(ids[by_term], np.arange(len(self.terms) + 1))
+            movie_at = np.searchsorted(rows, np.arange(n + 1))  # rows are sorted
+            self.indexed[key] = (rows[by_term], starts, ids, movie_at, idf2, norms)
+        return self.indexed[key]
 
     def term_cosine(self, row: int, with_genres: bool) -> np.ndarray:
         """(N,) float32: the cosine of movie `row`'s binary TF-IDF term vector with every
@@ -161,31 +173,28 @@ class MovieTerms:
         Example: A (heist, noir), B (heist), C (drama): A's -> [1, 0.60, 0] (idf heist 1.29,
                  noir 1.69: 1.29^2 / (1.29 x 2.13))
         """
-        if with_genres not in self.indexed:
-            rows, ids = self.distinct_pairs(with_genres)
-            n = len(self)
-            idf2 = (np.log((1 + n) / (1 + np.bincount(ids, minlength=len(self.terms)))) + 1) ** 2
-            norms = np.sqrt(np.bincount(rows, weights=idf2[ids], minlength=n))  # (N,)
-            by_term = np.argsort(ids, kind="stable")  # the movies carrying each term
-            starts = np.searchsorted(ids[by_term], np.arange(len(self.terms) + 1))
-            movie_at = np.searchsorted(rows, np.arange(n + 1))  # rows are sorted
-            self.indexed[with_genres] = (rows[by_term], starts, ids, movie_at, idf2, norms)
-        carriers, starts, ids, movie_at, idf2, norms = self.indexed[with_genres]
-        mine = ids[movie_at[row]:movie_at[row + 1]]  # (t,) its distinct terms
+        carriers, starts, ids, movie_at, idf2, norms = self.index(with_genres)
         dots = np.zeros(len(self))
-        for term in mine.tolist():
-            dots[carriers[starts[term]:starts[term + 1]]] += idf2[term]
+        for term in ids[movie_at[row]:movie_at[row + 1]].tolist():  # its distinct terms
+            dots[carriers[starts[term]:starts[term + 1]]] += idf2[term]  # each movie once
         denominator = norms * norms[row]
         out = np.divide(dots, denominator, out=np.zeros(len(self)), where=denominator > 0)
         return out.astype(np.float32)
 
     def movies_per_term(self, with_genres: bool) -> np.ndarray:
         """(V,) how many movies carry each term (low = distinctive)."""
-        rows, ids = self.tag_rows, self.tag_ids
-        if with_genres:
-            rows = np.concatenate([rows, self.genre_rows])
-            ids = np.concatenate([ids, self.genre_ids])
-        return np.bincount(self.distinct_terms(rows, ids), minlength=len(self.terms))
+        return np.bincount(self.distinct_pairs(with_genres)[1], minlength=len(self.terms))
+
+
+def _distinct(rows: np.ndarray, ids: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray]:
+    """(movie rows, term ids) entries -> each pair once, sorted by row then term. np.unique,
+    written out: numpy's would import numpy.ma (17 ms of a query) to ask whether the keys
+    are a masked array."""
+    width = max(n_terms, 1)
+    keys = np.sort(rows * width + ids)
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first] // width, keys[first] % width
 
 
 def _top(ids: np.ndarray, n: int, *tie_breaks: np.ndarray) -> list[int]:
@@ -237,20 +246,13 @@ def tags_query_document(tags: list[str], movies: MovieTerms, cfg: IngestConfig) 
 
 def carried_share(wanted: list[str], movies: MovieTerms, with_genres: bool) -> np.ndarray:
     """(N,) float32: the share of the cleaned terms `wanted` that each movie's document
-    carries (a tag, or a genre when documents have genres); 0 for none.
+    carries (a tag, or a genre when documents have genres); 0 for none. A term no movie
+    carries still counts in the share.
 
     Example: wanted [heist, noir], movies A (heist; Crime) and B (noir, heist) -> [0.5, 1.0]
     """
-    ids = np.array(sorted({i for i in (movies.term_id(t) for t in wanted) if i >= 0}),
-                   np.int64)
-    rows, terms = movies.tag_rows, movies.tag_ids
-    if with_genres:
-        rows = np.concatenate([rows, movies.genre_rows])
-        terms = np.concatenate([terms, movies.genre_ids])
-    on = np.isin(terms, ids)
-    width = max(len(movies.terms), 1)  # each (movie, term) once: a genre may also be a tag
-    pairs = np.sort(rows[on] * width + terms[on])  # (np.unique would import numpy.ma)
-    first = np.ones(len(pairs), bool)
-    first[1:] = pairs[1:] != pairs[:-1]
-    counts = np.bincount(pairs[first] // width, minlength=len(movies))
+    asked = np.zeros(max(len(movies.terms), 1), bool)
+    asked[[i for i in (movies.term_id(t) for t in wanted) if i >= 0]] = True
+    rows, ids = movies.distinct_pairs(with_genres)
+    counts = np.bincount(rows[asked[ids]], minlength=len(movies))
     return (counts / max(len(wanted), 1)).astype(np.float32)

@@ -182,7 +182,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
     async def similar_endpoint(movie: int | None = Query(None, description="A movie id."),
                                title: str | None = Query(None, description="Part of a title."),
                                k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}.")):
-        """The movies nearest to one movie, with the tags they share (`similar --json`)."""
+        """The movies most like one movie, with the tags they share (`similar --json`)."""
         if (movie is None) == (title is None):
             raise ApiError(400, "give movie=ID or title=TEXT", "movie")
         check_k(k, MAX_K)

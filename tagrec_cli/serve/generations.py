@@ -79,6 +79,7 @@ class ServeStore(Store):
         """Read everything a query needs now, so no request pays for it (and the tables are
         this generation's even if the folder is swapped later)."""
         self.catalogue.movies_per_term  # noqa: B018 - counted now, once
+        self.catalogue.terms.index(self.catalogue.with_genres)  # `similar`'s term cosine
         self.users  # noqa: B018 - opened now: the file of this generation
         self.check_fresh(allow_stale)
         for side in ("movie", "user"):

@@ -92,13 +92,21 @@ class Store:
         return self.users.tags(user)
 
     @cached_property
+    def catalogue_rows(self) -> np.ndarray:
+        """(N,) the catalogue row of each movie-table row (-1: the catalogue lacks it)."""
+        return self.catalogue.rows(self.table("movie").ids)
+
+    def per_table_row(self, values: np.ndarray, missing: float = 0) -> np.ndarray:
+        """(catalogue rows,) values -> (N,) the same over the movie table's rows (`missing`
+        where the catalogue lacks the movie)."""
+        at = self.catalogue_rows
+        return np.where(at >= 0, values[np.maximum(at, 0)], missing).astype(values.dtype)
+
+    @cached_property
     def rating_counts(self) -> np.ndarray:
         """(N,) history ratings of each movie-table row, from the catalogue (an added movie,
         or one the catalogue lacks: 0)."""
-        catalogue, ids = self.catalogue, self.table("movie").ids
-        counts = catalogue.rating_counts()
-        at = catalogue.rows(ids)
-        return np.where(at >= 0, counts[np.maximum(at, 0)], 0)
+        return self.per_table_row(self.catalogue.rating_counts())
 
     @cached_property
     def movie_prior(self) -> np.ndarray:
