@@ -47,3 +47,17 @@ def test_main_imports_only_the_named_commands_module():
     assert lines[-1] == str(["app", "query"])
     lines = run(probe, "--help").stdout.splitlines()
     assert lines[-1] == str(sorted(["app", *MODULES]))
+
+
+def test_tables_off_a_terminal_are_not_wrapped_at_80_columns(monkeypatch):
+    import io
+
+    from tagrec_cli.cli.app import OFF_TERMINAL_WIDTH, LazyConsole
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = LazyConsole(file=io.StringIO())
+    assert piped.width == OFF_TERMINAL_WIDTH
+    piped.print("x" * 150)
+    assert piped.file.getvalue() == "x" * 150 + "\n"  # one line, as a file reader wants it
+    monkeypatch.setenv("COLUMNS", "90")  # the user's width wins
+    assert LazyConsole(file=io.StringIO()).width == 90

@@ -8,6 +8,7 @@ are imported inside the commands that need them, so `tagrec --help` stays instan
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -54,6 +55,12 @@ app = typer.Typer(
 )
 
 
+# Off a terminal (a pipe, a file) rich wraps every table at 80 columns; an evaluate report or
+# a list of long titles is read later, whole, so it gets room to stay one row per line. A
+# COLUMNS the user set still wins.
+OFF_TERMINAL_WIDTH = 200
+
+
 class LazyConsole:
     """A rich Console, made on first use: importing rich takes about 30 ms, and a `--json`
     answer prints nothing through one. Every attribute is the console's."""
@@ -66,7 +73,10 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            object.__setattr__(self, "_console", Console(**self._options))
+            console = Console(**self._options)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                console.width = OFF_TERMINAL_WIDTH
+            object.__setattr__(self, "_console", console)
         return self._console
 
     def __getattr__(self, name: str):
