@@ -19,6 +19,7 @@ validation, the rest test, so a theme's words are all in one split.
 
     python benchmarks/tag_themes.py WS42 WS1 WS2 --json tag-themes.json
     python benchmarks/tag_themes.py WS42 WS1 WS2 --split test --only cosine,match_0.2
+    python benchmarks/tag_themes.py WS42 WS1 WS2 --noise   # "WORD, NOISE" queries
 
 Each WS is a workspace trained on sample_data/ (ingest, train --seed S, embed).
 """
@@ -34,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tagrec_cli.config import SAMPLE_DATA, TOP_K
+from tagrec_cli.config import SAMPLE_DATA, TAG_MATCH, TOP_K
 from tagrec_cli.datasets.synth import THEMES
 from tagrec_cli.datasets.synth.world import simulate
 from tagrec_cli.documents import clean_tags
@@ -45,6 +46,9 @@ from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 
 MATCHES = (0.05, 0.1, 0.2, 0.5)
+# --noise: words no movie of the sample carries (checked), one put beside each query's word
+NOISE = ("hiest", "zzz", "blorp", "qwerty", "asdf", "lorem", "ipsum", "xyzzy", "frobnicate",
+         "plugh")
 PRIORS = (-0.05, 0.05)
 BASELINES = ("popular", "carriers", "tfidf", "random")
 
@@ -100,8 +104,24 @@ class Scorers:
         return out
 
 
+    def noise_query(self, word: str, noise: str) -> dict[str, np.ndarray]:
+        """"WORD, NOISE" as `recommend --tags` asks it: the match's share over both asked
+        terms or over the known one only (what ships since; QUALITY.md, "A tag no movie
+        carries")."""
+        wanted = clean_tags([word, noise])
+        if self.terms.term_id(clean_tags([noise])[0]) >= 0:
+            raise SystemExit(f"noise word {noise!r} is carried by a movie")
+        (q,) = build_queries(self.store, [], [word, noise])
+        cosine = self.movies.vectors @ q.vector
+        share = carried_share(wanted, self.terms, self.with_genres)[self.rows]  # known ones
+        known = sum(self.terms.term_id(t) >= 0 for t in wanted)
+        return {"cosine": cosine, "all terms": cosine + TAG_MATCH * share * known / len(wanted),
+                "known terms": cosine + TAG_MATCH * share}
+
+
 def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[int, str],
-                    only: list[str] | None) -> dict[str, dict[str, dict[str, float]]]:
+                    only: list[str] | None, noise: bool = False,
+                    ) -> dict[str, dict[str, dict[str, float]]]:
     """{split: {method: {"ndcg": mean NDCG@10, "precision": mean share relevant, "queries"}}}"""
     scorers = Scorers(workdir)
     movie_theme = [themes.get(int(m)) for m in scorers.movies.ids]
@@ -112,7 +132,8 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
         for name in names:
             rel = {i for i, t in enumerate(movie_theme) if t == name}
             for word in THEMES[name][1]:
-                scored = scorers.query(word)
+                scored = (scorers.noise_query(word, NOISE[zlib.crc32(word.encode()) % 10])
+                          if noise else scorers.query(word))
                 relevant.append(rel)
                 for method, s in scored.items():
                     if only is None or method in only:
@@ -132,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("valid", "test", "both"), default="valid",
                     help="test only to report a rule chosen on valid, never to choose one")
     ap.add_argument("--only", help="comma-separated methods (default: all)")
+    ap.add_argument("--noise", action="store_true",
+                    help='each query is "WORD, NOISE", NOISE a word no movie carries')
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     splits = theme_split()
@@ -139,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         splits = {args.split: splits[args.split]}
     only = args.only.split(",") if args.only else None
     themes = world_main_themes()
-    results = {str(ws): score_workspace(ws, splits, themes, only) for ws in args.workspaces}
+    results = {str(ws): score_workspace(ws, splits, themes, only, args.noise)
+               for ws in args.workspaces}
     for split in splits:
         methods = list(next(iter(results.values()))[split])
         print(f"\n{split} themes: {', '.join(theme_split()[split])}")

@@ -204,8 +204,10 @@ def test_carried_share_counts_each_asked_term_once_per_movie():
     # without genres in the documents only tags count
     assert carried_share(["pixar", "comedy"], terms, with_genres=False).tolist() == [
         0.5, 0.0, 0.5, 0.5]
-    # a term no movie carries still counts in the share's denominator
-    assert carried_share(["pixar", "nowhere"], terms, True).tolist() == [0.5, 0, 0, 0.5]
+    # a term no movie carries (a typo) is left out of the share
+    assert carried_share(["pixar", "nowhere"], terms, True).tolist() == [1.0, 0, 0, 1.0]
+    assert carried_share(["pixar", "comedy", "nowhere"], terms, True).tolist() == [
+        0.5, 0.0, 0.5, 1.0]
     assert carried_share(["nowhere"], terms, True).tolist() == [0, 0, 0, 0]
     assert carried_share([], terms, True).tolist() == [0, 0, 0, 0]
 

@@ -247,12 +247,15 @@ def tags_query_document(tags: list[str], movies: MovieTerms, cfg: IngestConfig) 
 def carried_share(wanted: list[str], movies: MovieTerms, with_genres: bool) -> np.ndarray:
     """(N,) float32: the share of the cleaned terms `wanted` that each movie's document
     carries (a tag, or a genre when documents have genres); 0 for none. A term no movie
-    carries still counts in the share.
+    carries (a typo, a tag nobody wrote) is left out of the share: it says nothing about
+    which movie matches (QUALITY.md, "A tag no movie carries").
 
-    Example: wanted [heist, noir], movies A (heist; Crime) and B (noir, heist) -> [0.5, 1.0]
+    Example: wanted [heist, noir, zzz], movies A (heist; Crime) and B (noir, heist)
+             -> [0.5, 1.0]
     """
+    known = [i for i in (movies.term_id(t) for t in wanted) if i >= 0]
     asked = np.zeros(max(len(movies.terms), 1), bool)
-    asked[[i for i in (movies.term_id(t) for t in wanted) if i >= 0]] = True
+    asked[known] = True
     rows, ids = movies.distinct_pairs(with_genres)
     counts = np.bincount(rows[asked[ids]], minlength=len(movies))
-    return (counts / max(len(wanted), 1)).astype(np.float32)
+    return (counts / max(len(set(known)), 1)).astype(np.float32)
