@@ -105,7 +105,7 @@ class Query:
     ratings: int = 0  # how many ratings the user is known by: the prior's weight (prior.py)
     asked: bool = False  # tags were given: the query is them, not the user's history
     boost: np.ndarray | None = None  # (N,) added to its scores over the movie table: the
-    # asked tags' match (tag_match)
+    # asked tags' match (tag_match), or `similar`'s term cosine
 
     @property
     def label(self) -> str:
