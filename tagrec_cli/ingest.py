@@ -206,8 +206,7 @@ def draw_pairs(split: pl.DataFrame, cfg: IngestConfig) -> tuple[pl.DataFrame, li
     holdout every pair is for training. Fewer available than asked: take all and warn.
     """
     labelled = split.filter(pl.col("part").is_in(["history", "valid"])).with_columns(
-        label=pl.when(pl.col("rating") >= cfg.like_threshold).then(1).otherwise(-1)
-        .cast(pl.Int8),
+        label=frames.pair_label(cfg.like_threshold).cast(pl.Int8),
         split=pl.when(pl.col("part") == "valid").then(pl.lit("valid"))
         .otherwise(pl.lit("train")))
     if cfg.holdout_fraction == 0:

@@ -82,6 +82,13 @@ def movie_document_text(cfg: IngestConfig) -> pl.Expr:
 # ---------------------------------------------------------------- user documents
 
 
+def pair_label(like_threshold: float) -> pl.Expr:
+    """A rating's training label, from the `rating` column: like (+1), or dislike (-1) below
+    like_threshold. The one rule for ingest's pairs, the short-history users' next ratings
+    (train/prefix.py) and evaluate's pairs."""
+    return pl.when(pl.col("rating") >= like_threshold).then(1).otherwise(-1)
+
+
 def user_stats(like_threshold: float) -> list[pl.Expr]:
     """A user's history statistics (features.RAW_COLUMNS["user"]) as aggregations over their
     ratings (userId, movieId, rating, timestamp, grouped by user): the one rule for

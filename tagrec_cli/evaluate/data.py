@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from tagrec_cli import artifacts
 from tagrec_cli.config import RELEVANT_RATING, IngestConfig
+from tagrec_cli.documents import frames
 from tagrec_cli.errors import TagrecError, quoted
 from tagrec_cli.store import ingested
 from tagrec_cli.topk import rows_of
@@ -83,7 +84,8 @@ def load_eval_data(workdir: Path, relevant_rating: float = RELEVANT_RATING,
     return EvalData(movie_ids=movie_ids, user_ids=user_ids, history=history, relevant=relevant,
                     documents=[d or "" for d in movies["document"].to_list()],
                     pair_users=s_users, pair_movies=s_movies,
-                    pair_labels=np.where(s_values >= like, 1, -1).astype(np.int64),
+                    pair_labels=scored.select(frames.pair_label(like))
+                    .to_series().to_numpy().astype(np.int64)[ok],
                     liked_rating=ingest_cfg.liked_rating, manifest=manifest,
                     target=target, new_users=new if new.height else None)
 

@@ -25,6 +25,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
+from tagrec_cli.documents import frames
 from tagrec_cli.store import ingested
 from tagrec_cli.towers.tokens import TokenTable, tokenize
 from tagrec_cli.train.batches import Pairs
@@ -79,7 +80,7 @@ def short_history_users(workdir: Path, history: pl.DataFrame, train_pairs: pl.Da
     ids = users["pseudo"].to_numpy().astype(np.int64)
     documents, feats = ingested.rated_users(workdir, known, ids, stats)
     pairs = nxt.select(userId="pseudo", movieId="movieId", rating="rating",
-                       label=pl.when(pl.col("rating") >= like_threshold).then(1).otherwise(-1))
+                       label=frames.pair_label(like_threshold))
     return ShortHistory(ids, users["userId"].to_numpy().astype(np.int64), documents, feats,
                         known.drop("timestamp"), pairs)
 
