@@ -156,16 +156,6 @@ def table_features(side: str, df: Any, stats: dict[str, float]) -> np.ndarray:
                          df["n_dislikes"].to_numpy(), df["last_timestamp"].to_numpy(), stats)
 
 
-def rated_user_features(ratings: np.ndarray, timestamps: np.ndarray, like_threshold: float,
-                        stats: dict[str, float]) -> np.ndarray:
-    """(4,) side features of a user known only by these ratings, as ingest computes them.
-
-    Example: ratings [5, 2], like_threshold 2.5 -> user_features(2, 3.5, 1, max(timestamps))
-    """
-    raw = rated_user_raw(ratings, timestamps, like_threshold)
-    return user_features(*(raw[c] for c in RAW_COLUMNS["user"]), stats)[0]
-
-
 def rated_user_raw(ratings: np.ndarray, timestamps: np.ndarray,
                    like_threshold: float) -> dict[str, np.ndarray]:
     """RAW_COLUMNS["user"] of one user known only by these ratings, as (1,) arrays, as

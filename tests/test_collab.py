@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import rated_user_features
 
 from tagrec_cli.towers import collab
 
@@ -85,10 +86,9 @@ def test_a_rated_user_is_pooled_from_their_liked_movies(trained: Path):
     model, tokenizer, _ = load_model(trained / "model")
     movies = model.id_movies[:3].tolist()
     ratings = pl.DataFrame({"userId": [7, 7, 7], "movieId": movies, "rating": [5.0, 4.0, 1.0]})
-    from tagrec_cli import features
 
-    feats = features.rated_user_features(ratings["rating"].to_numpy(), np.array([1, 2, 3]),
-                                         2.5, model.cfg.features)[None, :]
+    feats = rated_user_features(ratings["rating"].to_numpy(), np.array([1, 2, 3]), 2.5,
+                                model.cfg.features)[None, :]
     with_pool = collab.encode_rated_users(model, tokenizer, ["drama"], feats, ratings,
                                           np.array([7]), 2.5, torch.device("cpu"))
     expected_pool = (model.id_vectors.weight[0] + model.id_vectors.weight[1]) / 2 ** 0.5

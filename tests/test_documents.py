@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+from helpers import rated_user_features
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,7 +133,7 @@ def test_numpy_and_polars_tags_query_documents_agree(movies, query, max_tags, to
 
 def test_rated_user_document_and_features_are_ingests(small_data, tmp_path):
     """A user known only by ratings gets, from documents.rated_user_document and
-    features.rated_user_features, exactly what ingest wrote for every user who applied no
+    rated_user_features, exactly what ingest wrote for every user who applied no
     tag of their own (the new-users slice and `recommend --ratings` rely on it)."""
     import json
 
@@ -157,7 +158,7 @@ def test_rated_user_document_and_features_are_ingests(small_data, tmp_path):
         assert frames.rated_user_document(mine, movie_tags, movies.select("movieId", "genres"),
                                      cfg) == row["tags"]
         expected = features.table_features("user", pl.DataFrame([row]), stats)[0]
-        got = features.rated_user_features(mine["rating"].to_numpy(),
+        got = rated_user_features(mine["rating"].to_numpy(),
                                            mine["timestamp"].to_numpy(), cfg.like_threshold,
                                            stats)
         assert np.allclose(got, expected, atol=1e-6)
