@@ -39,7 +39,8 @@ BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
 TOP_K = 10  # movies per query (recommend, similar) and per ranked list (evaluate)
 RELEVANT_RATING = 4.0  # evaluate: a held-out rating >= this makes the movie relevant
 # A tags query's score (recommend --tags, serve's tags=): its cosine + TAG_MATCH x the share of
-# the asked tags the movie's document carries. The tower reads the tags' expanded document,
+# the asked tags the movie's document carries (of those some document carries: a typo is
+# left out). The tower reads the tags' expanded document,
 # not the tags, and the most rated movies came near any such document; chosen on the sample
 # world's latent themes, validation half (QUALITY.md, "Tags that name what is asked").
 TAG_MATCH = 0.5

@@ -133,7 +133,8 @@ def tags_document(store: Store, tags: list[str]) -> list[str]:
 
 def tag_match(store: Store, tags: list[str]) -> np.ndarray:
     """(N,) float32 over the movie table's rows: TAG_MATCH x the share of `tags` each movie's
-    document carries, added to a tags query's cosine. The tower reads the tags' expanded
+    document carries (of those some document carries: carried_share), added to a tags
+    query's cosine. The tower reads the tags' expanded
     document, so the most rated movies came near any query: with this term the movies
     carrying what was asked come first (QUALITY.md, "Tags that name what is asked": on the
     sample world's test themes NDCG@10 0.71 against the cosine's 0.57).

@@ -54,10 +54,15 @@ def test_tables_off_a_terminal_are_not_wrapped_at_80_columns(monkeypatch):
 
     from tagrec_cli.cli.app import OFF_TERMINAL_WIDTH, LazyConsole
 
-    monkeypatch.delenv("COLUMNS", raising=False)
+    for name in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE"):  # each makes rich decide
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.isatty", lambda fd: False)  # no terminal: a job's log, CI
     piped = LazyConsole(file=io.StringIO())
     assert piped.width == OFF_TERMINAL_WIDTH
     piped.print("x" * 150)
     assert piped.file.getvalue() == "x" * 150 + "\n"  # one line, as a file reader wants it
     monkeypatch.setenv("COLUMNS", "90")  # the user's width wins
     assert LazyConsole(file=io.StringIO()).width == 90
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr("os.isatty", lambda fd: fd == 0)  # `... | less` from a terminal
+    assert LazyConsole(file=io.StringIO()).width != OFF_TERMINAL_WIDTH  # rich's own

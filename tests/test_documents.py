@@ -158,9 +158,8 @@ def test_rated_user_document_and_features_are_ingests(small_data, tmp_path):
         assert frames.rated_user_document(mine, movie_tags, movies.select("movieId", "genres"),
                                      cfg) == row["tags"]
         expected = features.table_features("user", pl.DataFrame([row]), stats)[0]
-        got = rated_user_features(mine["rating"].to_numpy(),
-                                           mine["timestamp"].to_numpy(), cfg.like_threshold,
-                                           stats)
+        got = rated_user_features(mine["rating"].to_numpy(), mine["timestamp"].to_numpy(),
+                                  cfg.like_threshold, stats)
         assert np.allclose(got, expected, atol=1e-6)
         checked += 1
     assert checked == 15
@@ -210,6 +209,8 @@ def test_carried_share_counts_each_asked_term_once_per_movie():
     assert carried_share(["pixar", "comedy", "nowhere"], terms, True).tolist() == [
         0.5, 0.0, 0.5, 1.0]
     assert carried_share(["nowhere"], terms, True).tolist() == [0, 0, 0, 0]
+    # without genres in the documents a genre is carried by none, as a typo is
+    assert carried_share(["pixar", "animation"], terms, False).tolist() == [1.0, 0, 0, 1.0]
     assert carried_share([], terms, True).tolist() == [0, 0, 0, 0]
 
 

@@ -588,10 +588,14 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_the_workspace_as_it_was(
     before = without_cache(ws)
     cmd = [sys.executable, "-m", "tagrec_cli", *args, "--workdir", str(ws)]
     # A test run started in the background by a shell without job control inherits SIGINT
-    # ignored, and so would the command: give it the default, as a terminal's Ctrl-C finds.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # ignored, and so would the command: with a handler here, the command starts with the
+    # default, as a terminal's Ctrl-C finds it (exec resets a handled signal, not an ignored one)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()

@@ -55,10 +55,16 @@ app = typer.Typer(
 )
 
 
-# Off a terminal (a pipe, a file) rich wraps every table at 80 columns; an evaluate report or
-# a list of long titles is read later, whole, so it gets room to stay one row per line. A
-# COLUMNS the user set still wins.
+# With no terminal at all (a job's log, a cron mail, CI) rich wraps every table at 80 columns;
+# an evaluate report or a list of long titles is read later, whole, so it gets room to stay
+# one row per line. A pipe from a terminal keeps the terminal's width (rich finds it on
+# stdin or stderr), and a COLUMNS the user set still wins.
 OFF_TERMINAL_WIDTH = 200
+
+
+def no_terminal() -> bool:
+    """Whether none of stdin, stdout and stderr is a terminal (rich's fallback to 80)."""
+    return not any(os.isatty(fd) for fd in (0, 1, 2))
 
 
 class LazyConsole:
@@ -74,7 +80,8 @@ class LazyConsole:
             from rich.console import Console
 
             console = Console(**self._options)
-            if not console.is_terminal and "COLUMNS" not in os.environ:
+            if (not console.is_terminal and not console.is_jupyter and no_terminal()
+                    and not os.environ.get("COLUMNS", "").isdigit()):
                 console.width = OFF_TERMINAL_WIDTH
             object.__setattr__(self, "_console", console)
         return self._console

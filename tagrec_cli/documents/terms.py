@@ -253,9 +253,11 @@ def carried_share(wanted: list[str], movies: MovieTerms, with_genres: bool) -> n
     Example: wanted [heist, noir, zzz], movies A (heist; Crime) and B (noir, heist)
              -> [0.5, 1.0]
     """
-    known = [i for i in (movies.term_id(t) for t in wanted) if i >= 0]
     asked = np.zeros(max(len(movies.terms), 1), bool)
-    asked[known] = True
+    asked[[i for i in (movies.term_id(t) for t in wanted) if i >= 0]] = True
     rows, ids = movies.distinct_pairs(with_genres)
-    counts = np.bincount(rows[asked[ids]], minlength=len(movies))
-    return (counts / max(len(set(known)), 1)).astype(np.float32)
+    hit = asked[ids]  # (nnz,) entries that are an asked term
+    carried = np.zeros(len(asked), bool)  # the asked terms some document carries: a genre is
+    carried[ids[hit]] = True  # a term of the vocabulary even where documents have no genres
+    counts = np.bincount(rows[hit], minlength=len(movies))
+    return (counts / max(int(carried.sum()), 1)).astype(np.float32)
