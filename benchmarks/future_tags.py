@@ -27,10 +27,9 @@ from tagrec_cli import artifacts
 from tagrec_cli.config import TOP_K
 from tagrec_cli.datasets.movielens import read_movielens
 from tagrec_cli.documents.frames import clean_tag_column
-from tagrec_cli.documents.terms import carried_share
 from tagrec_cli.ingest import history_tags, user_cutoffs
 from tagrec_cli.metrics import per_user_metrics
-from tagrec_cli.recommend import build_queries
+from tagrec_cli.recommend import build_queries, tag_share
 from tagrec_cli.store import Store, ingested
 from tagrec_cli.topk import top_k
 
@@ -56,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     for stage in args.stages:
         store = Store(stage)
         movies = store.table("movie")
-        catalogue = store.catalogue
-        rows = catalogue.rows(movies.ids)
         future = future_tags(args.data, stage)
         by_tag = future.group_by("tag").agg(pl.col("movieId")).sort("tag")
         tops: dict[str, list[np.ndarray]] = {}
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             (q,) = build_queries(store, [], [tag])
             cosine = movies.vectors @ q.vector
-            share = carried_share([tag], catalogue.terms, catalogue.with_genres)[rows]
+            share = tag_share(store, [tag])
             carried.append(float(np.mean([share[r] > 0 for r in rel])))
             relevant.append(rel)
             for name, s in [("cosine", cosine)] + [(f"match_{b}", cosine + b * share)

@@ -23,6 +23,7 @@ import torch
 
 from tagrec_cli import features
 from tagrec_cli.config import RELEVANT_RATING, TOP_K
+from tagrec_cli.recommend import term_similarity
 from tagrec_cli.store import Store, ingested
 from tagrec_cli.topk import rows_of, top_k
 from tagrec_cli.towers import pooled as pooled_cache
@@ -112,11 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                                                    replace=False)
     truth = co_liked(x, draw, TOP_K)
     cold = cold_vectors(args.stage, draw)
-    catalogue = store.catalogue
-    at = catalogue.rows(movies.ids)
-
-    def terms_of(row: int) -> np.ndarray:  # (N,) over the table's rows
-        return catalogue.terms.term_cosine(int(at[row]), catalogue.with_genres)[at]
 
     scores: dict[str, list[tuple[float, float, float]]] = {}
     for row, vector, want in zip(draw, cold, truth, strict=True):
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = rows[rows != row]
             score = table[rows] @ query
             if name.endswith("+ terms 0.5"):  # the weight the rule named, kept for the record
-                score = score + 0.5 * terms_of(int(row))[rows]
+                score = score + 0.5 * term_similarity(store, int(row))[rows]
             ten = rows[top_k(score[None, :], TOP_K)[0][0]]
             scores.setdefault(name, []).append((len(set(ten) & set(want)) / TOP_K,
                                                 float(np.mean(likes[ten] == 0)),

@@ -30,7 +30,7 @@ from tag_themes import theme_split, world_main_themes  # benchmarks/, first on s
 
 from tagrec_cli.config import SIMILAR_TERMS, TOP_K
 from tagrec_cli.metrics import per_user_metrics
-from tagrec_cli.recommend import similar_movies
+from tagrec_cli.recommend import similar_movies, term_similarity
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 from tagrec_cli.unrated import similar_exclude
@@ -49,12 +49,10 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
     """{split: {method: {"ndcg", "precision", "queries"}}}"""
     store = Store(workdir)
     movies = store.table("movie")
-    catalogue = store.catalogue
-    rows = catalogue.rows(movies.ids)
-    if (rows < 0).any():
+    if (store.catalogue_rows < 0).any():
         raise SystemExit(f"{workdir}: the movie table holds movies the catalogue lacks")
     prior = store.movie_prior
-    counts = catalogue.rating_counts()[rows].astype(np.float64)
+    counts = store.rating_counts.astype(np.float64)
     unrated = store.unrated_rows
     theme = [themes.get(int(m)) for m in movies.ids]
     methods = [name(s, b) for s in PRIORS for b in TERMS] + list(BASELINES)
@@ -68,7 +66,7 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
         relevant = []
         for r in queries:
             cosine = movies.vectors @ movies.vectors[r]
-            terms = catalogue.terms.term_cosine(int(rows[r]), catalogue.with_genres)[rows]
+            terms = term_similarity(store, r)
             exclude = [similar_exclude(r, unrated, len(movies.ids))]
             relevant.append({i for i, t in enumerate(theme) if t == theme[r] and i != r})
             for m in methods:
@@ -104,8 +102,7 @@ def co_liked_check(stage: Path, methods: list[tuple[float, float]], queries: int
     from similar_cold import co_liked, like_matrix  # imports torch: only for this check
 
     store = Store(stage)
-    movies, catalogue = store.table("movie"), store.catalogue
-    rows = catalogue.rows(movies.ids)
+    movies = store.table("movie")
     x = like_matrix(stage, movies.ids)
     likes = np.asarray(x.sum(axis=0)).ravel()
     pool = np.flatnonzero(likes >= min_likes)
@@ -114,7 +111,7 @@ def co_liked_check(stage: Path, methods: list[tuple[float, float]], queries: int
     found: dict[str, list[tuple[float, float]]] = {}
     for r, want in zip(draw, truth, strict=True):
         cosine = movies.vectors @ movies.vectors[r]
-        terms = catalogue.terms.term_cosine(int(rows[r]), catalogue.with_genres)[rows]
+        terms = term_similarity(store, int(r))
         exclude = [similar_exclude(int(r), store.unrated_rows, len(movies.ids))]
         for a, b in methods:
             ten = top_k((cosine + a * store.movie_prior + b * terms)[None, :], TOP_K,

@@ -39,9 +39,8 @@ from tagrec_cli.config import SAMPLE_DATA, TAG_MATCH, TOP_K
 from tagrec_cli.datasets.synth import THEMES
 from tagrec_cli.datasets.synth.world import simulate
 from tagrec_cli.documents import clean_tags
-from tagrec_cli.documents.terms import carried_share
 from tagrec_cli.metrics import per_user_metrics
-from tagrec_cli.recommend import build_queries
+from tagrec_cli.recommend import build_queries, tag_share
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 
@@ -78,20 +77,20 @@ class Scorers:
         self.store = Store(workdir)
         self.movies = self.store.table("movie")
         catalogue = self.store.catalogue
-        self.rows = catalogue.rows(self.movies.ids)  # catalogue row of each table row
-        if (self.rows < 0).any():
+        rows = self.store.catalogue_rows  # catalogue row of each table row
+        if (rows < 0).any():
             raise SystemExit(f"{workdir}: the movie table holds movies the catalogue lacks")
-        self.terms, self.with_genres = catalogue.terms, catalogue.with_genres
-        self.counts = catalogue.rating_counts()[self.rows].astype(np.float64)
+        self.terms = catalogue.terms
+        self.counts = self.store.rating_counts.astype(np.float64)
         self.prior = self.store.movie_prior  # (N,) over the table's rows, as rank uses it
-        docs = [catalogue.document_terms(int(r)) for r in self.rows]
+        docs = [catalogue.document_terms(int(r)) for r in rows]
         self.tfidf = TfidfVectorizer(analyzer=lambda terms: terms, norm="l2")
         self.tfidf_items = sp.csr_matrix(self.tfidf.fit_transform(docs))
 
     def query(self, word: str) -> dict[str, np.ndarray]:
         (q,) = build_queries(self.store, [], [word])
         cosine = self.movies.vectors @ q.vector
-        share = carried_share(clean_tags([word]), self.terms, self.with_genres)[self.rows]
+        share = tag_share(self.store, [word])
         out = {"cosine": cosine}
         out.update({f"match_{b}": cosine + b * share for b in MATCHES})
         out.update({f"prior_{s}": cosine + s * self.prior for s in PRIORS})
@@ -113,7 +112,7 @@ class Scorers:
             raise SystemExit(f"noise word {noise!r} is carried by a movie")
         (q,) = build_queries(self.store, [], [word, noise])
         cosine = self.movies.vectors @ q.vector
-        share = carried_share(wanted, self.terms, self.with_genres)[self.rows]  # known ones
+        share = tag_share(self.store, wanted)  # of the known terms
         known = sum(self.terms.term_id(t) >= 0 for t in wanted)
         return {"cosine": cosine, "all terms": cosine + TAG_MATCH * share * known / len(wanted),
                 "known terms": cosine + TAG_MATCH * share}

@@ -141,9 +141,24 @@ def tag_match(store: Store, tags: list[str]) -> np.ndarray:
 
     Example: tags [heist, noir], movies A (heist), B (noir, heist), C (drama) -> [0.25, 0.5, 0]
     """
+    return TAG_MATCH * tag_share(store, tags)
+
+
+def tag_share(store: Store, tags: list[str]) -> np.ndarray:
+    """(N,) float32 over the movie table's rows: documents.terms.carried_share of `tags`."""
     catalogue = store.catalogue
-    share = carried_share(documents.clean_tags(tags), catalogue.terms, catalogue.with_genres)
-    return TAG_MATCH * store.per_table_row(share)
+    return store.per_table_row(carried_share(documents.clean_tags(tags), catalogue.terms,
+                                             catalogue.with_genres))
+
+
+def term_similarity(store: Store, row: int) -> np.ndarray:
+    """(N,) float32 over the movie table's rows: the TF-IDF term cosine of the movie at table
+    `row` with every movie (MovieTerms.term_cosine); 0 for a movie the catalogue lacks."""
+    catalogue = store.catalogue
+    at = int(store.catalogue_rows[row])
+    if at < 0:
+        return np.zeros(len(store.catalogue_rows), np.float32)
+    return store.per_table_row(catalogue.terms.term_cosine(at, catalogue.with_genres))
 
 
 def build_queries(store: Store, users: list[int], tags: list[str] | None = None,
@@ -300,8 +315,7 @@ def similar_movies(store: Store, movie_id: int, k: int = TOP_K) -> Recommendatio
     at = int(catalogue.rows(np.array([movie_id]))[0])
     boost = None
     if at >= 0 and not unrated.is_unrated(row, store.unrated_rows):  # + the term cosine
-        boost = SIMILAR_TERMS * store.per_table_row(
-            catalogue.terms.term_cosine(at, catalogue.with_genres))
+        boost = SIMILAR_TERMS * term_similarity(store, row)
     query = Query(None, catalogue.document_terms(at) if at >= 0 else [], movies.vectors[row],
                   unrated.similar_exclude(row, store.unrated_rows, len(movies.ids)),
                   boost=boost)
