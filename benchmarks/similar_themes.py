@@ -36,7 +36,7 @@ from tagrec_cli.topk import top_k
 from tagrec_cli.unrated import similar_exclude
 
 PRIORS = (0.0, -0.02, -0.05, -0.1)
-TERMS = (0.0, 0.1, 0.2, 0.5)
+TERMS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)  # 1, 2: "The two weights past their grids"
 BASELINES = ("tfidf", "popular", "random")
 
 

@@ -44,7 +44,7 @@ from tagrec_cli.recommend import build_queries, tag_share
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 
-MATCHES = (0.05, 0.1, 0.2, 0.5)
+MATCHES = (0.05, 0.1, 0.2, 0.5, 1, 2)  # 1, 2: "The two weights past their grids"
 # --noise: words no movie of the sample carries (checked), one put beside each query's word
 NOISE = ("hiest", "zzz", "blorp", "qwerty", "asdf", "lorem", "ipsum", "xyzzy", "frobnicate",
          "plugh")
