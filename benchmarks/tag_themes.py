@@ -20,6 +20,11 @@ validation, the rest test, so a theme's words are all in one split.
     python benchmarks/tag_themes.py WS42 WS1 WS2 --json tag-themes.json
     python benchmarks/tag_themes.py WS42 WS1 WS2 --split test --only cosine,match_0.2
     python benchmarks/tag_themes.py WS42 WS1 WS2 --noise   # "WORD, NOISE" queries
+    python benchmarks/tag_themes.py WS42 WS1 WS2 --pairs   # "WORD_A, WORD_B", two themes
+
+--pairs (QUALITY.md, "Two tags of two themes"): per pair of a split's themes, PAIR_DRAWS
+pairs of their words (seeded); a movie's gain is its latent theme weights on the two asked
+themes, scored by graded NDCG@10, with the share of the ten whose themes include both.
 
 Each WS is a workspace trained on sample_data/ (ingest, train --seed S, embed).
 """
@@ -35,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tagrec_cli.config import SAMPLE_DATA, TAG_MATCH, TOP_K
+from tagrec_cli.config import SAMPLE_DATA, TOP_K
 from tagrec_cli.datasets.synth import THEMES
 from tagrec_cli.datasets.synth.world import simulate
 from tagrec_cli.documents import clean_tags
@@ -48,7 +53,11 @@ MATCHES = (0.05, 0.1, 0.2, 0.5, 1, 2)  # 1, 2: "The two weights past their grids
 # --noise: words no movie of the sample carries (checked), one put beside each query's word
 NOISE = ("hiest", "zzz", "blorp", "qwerty", "asdf", "lorem", "ipsum", "xyzzy", "frobnicate",
          "plugh")
+# --noise: the weight its rule was decided at ("A tag no movie carries"), TAG_MATCH then; at
+# today's 1 the two shares rank "WORD, NOISE" alike (carriers first either way)
+NOISE_MATCH = 0.5
 PRIORS = (-0.05, 0.05)
+PAIR_DRAWS = 3  # --pairs: word pairs per pair of themes
 BASELINES = ("popular", "carriers", "tfidf", "random")
 
 
@@ -60,18 +69,58 @@ def theme_split(seed: int = 0) -> dict[str, list[str]]:
     return {"valid": order[:half], "test": order[half:]}
 
 
+def sample_world():
+    """The seeded world sample_data/ was drawn from."""
+    return simulate(SAMPLE_DATA["users"], SAMPLE_DATA["movies"], SAMPLE_DATA["seed"], 80.0,
+                    None)
+
+
 def world_main_themes() -> dict[int, str]:
     """movieId -> the latent main theme of the sample world (the seed sample_data/ has)."""
-    world = simulate(SAMPLE_DATA["users"], SAMPLE_DATA["movies"], SAMPLE_DATA["seed"], 80.0,
-                     None)
+    world = sample_world()
     names = list(THEMES)
     return {int(m): names[t] for m, t in zip(world.movie_ids, world.movie_themes[:, 0],
                                              strict=True)}
 
 
+def world_theme_weights() -> dict[int, dict[str, float]]:
+    """movieId -> {theme: weight} over its one to three latent themes (weights sum to 1)."""
+    world = sample_world()
+    names = list(THEMES)
+    out: dict[int, dict[str, float]] = {}
+    for m, themes, weights in zip(world.movie_ids, world.movie_themes, world.movie_theme_w,
+                                  strict=True):
+        mix = out.setdefault(int(m), {})
+        for t, w in zip(themes, weights, strict=True):
+            if w > 0:
+                mix[names[t]] = mix.get(names[t], 0.0) + float(w)
+    return out
+
+
+def theme_pair_queries(names: list[str], draws: int = 3, seed: int = 0
+                       ) -> list[tuple[str, str, str, str]]:
+    """(theme A, theme B, word of A, word of B): `draws` seeded word pairs per theme pair."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            wa, wb = THEMES[a][1], THEMES[b][1]
+            for j in rng.choice(len(wa) * len(wb), min(draws, len(wa) * len(wb)), replace=False):
+                out.append((a, b, wa[j // len(wb)], wb[j % len(wb)]))
+    return out
+
+
+def graded_ndcg(top: np.ndarray, gain: np.ndarray, k: int = TOP_K) -> float:
+    """NDCG@k of the rows `top` (best first) under per-row gains `gain` (N,), over the ideal
+    order of all N."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = (np.sort(gain)[::-1][:k] * discount).sum()
+    return float((gain[top[:k]] * discount).sum() / ideal) if ideal > 0 else float("nan")
+
+
 class Scorers:
-    """Every candidate's and baseline's (N,) scores for a one-word query, over the movie
-    table's rows, on one trained workspace."""
+    """Every candidate's and baseline's (N,) scores for a query of one or two words, over the
+    movie table's rows, on one trained workspace."""
 
     def __init__(self, workdir: Path):
         self.store = Store(workdir)
@@ -87,19 +136,20 @@ class Scorers:
         self.tfidf = TfidfVectorizer(analyzer=lambda terms: terms, norm="l2")
         self.tfidf_items = sp.csr_matrix(self.tfidf.fit_transform(docs))
 
-    def query(self, word: str) -> dict[str, np.ndarray]:
-        (q,) = build_queries(self.store, [], [word])
+    def query(self, words: list[str]) -> dict[str, np.ndarray]:
+        (q,) = build_queries(self.store, [], words)
         cosine = self.movies.vectors @ q.vector
-        share = tag_share(self.store, [word])
+        share = tag_share(self.store, words)
         out = {"cosine": cosine}
         out.update({f"match_{b}": cosine + b * share for b in MATCHES})
         out.update({f"prior_{s}": cosine + s * self.prior for s in PRIORS})
         by_count = self.counts / (self.counts.max() + 1.0)  # < 1: a carrier stays ahead
         out["popular"] = by_count
-        out["carriers"] = (share > 0) + by_count
-        tf = self.tfidf.transform([clean_tags([word])])
+        out["carriers"] = share * len(words) + by_count  # most asked terms, then most rated
+        tf = self.tfidf.transform([clean_tags(words)])
         out["tfidf"] = np.asarray((self.tfidf_items @ tf.T).todense()).ravel()
-        out["random"] = np.random.default_rng(zlib.crc32(word.encode())).random(len(cosine))
+        seed = zlib.crc32(", ".join(words).encode())
+        out["random"] = np.random.default_rng(seed).random(len(cosine))
         return out
 
 
@@ -114,8 +164,9 @@ class Scorers:
         cosine = self.movies.vectors @ q.vector
         share = tag_share(self.store, wanted)  # of the known terms
         known = sum(self.terms.term_id(t) >= 0 for t in wanted)
-        return {"cosine": cosine, "all terms": cosine + TAG_MATCH * share * known / len(wanted),
-                "known terms": cosine + TAG_MATCH * share}
+        return {"cosine": cosine,
+                "all terms": cosine + NOISE_MATCH * share * known / len(wanted),
+                "known terms": cosine + NOISE_MATCH * share}
 
 
 def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[int, str],
@@ -132,7 +183,7 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
             rel = {i for i, t in enumerate(movie_theme) if t == name}
             for word in THEMES[name][1]:
                 scored = (scorers.noise_query(word, NOISE[zlib.crc32(word.encode()) % 10])
-                          if noise else scorers.query(word))
+                          if noise else scorers.query([word]))
                 relevant.append(rel)
                 for method, s in scored.items():
                     if only is None or method in only:
@@ -146,6 +197,31 @@ def score_workspace(workdir: Path, splits: dict[str, list[str]], themes: dict[in
     return out
 
 
+def score_pairs(workdir: Path, splits: dict[str, list[str]],
+                weights: dict[int, dict[str, float]], only: list[str] | None,
+                ) -> dict[str, dict[str, dict[str, float]]]:
+    """--pairs: {split: {method: {"ndcg": mean graded NDCG@10, "precision": mean share of the
+    ten with both themes, "queries"}}}"""
+    scorers = Scorers(workdir)
+    mixes = [weights.get(int(m), {}) for m in scorers.movies.ids]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split, names in splits.items():
+        found: dict[str, list[tuple[float, float]]] = {}
+        queries = theme_pair_queries(names, PAIR_DRAWS)
+        for a, b, wa, wb in queries:
+            gain = np.array([mix.get(a, 0.0) + mix.get(b, 0.0) for mix in mixes])
+            both = np.array([a in mix and b in mix for mix in mixes])
+            for method, s in scorers.query([wa, wb]).items():
+                if only is None or method in only:
+                    top = top_k(s[None, :], TOP_K)[0][0]
+                    found.setdefault(method, []).append((graded_ndcg(top, gain),
+                                                         float(both[top].mean())))
+        out[split] = {m: {"ndcg": float(np.mean([v[0] for v in values])),
+                          "precision": float(np.mean([v[1] for v in values])),
+                          "queries": len(queries)} for m, values in found.items()}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workspaces", type=Path, nargs="+", help="workspaces trained on sample_data")
@@ -154,15 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated methods (default: all)")
     ap.add_argument("--noise", action="store_true",
                     help='each query is "WORD, NOISE", NOISE a word no movie carries')
+    ap.add_argument("--pairs", action="store_true",
+                    help='each query is "WORD_A, WORD_B" of two themes, graded by the '
+                         "movies' theme weights (P@10 column: the share with both themes)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     splits = theme_split()
     if args.split != "both":
         splits = {args.split: splits[args.split]}
     only = args.only.split(",") if args.only else None
-    themes = world_main_themes()
-    results = {str(ws): score_workspace(ws, splits, themes, only, args.noise)
-               for ws in args.workspaces}
+    if args.pairs:
+        weights = world_theme_weights()
+        results = {str(ws): score_pairs(ws, splits, weights, only) for ws in args.workspaces}
+    else:
+        themes = world_main_themes()
+        results = {str(ws): score_workspace(ws, splits, themes, only, args.noise)
+                   for ws in args.workspaces}
     for split in splits:
         methods = list(next(iter(results.values()))[split])
         print(f"\n{split} themes: {', '.join(theme_split()[split])}")
