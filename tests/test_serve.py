@@ -243,6 +243,14 @@ def test_post_recommend_answers_a_new_user_as_the_cli_does(client, served, tmp_p
     rated = set(pl.read_parquet(served / "ingest" / "ratings.parquet")["movieId"].to_list())
     assert len(got["recommendations"]) == 7
     assert not rated & {r["movieId"] for r in got["recommendations"]}  # nobody rated them
+    # include_seen: the movies the body rated may come back, as with the CLI's flag
+    expected = cli_json(served, "recommend", "--ratings", str(tmp_path / "mine.csv"), "-k",
+                        "200", "--include-seen")
+    response = client.post("/recommend?k=200&include_seen=true", json={"ratings":
+                                                                       mine.to_dicts()})
+    got = response.json()
+    assert response.status_code == 200 and got == expected
+    assert set(mine["movieId"].to_list()) & {r["movieId"] for r in got["recommendations"]}
 
 
 @pytest.mark.parametrize("body, message", [
@@ -266,8 +274,11 @@ def test_post_recommend_rejects_a_bad_body_with_one_line(client, body, message):
 
 
 @pytest.mark.parametrize("body, key, where", [
-    ({"k": 5}, "k", " (k and unrated go in the query: POST /recommend?k=5)"),
-    ({"unrated": True}, "unrated", " (k and unrated go in the query: POST /recommend?k=5)"),
+    ({"k": 5}, "k", " (k, unrated and include_seen go in the query: POST /recommend?k=5)"),
+    ({"unrated": True}, "unrated",
+     " (k, unrated and include_seen go in the query: POST /recommend?k=5)"),
+    ({"include_seen": True}, "include_seen",
+     " (k, unrated and include_seen go in the query: POST /recommend?k=5)"),
     ({"tags": "heist"}, "tags", ""),
 ])
 def test_a_body_key_it_does_not_take_is_a_400_not_ignored(client, body, key, where):
@@ -317,7 +328,7 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(served, monkeypatch):
     ("GET", f"/recommend?user={USER}&user=7", "user is given 2 times: give it once", "user"),
     ("GET", "/similar?movie=1&movie=2", "movie is given 2 times: give it once", "movie"),
     ("POST", f"/recommend?user={USER}",
-     "/recommend takes no parameter 'user' (it takes k, unrated)", "user"),
+     "/recommend takes no parameter 'user' (it takes include_seen, k, unrated)", "user"),
     ("GET", "/recommend?tags=x&<b>=1",  # the name comes back as text, escaped
      "/recommend takes no parameter '<b>' (it takes include_seen, k, tags, unrated, user)",
      "<b>"),

@@ -3,6 +3,7 @@
     GET /recommend?user=42&k=10[&include_seen=true]   = recommend --user 42 -k 10 --json
     GET /recommend?tags=pixar,animation[&user=42]     = recommend --tags "pixar, animation" --json
     POST /recommend {"ratings": [...]}                 = recommend --ratings FILE --json
+                       [?include_seen=true&unrated=true&k=5]
     GET /similar?movie=1&k=10  or  ?title=matrix      = similar --movie 1 --json
     GET /movies?title=matrix[&limit=20]                title search: best match first
     GET /health                                         hashes, counts and format versions

@@ -94,10 +94,11 @@ def json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dict:
-    """recommend --ratings [--unrated] --json, from a JSON body {"ratings": [{"movieId": 1,
-    "rating": 4.5, "timestamp": 964982703}, ...]} (timestamp optional), checked by the CSV
-    file's rules."""
+def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False,
+             include_seen: bool = False) -> dict:
+    """recommend --ratings [--unrated] [--include-seen] --json, from a JSON body
+    {"ratings": [{"movieId": 1, "rating": 4.5, "timestamp": 964982703}, ...]} (timestamp
+    optional), checked by the CSV file's rules."""
     from tagrec_cli.datasets.user_ratings import user_ratings
     from tagrec_cli.recommend import ratings_query, results
 
@@ -106,15 +107,16 @@ def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False) -> dic
         raise ApiError(400, f"the body must be {BODY_SHAPE}", "ratings")
     extra = sorted(set(body) - {"ratings"})
     if extra:  # {"ratings": [...], "k": 5} must not answer with the default k silently
-        where = " (k and unrated go in the query: POST /recommend?k=5)" if set(extra) & {
-            "k", "unrated"} else ""
+        where = (" (k, unrated and include_seen go in the query: POST /recommend?k=5)"
+                 if set(extra) & {"k", "unrated", "include_seen"} else "")
         raise ApiError(400, f"the body has a key it does not take: {quoted(extra[0])}; it "
                             f"must be {BODY_SHAPE}{where}", "body")
     rows = [(f"ratings[{i}]", f"ratings[{i}]",
              {c: json_text(x.get(c)) for c in ("movieId", "rating", "timestamp")})
             for i, x in enumerate(items)]
     try:
-        query, unknown = ratings_query(store, user_ratings(rows, "ratings holds no ratings"))
+        query, unknown = ratings_query(store, user_ratings(rows, "ratings holds no ratings"),
+                                       include_seen)
     except ArtifactError:
         raise
     except TagrecError as exc:

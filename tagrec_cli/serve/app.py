@@ -166,6 +166,8 @@ def create_app(workdir: Path, allow_stale: bool = False):
     def recommend_new_user(body: Any = Body(..., examples=[{"ratings": [
                                {"movieId": 1, "rating": 4.5}, {"movieId": 2, "rating": 2}]}]),
                            k: int = Query(TOP_K, description=f"Movies, 1 to {MAX_K}."),
+                           include_seen: bool = Query(False, description="Also the movies "
+                                                      "the body rated."),
                            unrated: bool = Query(False, description=UNRATED_HELP),
                            content_type: str = Header("", include_in_schema=False)):
         """Top-k movies for a new user given by their ratings, without retraining
@@ -176,7 +178,7 @@ def create_app(workdir: Path, allow_stale: bool = False):
             raise ApiError(415, f"send the body as JSON (Content-Type: application/json, not "
                                 f"{quoted(kind)})", "body")
         check_k(k, MAX_K)
-        return Json(ws.answer(lambda s: answers.new_user(s, body, k, unrated)))
+        return Json(ws.answer(lambda s: answers.new_user(s, body, k, unrated, include_seen)))
 
     @app.get("/similar")
     async def similar_endpoint(movie: int | None = Query(None, description="A movie id."),
