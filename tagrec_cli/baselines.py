@@ -61,7 +61,10 @@ class Scorer:
 
 class DotScorer(Scorer):
     """Scores = user_vectors[u] . item_vectors^T (tagrec's embeddings, ALS factors), plus
-    user_weights[u] x item_prior when given (tagrec's popularity prior, prior.py).
+    user_weights[u] x item_prior when given (tagrec's popularity prior, prior.py), which
+    ranks the catalogue; a (user, movie) pair is scored by the dot product alone, the score
+    tagrec's epoch is chosen by (QUALITY.md, "tagrec's pairs AUC of the score its epoch is
+    chosen by").
     cold_vectors (U, d): other user vectors that rank the cold movies (tagrec's content
     profiles, unrated.py); None: the same scores."""
 
@@ -93,11 +96,7 @@ class DotScorer(Scorer):
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
         if not self.pairs:
             return None
-        cosines = np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
-        if self.user_weights is None or self.item_prior is None:
-            return cosines
-        return prior.pair_scores(cosines, self.user_weights[user_rows],
-                                 self.item_prior[item_rows])
+        return np.einsum("pd,pd->p", self.users[user_rows], self.items[item_rows])
 
 
 class RandomScorer(Scorer):

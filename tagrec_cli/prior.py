@@ -55,10 +55,3 @@ def scores(cosines: np.ndarray, user_weights: np.ndarray | None,
         return cosines
     return cosines + np.asarray(user_weights, np.float32)[:, None] * prior[None, :]
 
-
-def pair_scores(cosines: np.ndarray, user_weights: np.ndarray | None,
-                prior: np.ndarray | None) -> np.ndarray:
-    """scores() for pairs: (P,) cosines + (P,) user_weights x (P,) prior of the pairs' movies."""
-    if user_weights is None or prior is None:
-        return cosines
-    return cosines + np.asarray(user_weights, np.float32) * prior

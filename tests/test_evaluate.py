@@ -187,8 +187,24 @@ def test_run_evaluate_reports_every_method(embedded: Path):
             for metric in ("ndcg", "recall", "hit_rate", "mrr", "coverage"):
                 v = values[metric]
                 assert math.isnan(v) or 0.0 <= v <= 1.0
-    assert set(report.methods["tagrec"].pairs) == {"auc", "sign_accuracy"}
+    assert set(report.methods["tagrec"].pairs) == {"auc", "user_auc", "sign_accuracy"}
     assert report.methods["als"].pairs is None
+    # tagrec's pairs are scored by the cosine its epoch is chosen by, not cosine + the prior
+    # that ranks the catalogue (QUALITY.md, "tagrec's pairs AUC of the score its epoch is
+    # chosen by")
+    from tagrec_cli.evaluate import load_eval_data as load
+    from tagrec_cli.metrics import roc_auc, user_auc
+    from tagrec_cli.store import Store
+
+    data, store = load(embedded), Store(embedded)
+    users, movies = store.table("user"), store.table("movie")
+    cosines = np.einsum("pd,pd->p", users.vectors[users.rows_of(data.user_ids)][data.pair_users],
+                        movies.vectors[movies.rows_of(data.movie_ids)][data.pair_movies])
+    assert store.prior_weights(np.diff(data.history.indptr)).any()  # a prior to leave out
+    assert report.methods["tagrec"].pairs["auc"] == pytest.approx(
+        roc_auc(cosines, data.pair_labels), abs=1e-6)
+    assert report.methods["tagrec"].pairs["user_auc"] == pytest.approx(
+        user_auc(cosines, data.pair_labels, data.pair_users), abs=1e-6)
     # The cold-ranked slice has the cold slice's users. Ranked among the cold movies only,
     # each relevant cold movie can only move up, so no method scores lower there.
     assert report.slice_users["cold_ranked"] == report.slice_users["cold_movies"] > 0
@@ -275,7 +291,7 @@ def test_protocol_never_touches_the_served_workspace(evaluated_small_refit_dim16
 def test_protocol_chooses_on_validation_and_reports_test_once(evaluated_small_refit_dim16):
     import polars as pl
 
-    from tagrec_cli.evaluate import grid
+    from tagrec_cli.evaluate import grid, tuned_by
 
     work, report, _ = evaluated_small_refit_dim16
     assert report.valid.target == "valid" and report.test.target == "test"
@@ -290,9 +306,13 @@ def test_protocol_chooses_on_validation_and_reports_test_once(evaluated_small_re
     # Baselines: every grid setting tried on validation, the best chosen and used on test.
     for name, rows in report.tuning.tried.items():
         assert [r["params"] for r in rows] == grid(name)
-        best = max(r["ndcg"] for r in rows)
-        assert [r["ndcg"] for r in rows if r["params"] == report.tuning.chosen[name]] == [best]
+        by = tuned_by(name)  # the bias model, the pairs-AUC goal's bar, by AUC as tagrec's epoch
+        assert by == ("auc" if name == "bias" else "ndcg")
+        best = max(r[by] for r in rows)
+        assert [r[by] for r in rows if r["params"] == report.tuning.chosen[name]] == [best]
         assert report.test.methods[name].params == report.tuning.chosen[name]
+        if by == "auc":  # the AUC it was chosen by is the one its validation row reports
+            assert report.valid.methods[name].pairs["auc"] == pytest.approx(best)
     # The same test ratings in both stages (but those of validation's own new users, left
     # out there); the test stage's history is valid + history.
     stage = {s: pl.read_parquet(work / f"evaluate/{s}/ingest/ratings.parquet")

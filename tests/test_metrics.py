@@ -16,6 +16,7 @@ from tagrec_cli.metrics import (
     ranking_metrics,
     roc_auc,
     sign_accuracy,
+    user_auc,
 )
 
 # ---------------------------------------------------------------- pair metrics
@@ -37,6 +38,28 @@ def test_roc_auc_by_hand_with_ties():
     brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
         len(pos) * len(neg))
     assert roc_auc(s, y) == pytest.approx(brute)
+
+
+def test_user_auc_averages_each_users_own_auc_and_ignores_a_per_user_offset():
+    # user 0: like 0.9 > dislike 0.1 -> 1.0; user 1: like 0.2 < dislike 0.3 -> 0.0; mean 0.5
+    scores, labels = np.array([0.9, 0.1, 0.2, 0.3]), np.array([1, -1, 1, -1])
+    users = np.array([0, 0, 1, 1])
+    assert user_auc(scores, labels, users) == 0.5
+    assert roc_auc(scores, labels) == 0.75  # pooled: 0.9>0.1, 0.9>0.3, 0.2>0.1, 0.2<0.3
+    # users in any order; one with a single class (user 7) is left out of the mean
+    shuffled = np.array([3, 0, 2, 1, 4])
+    s5, y5, u5 = (np.r_[scores, 0.5][shuffled], np.r_[labels, 1][shuffled],
+                  np.r_[users, 7][shuffled])
+    assert user_auc(s5, y5, u5) == 0.5
+    # a per-user offset (a rating habit) moves the pooled AUC, not the within-user one
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 20, 500)
+    labels = rng.choice([-1, 1], 500)
+    scores = rng.normal(size=500) + 0.5 * labels
+    shifted = scores + 5.0 * np.where(users % 2, 1.0, -1.0)
+    assert user_auc(shifted, labels, users) == pytest.approx(user_auc(scores, labels, users))
+    assert roc_auc(shifted, labels) != pytest.approx(roc_auc(scores, labels))
+    assert math.isnan(user_auc(np.array([0.1, 0.2]), np.array([1, 1]), np.array([0, 1])))
 
 
 def test_sign_accuracy():

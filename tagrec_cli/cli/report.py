@@ -55,6 +55,7 @@ def evaluate(
     Example: tagrec evaluate -k 10 --baselines popular,als,ease --json eval.json
     """
     from tagrec_cli import artifacts
+    from tagrec_cli.evaluate.tuning import tuned_by
     from tagrec_cli.protocol import run_protocol
 
     names = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -74,8 +75,10 @@ def evaluate(
                               progress=say)
     tuning = report.tuning
     for name, rows in tuning.tried.items():
-        tried = "; ".join(f"{_params(r['params'])} {_fmt(r['ndcg'])}" for r in rows)
-        out.print(shown(f"{name} on validation, NDCG@{k}: {tried} -> chose "
+        by = tuned_by(name)
+        tried = "; ".join(f"{_params(r['params'])} {_fmt(r[by])}" for r in rows)
+        measure = "pairs ROC-AUC" if by == "auc" else f"NDCG@{k}"
+        out.print(shown(f"{name} on validation, {measure}: {tried} -> chose "
                         f"{_params(tuning.chosen[name])}"), highlight=False, soft_wrap=True)
     if report.best_epoch is not None:
         out.print(f"tagrec: best epoch {report.best_epoch} by validation ROC-AUC",
@@ -128,8 +131,10 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
 
     columns = [("ndcg", f"NDCG@{k}"), ("recall", f"Recall@{k}"), ("hit_rate", f"Hit@{k}"),
                ("mrr", f"MRR@{k}"), ("coverage", f"Cover@{k}"),
-               ("popularity_percentile", "Pop.pct"), ("auc", "PairAUC")]
-    rows = {name: {**m.slices["all"], "auc": (m.pairs or {}).get("auc")}
+               ("popularity_percentile", "Pop.pct"), ("auc", "PairAUC"),
+               ("user_auc", "UserAUC")]
+    rows = {name: {**m.slices["all"], "auc": (m.pairs or {}).get("auc"),
+                   "user_auc": (m.pairs or {}).get("user_auc")}
             for name, m in report.methods.items()}
 
     def best(key: str, slice_rows: dict[str, dict]) -> float | None:
@@ -197,8 +202,8 @@ def print_report(report, k: int, relevant_rating: float, part: str) -> None:
     if "tagrec" in report.methods and report.methods["tagrec"].pairs:
         pairs = report.methods["tagrec"].pairs
         out.print(f"tagrec on {report.valid_pairs:,} {part} pairs: ROC-AUC "
-                  f"{_fmt(pairs['auc'])}, sign accuracy {_fmt(pairs.get('sign_accuracy'))}",
-                  highlight=False)
+                  f"{_fmt(pairs['auc'])} (within users {_fmt(pairs.get('user_auc'))}), sign "
+                  f"accuracy {_fmt(pairs.get('sign_accuracy'))}", highlight=False)
     for name, reason in report.skipped.items():
         err.print(f"[yellow]{name} skipped:[/] {shown(reason)}", highlight=False)
     out.print(f"{report.users_evaluated:,} users evaluated, {report.users_skipped:,} skipped "

@@ -73,6 +73,7 @@ from tagrec_cli.evaluate.tuning import (
     grid,
     make_baseline,
     tune_baselines,
+    tuned_by,
 )
 from tagrec_cli.metrics import (
     paired_bootstrap,
@@ -80,6 +81,7 @@ from tagrec_cli.metrics import (
     popularity_percentiles,
     roc_auc,
     sign_accuracy,
+    user_auc,
 )
 from tagrec_cli.store import Store
 
@@ -87,7 +89,8 @@ __all__ = ["BOOTSTRAP", "DEFAULT_BASELINES", "DEFAULT_PARAMS", "SLICES", "Encode
            "EvalData", "EvalReport", "MethodResult", "Tuning", "check_names", "check_query",
            "compare", "evaluate_scorer", "grid", "load_eval_data", "make_baseline",
            "new_user_documents", "new_user_parts", "new_users_slice", "rank_blocks",
-           "run_evaluate", "slice_metrics", "tagrec_scorer", "tune_baselines", "user_slices"]
+           "run_evaluate", "slice_metrics", "tagrec_scorer", "tune_baselines", "tuned_by",
+           "user_slices"]
 DEFAULT_BASELINES = BASELINES
 BOOTSTRAP = {"resamples": 1000, "level": 0.95, "seed": 0}  # paired_bootstrap's settings
 SLICES = {
@@ -125,7 +128,8 @@ def tagrec_scorer(workdir: Path, data: EvalData) -> tuple[bl.DotScorer, str | No
 @dataclass
 class MethodResult:
     slices: dict[str, dict[str, float]]  # slice -> metric -> value
-    pairs: dict[str, float] | None  # {"auc", maybe "sign_accuracy"}; None = cannot score pairs
+    # {"auc": pooled, "user_auc": within-user, maybe "sign_accuracy"}; None = cannot score pairs
+    pairs: dict[str, float] | None
     seconds: float
     params: dict = field(default_factory=dict)  # the hyper-parameters it was fitted with
 
@@ -228,7 +232,8 @@ def run_evaluate(workdir: Path, k: int = TOP_K, baselines: Sequence[str] = DEFAU
         pairs = None
         pair_scores = scorer.pair_scores(data.pair_users, data.pair_movies)
         if pair_scores is not None:
-            pairs = {"auc": roc_auc(pair_scores, data.pair_labels)}
+            pairs = {"auc": roc_auc(pair_scores, data.pair_labels),
+                     "user_auc": user_auc(pair_scores, data.pair_labels, data.pair_users)}
             if name == "tagrec":
                 pairs["sign_accuracy"] = sign_accuracy(pair_scores, data.pair_labels)
         used = {} if name == "tagrec" else {**DEFAULT_PARAMS.get(name, {}),

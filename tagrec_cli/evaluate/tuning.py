@@ -1,5 +1,6 @@
 """The baselines: fitted with their settings, and those settings chosen on the validation
-part (tune_baselines: each grid of config.BASELINE_GRIDS tried, the best NDCG@k kept)."""
+part (tune_baselines: each grid of config.BASELINE_GRIDS tried, the best kept by NDCG@k, or
+by pairs AUC where config.BASELINE_TUNED_BY says so)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from tagrec_cli import baselines as bl
 from tagrec_cli.config import (
     BASELINE_GRIDS,
+    BASELINE_TUNED_BY,
     BASELINES,
     MAX_RATING,
     MIN_RATING,
@@ -23,7 +25,7 @@ from tagrec_cli.config import (
 from tagrec_cli.errors import SettingError, TagrecError, quoted
 from tagrec_cli.evaluate.data import EvalData, load_eval_data
 from tagrec_cli.evaluate.ranking import evaluate_scorer
-from tagrec_cli.metrics import ranking_metrics
+from tagrec_cli.metrics import ranking_metrics, roc_auc
 from tagrec_cli.topk import check_k
 
 DEFAULT_PARAMS: dict[str, dict] = {  # used where no tuning chose otherwise
@@ -58,6 +60,11 @@ def make_baseline(name: str, data: EvalData, params: dict | None = None) -> bl.S
                       f"(choose from {', '.join(BASELINES)})")
 
 
+def tuned_by(name: str) -> str:
+    """The validation measure that chooses a baseline's setting: "ndcg" or "auc"."""
+    return BASELINE_TUNED_BY.get(name, "ndcg")
+
+
 def grid(name: str) -> list[dict]:
     """Every combination of a baseline's BASELINE_GRIDS values ([{}] for none).
 
@@ -80,10 +87,11 @@ def check_names(baselines: Sequence[str]) -> list[str]:
 
 @dataclass
 class Tuning:
-    """Each baseline's grid on the validation part, and the setting chosen (best NDCG@k)."""
+    """Each baseline's grid on the validation part, and the setting chosen (the best by
+    tuned_by(name))."""
 
     k: int
-    tried: dict[str, list[dict]]  # name -> [{"params": {...}, "ndcg": x}] in grid order
+    tried: dict[str, list[dict]]  # name -> [{"params": {...}, "ndcg": x[, "auc": y]}], grid order
     chosen: dict[str, dict]  # name -> params
     skipped: dict[str, str]
 
@@ -102,8 +110,9 @@ def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> 
 def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
                    relevant_rating: float = RELEVANT_RATING, block_size: int = 256,
                    progress: Callable[[str], None] | None = None) -> Tuning:
-    """Fit every grid setting of each named baseline on history and score NDCG@k on the
-    validation part; the first best is chosen (ties: the earlier setting)."""
+    """Fit every grid setting of each named baseline on history and score NDCG@k (and, for
+    a baseline tuned by AUC, pairs AUC) on the validation part; the first best by
+    tuned_by(name) is chosen (ties: the earlier setting)."""
     say = progress or (lambda _msg: None)
     check_query(k, relevant_rating)
     data = load_eval_data(workdir, relevant_rating, "valid")
@@ -125,8 +134,13 @@ def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
                 skipped[name] = str(exc)
                 break
             top = evaluate_scorer(scorer, data, evaluated, k, block_size)
-            rows.append({"params": params, "ndcg": ranking_metrics(top, relevant, k)["ndcg"]})
+            row = {"params": params, "ndcg": ranking_metrics(top, relevant, k)["ndcg"]}
+            if tuned_by(name) == "auc":
+                row["auc"] = roc_auc(scorer.pair_scores(data.pair_users, data.pair_movies),
+                                     data.pair_labels)
+            rows.append(row)
         if rows:
             tried[name] = rows
-            chosen[name] = max(rows, key=lambda r: (r["ndcg"], -rows.index(r)))["params"]
+            by = tuned_by(name)
+            chosen[name] = max(rows, key=lambda r: (r[by], -rows.index(r)))["params"]
     return Tuning(k, tried, chosen, skipped)
