@@ -32,7 +32,7 @@ BASELINES = ("random", "popular", "bias", "tfidf", "als", "ease", "itemknn")
 # baseline not named has none.
 BASELINE_GRIDS: dict[str, dict[str, tuple]] = {
     "bias": {"reg": (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0)},
-    "als": {"factors": (16, 32, 64, 128), "regularization": (0.01, 0.1)},
+    "als": {"factors": (8, 16, 32, 64, 128), "regularization": (0.001, 0.01, 0.1, 1.0)},
     "ease": {"lam": (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)},
     "itemknn": {"neighbours": (5, 10, 20, 50, 100)},
 }
