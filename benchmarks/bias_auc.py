@@ -1,13 +1,15 @@
 """The bias model tuned by the pairs AUC it is compared on (QUALITY.md, "The bias model tuned
 for the AUC it is compared on": the rule was written before this ran).
 
-`tagrec evaluate` chooses the bias model's reg by validation NDCG@10, like every baseline's
-setting; the pairs-AUC goal compares it with tagrec, whose epoch is chosen by validation
-pairs AUC. This fits the bias model (baselines.BiasScorer) over a grid of user and movie
-regularisations on an evaluate stage's history, picks the pair with the highest validation
-pairs AUC, and scores that one pair on test. With --tagrec, tagrec's test pairs AUC beside
-it (the stage's tables, pairs scored as `evaluate` scores them) and how sure the difference
-is: a 95% interval from resampling users with replacement, each user's pairs together.
+Until 2026-12-08 `tagrec evaluate` chose the bias model's reg by validation NDCG@10, like
+every baseline's setting, while the pairs-AUC goal compares it with tagrec, whose epoch is
+chosen by validation pairs AUC. This fits the bias model (baselines.BiasScorer) over a grid
+of user and movie regularisations on an evaluate stage's history, picks the best by
+validation pairs AUC (one reg for both sides, as `evaluate` now tunes it, and the crossed
+grid), and scores those on test. With --tagrec, tagrec's test pairs AUC beside the one-reg
+choice, evaluate's (the stage's tables, pairs scored as `evaluate` scores them), and how sure
+the difference is: a 95% interval from resampling users with replacement, each user's pairs
+together.
 
     python benchmarks/bias_auc.py WS/evaluate/valid WS/evaluate/test --json bias-auc.json
     python benchmarks/bias_auc.py WS/evaluate/valid WS/evaluate/test --tagrec
@@ -82,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one reg for both: best {same:g} (validation {grid[(same, same)]:.4f})")
     print(f"crossed: best reg_user {best[0]:g}, reg_movie {best[1]:g} "
           f"(validation {grid[best]:.4f})")
-    chosen = {"evaluate's (reg 100, by NDCG@10)": (100.0, 100.0),
+    chosen = {"reg 100 (evaluate's before 2026-12-08, by NDCG@10)": (100.0, 100.0),
               "one reg, by AUC": (same, same), "crossed, by AUC": best}
     test = {name: pairs_auc(args.test, "test", *regs) for name, regs in chosen.items()}
     for name, auc in test.items():
         print(f"test pairs AUC, {name}: {auc:.4f}")
-    against = tagrec_against(args.test, *best) if args.tagrec else None
+    against = tagrec_against(args.test, same, same) if args.tagrec else None
     if against:
-        print(f"test pairs AUC, tagrec: {against['tagrec']:.4f}; tagrec - bias (crossed, by "
+        print(f"test pairs AUC, tagrec: {against['tagrec']:.4f}; tagrec - bias (one reg, by "
               f"AUC) {against['tagrec'] - against['bias']:+.4f}, 95% interval over "
               f"{against['users']} users [{against['diff_low']:+.4f}, {against['diff_high']:+.4f}]")
     if args.json:

@@ -39,6 +39,9 @@ def user_auc(scores: np.ndarray, labels: np.ndarray, users: np.ndarray) -> float
     Returns nan when no user has both.
     """
     scores, labels, users = (np.asarray(a) for a in (scores, labels, users))
+    if not len(scores) == len(labels) == len(users):
+        raise ValueError(f"user_auc needs one label and one user per score ({len(scores)}, "
+                         f"{len(labels)}, {len(users)})")
     order = np.argsort(users, kind="stable")
     bounds = np.flatnonzero(np.diff(users[order])) + 1
     aucs = [roc_auc(scores[rows], labels[rows]) for rows in np.split(order, bounds)

@@ -307,7 +307,7 @@ def test_protocol_chooses_on_validation_and_reports_test_once(evaluated_small_re
     for name, rows in report.tuning.tried.items():
         assert [r["params"] for r in rows] == grid(name)
         by = tuned_by(name)  # the bias model, the pairs-AUC goal's bar, by AUC as tagrec's epoch
-        assert by == ("auc" if name == "bias" else "ndcg")
+        assert by == ("auc" if name == "bias" else "ndcg") == report.tuning.by[name]
         best = max(r[by] for r in rows)
         assert [r[by] for r in rows if r["params"] == report.tuning.chosen[name]] == [best]
         assert report.test.methods[name].params == report.tuning.chosen[name]
@@ -392,14 +392,19 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
                                                    tmp_path):
     work = copy_workspace(evaluated_small_refit_dim16[0])
     path = tmp_path / "eval.json"
-    result = invoke(["evaluate", "--json", str(path), "--baselines", "popular,ease"], work)
+    result = invoke(["evaluate", "--json", str(path), "--baselines", "popular,ease,bias"], work)
     assert result.exit_code == 0, result.output
     assert "ease on validation, NDCG@10: lam=25" in result.output
+    # the bias model's grid by the measure that chose it, and every pair scorer's two AUCs
+    assert "bias on validation, pairs ROC-AUC: reg=1 0." in result.output
+    assert re.search(r"PairAUC\s+UserAUC", result.output), result.output
+    assert re.search(r"ROC-AUC 0\.\d+ \(within users 0\.\d+\)", result.output), result.output
     assert "test (reported once)" in result.output and "new users" in result.output
     # off a terminal (as here) each phase is a line of its own, not a spinner nobody sees
     assert "evaluate: test: scoring" in result.stderr
     data = json.loads(path.read_text())
-    assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease"}
+    assert set(data["test"]["methods"]) == {"tagrec", "popular", "ease", "bias"}
+    assert data["tuning"]["by"] == {"ease": "ndcg", "bias": "auc"}  # in the report too
     assert data["test"]["settings"]["k"] == 10 and data["best_epoch"] >= 1
     assert data["test"]["data_hash"] and data["test"]["model_config_hash"]
     # New users are compared with the baselines that fold a user in; the table says so.
@@ -407,6 +412,19 @@ def test_cli_evaluate_prints_grids_and_writes_json(evaluated_small_refit_dim16, 
     assert set(new) == {"popular", "ease"} and new["ease"]["users"] > 0
     assert "95% interval" in result.output
     assert re.search(r"^\s*all\s+(popular|ease)\s+\d", result.output, re.M), result.output
+
+
+def test_a_baseline_tuned_by_a_measure_it_cannot_give_is_a_clear_error(
+        evaluated_small_refit_dim16, monkeypatch):
+    from tagrec_cli.errors import TagrecError
+    from tagrec_cli.evaluate import tuning
+
+    valid = evaluated_small_refit_dim16[0] / "evaluate" / "valid"
+    monkeypatch.setattr(tuning, "BASELINE_TUNED_BY", {"ease": "auc", "bias": "mrr"})
+    with pytest.raises(TagrecError, match="ease scores no pairs, so pairs AUC cannot choose"):
+        tuning.tune_baselines(valid, ["ease"])
+    with pytest.raises(TagrecError, match="bias is tuned by 'mrr', which is none of ndcg, auc"):
+        tuning.tune_baselines(valid, ["bias"])
 
 
 def test_evaluate_without_a_model_names_tagrec_train(tmp_path, small_data):

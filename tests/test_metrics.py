@@ -60,6 +60,8 @@ def test_user_auc_averages_each_users_own_auc_and_ignores_a_per_user_offset():
     assert user_auc(shifted, labels, users) == pytest.approx(user_auc(scores, labels, users))
     assert roc_auc(shifted, labels) != pytest.approx(roc_auc(scores, labels))
     assert math.isnan(user_auc(np.array([0.1, 0.2]), np.array([1, 1]), np.array([0, 1])))
+    with pytest.raises(ValueError, match="one label and one user per score"):
+        user_auc(np.array([0.1, 0.2, 0.3]), np.array([1, -1, 1]), np.array([0, 0]))
 
 
 def test_sign_accuracy():

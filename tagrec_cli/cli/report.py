@@ -55,7 +55,6 @@ def evaluate(
     Example: tagrec evaluate -k 10 --baselines popular,als,ease --json eval.json
     """
     from tagrec_cli import artifacts
-    from tagrec_cli.evaluate.tuning import tuned_by
     from tagrec_cli.protocol import run_protocol
 
     names = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -75,7 +74,7 @@ def evaluate(
                               progress=say)
     tuning = report.tuning
     for name, rows in tuning.tried.items():
-        by = tuned_by(name)
+        by = tuning.by.get(name, "ndcg")
         tried = "; ".join(f"{_params(r['params'])} {_fmt(r[by])}" for r in rows)
         measure = "pairs ROC-AUC" if by == "auc" else f"NDCG@{k}"
         out.print(shown(f"{name} on validation, {measure}: {tried} -> chose "

@@ -28,8 +28,9 @@ once on the test part. Protocol of one scoring (`target` = "valid" or "test"):
   slice, as the difference and the relative difference with 95% paired bootstrap intervals
   over users (metrics.paired_bootstrap with BOOTSTRAP).
 * Pairs: ROC-AUC on the target part's ratings as like/dislike pairs (rating >=
-  like_threshold) for methods that can score a pair (tagrec's cosine, also with sign
-  accuracy; popular; bias; random).
+  like_threshold), pooled and within users (metrics.user_auc), for methods that can score a
+  pair (tagrec's cosine, also with sign accuracy; popular; bias, whose setting is chosen by
+  it; random).
 * New users (part "new", left out of everything the methods were fitted on): each is known
   by their first NEW_USER_KNOWN ratings and scored on the next NEW_USER_SCORED; tagrec
   encodes the document ingest would write from the known ratings, popular, EASE and

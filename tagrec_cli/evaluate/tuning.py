@@ -5,7 +5,7 @@ by pairs AUC where config.BASELINE_TUNED_BY says so)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +60,17 @@ def make_baseline(name: str, data: EvalData, params: dict | None = None) -> bl.S
                       f"(choose from {', '.join(BASELINES)})")
 
 
+MEASURES = ("ndcg", "auc")  # what can choose a baseline's setting: NDCG@k, or pairs ROC-AUC
+
+
 def tuned_by(name: str) -> str:
-    """The validation measure that chooses a baseline's setting: "ndcg" or "auc"."""
-    return BASELINE_TUNED_BY.get(name, "ndcg")
+    """The validation measure that chooses a baseline's setting (config.BASELINE_TUNED_BY;
+    "ndcg" where it names none)."""
+    by = BASELINE_TUNED_BY.get(name, "ndcg")
+    if by not in MEASURES:
+        raise TagrecError(f"{name} is tuned by {quoted(by)}, which is none of "
+                          f"{', '.join(MEASURES)} (config.BASELINE_TUNED_BY)")
+    return by
 
 
 def grid(name: str) -> list[dict]:
@@ -87,13 +95,14 @@ def check_names(baselines: Sequence[str]) -> list[str]:
 
 @dataclass
 class Tuning:
-    """Each baseline's grid on the validation part, and the setting chosen (the best by
-    tuned_by(name))."""
+    """Each baseline's grid on the validation part, and the setting chosen: the best by the
+    measure `by` names."""
 
     k: int
     tried: dict[str, list[dict]]  # name -> [{"params": {...}, "ndcg": x[, "auc": y]}], grid order
     chosen: dict[str, dict]  # name -> params
     skipped: dict[str, str]
+    by: dict[str, str] = field(default_factory=dict)  # name -> "ndcg" or "auc" (tuned_by)
 
 
 def check_query(k: int, relevant_rating: float, n_movies: int | None = None) -> None:
@@ -122,9 +131,11 @@ def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
     tried: dict[str, list[dict]] = {}
     chosen: dict[str, dict] = {}
     skipped: dict[str, str] = {}
+    by: dict[str, str] = {}
     for name in check_names(baselines):
         if name not in BASELINE_GRIDS:
             continue
+        measure = tuned_by(name)
         rows = []
         for params in grid(name):
             say(f"tuning {name} {params}")
@@ -135,12 +146,14 @@ def tune_baselines(workdir: Path, baselines: Sequence[str], k: int = TOP_K,
                 break
             top = evaluate_scorer(scorer, data, evaluated, k, block_size)
             row = {"params": params, "ndcg": ranking_metrics(top, relevant, k)["ndcg"]}
-            if tuned_by(name) == "auc":
-                row["auc"] = roc_auc(scorer.pair_scores(data.pair_users, data.pair_movies),
-                                     data.pair_labels)
+            if measure == "auc":
+                pairs = scorer.pair_scores(data.pair_users, data.pair_movies)
+                if pairs is None:
+                    raise TagrecError(f"{name} scores no pairs, so pairs AUC cannot choose its "
+                                      "setting (config.BASELINE_TUNED_BY)")
+                row["auc"] = roc_auc(pairs, data.pair_labels)
             rows.append(row)
         if rows:
-            tried[name] = rows
-            by = tuned_by(name)
-            chosen[name] = max(rows, key=lambda r: (r[by], -rows.index(r)))["params"]
-    return Tuning(k, tried, chosen, skipped)
+            tried[name], by[name] = rows, measure
+            chosen[name] = max(rows, key=lambda r: (r[measure], -rows.index(r)))["params"]
+    return Tuning(k, tried, chosen, skipped, by)
