@@ -33,6 +33,7 @@ from tagrec_cli import evaluate as ev
 from tagrec_cli import prior, protocol
 from tagrec_cli.baselines import DotScorer
 from tagrec_cli.config import RELEVANT_RATING, TOP_K, ModelConfig
+from tagrec_cli.metrics import ranking_metrics
 from tagrec_cli.store import Store
 from tagrec_cli.topk import rows_of
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         top = ev.evaluate_scorer(scorer, data, evaluated, k)
         row: dict[str, object] = {"weight": name}
         for slice_name, rel in slices.items():
-            row[slice_name] = ev.ranking_metrics(top, rel, k)["ndcg"]
+            row[slice_name] = ranking_metrics(top, rel, k)["ndcg"]
         new = ev.new_users_slice(stage, data, {}, k, RELEVANT_RATING, scorer, encode,
                                  prior_weights=lambda n, w=new_w: w)
         row["new_users"] = new["tagrec"]["ndcg"] if "tagrec" in new else None

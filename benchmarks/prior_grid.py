@@ -11,6 +11,8 @@ evaluate's (all users, low history, cold movies, validation's own new users), ND
         --colds 0,0.5,1,1.5,2,3 --json cold-grid.json
     python benchmarks/prior_grid.py ws/evaluate/valid --strengths 0.05 --shrinks 10 \
         --cold-neighbours 0,20 --json nb.json   # a cold movie's prior from its neighbours
+    python benchmarks/prior_grid.py ws/evaluate/valid --strengths 0.05 --shrinks 10 \
+        --qualities 0,0.25,0.5,1 --json quality.json   # + q x the movie's rating quality
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 
 from tagrec_cli import evaluate as ev
 from tagrec_cli import prior, protocol
-from tagrec_cli.baselines import DotScorer
+from tagrec_cli.baselines import BiasScorer, DotScorer
 from tagrec_cli.config import RELEVANT_RATING, TOP_K
+from tagrec_cli.metrics import ranking_metrics
 from tagrec_cli.store import Store
 from tagrec_cli.topk import top_k
 
@@ -51,6 +54,21 @@ def neighbour_prior(values: np.ndarray, vectors: np.ndarray, rated: np.ndarray, 
     return out
 
 
+QUALITY_REG = 10.0  # --qualities: BiasScorer's reg for users and movies, fixed beforehand
+
+
+def rating_quality(history, reg: float = QUALITY_REG) -> np.ndarray:
+    """(U, N) history ratings -> (N,) each movie's shrunk mean-rating residual (the bias
+    model's movie term), z-scored over the rated movies; 0 for a movie nobody rated (QUALITY.md,
+    "A movie's ratings in its prior, not only their count")."""
+    bias = BiasScorer(history, reg_user=reg, reg_item=reg).item_bias
+    rated = np.asarray((history != 0).sum(axis=0)).ravel() > 0
+    out = np.zeros(len(bias), np.float32)
+    if rated.sum() >= 2 and bias[rated].std() > 0:
+        out[rated] = (bias[rated] - bias[rated].mean()) / bias[rated].std()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", type=Path, help="a trained stage: WS/evaluate/valid")
@@ -61,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold-neighbours", type=lambda s: [int(x) for x in s.split(",")],
                     default=[0], help="0: the cold prior above; K: a movie nobody rated "
                     "gets the mean prior of its K nearest rated movies instead")
+    ap.add_argument("--qualities", type=floats, default=[0.0],
+                    help="q: the prior gains q x the movie's rating quality (z units)")
     ap.add_argument("--target", choices=("valid", "test"), default="valid",
                     help="the part scored: test only to report a setting chosen on valid "
                     "(WS/evaluate/test), never to choose one")
@@ -83,22 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     encode = protocol.user_encoder(stage, "cpu", like)
     rows = []
     table = store.table("movie")
-    grid = [(strength, shrink, cold, near) for strength in args.strengths
+    quality = rating_quality(data.history)  # (N,) in the evaluated catalogue's order
+    grid = [(strength, shrink, cold, near, q) for strength in args.strengths
             for shrink in (args.shrinks if strength else [0.0])
             for cold in (args.colds if strength else [0.0])
-            for near in (args.cold_neighbours if strength else [0])]
-    for strength, shrink, cold, near in grid:
+            for near in (args.cold_neighbours if strength else [0])
+            for q in (args.qualities if strength else [0.0])]
+    for strength, shrink, cold, near, q in grid:
         movie_prior = prior.movie_prior(counts, cold)
         if near:
             movie_prior = neighbour_prior(movie_prior, table.vectors, counts > 0, near)
         scorer = DotScorer(base.users, base.items,
                            user_weights=prior.weights(history_n, strength, shrink),
-                           item_prior=movie_prior[rows_of_data])
+                           item_prior=movie_prior[rows_of_data] + q * quality)
         top = ev.evaluate_scorer(scorer, data, evaluated, k)
         row = {"strength": strength, "shrink": shrink, "cold_prior": cold,
-               "cold_neighbours": near}
+               "cold_neighbours": near, "quality": q}
         for name, rel in slices.items():
-            row[name] = ev.ranking_metrics(top, rel, k)["ndcg"]
+            row[name] = ranking_metrics(top, rel, k)["ndcg"]
         new = ev.new_users_slice(stage, data, {}, k, RELEVANT_RATING, scorer, encode,
                                  prior_weights=lambda n, s=strength, c=shrink:
                                  prior.weights(n, s, c))
