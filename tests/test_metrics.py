@@ -60,6 +60,11 @@ def test_user_auc_averages_each_users_own_auc_and_ignores_a_per_user_offset():
     assert user_auc(shifted, labels, users) == pytest.approx(user_auc(scores, labels, users))
     assert roc_auc(shifted, labels) != pytest.approx(roc_auc(scores, labels))
     assert math.isnan(user_auc(np.array([0.1, 0.2]), np.array([1, 1]), np.array([0, 1])))
+    assert math.isnan(user_auc(np.array([]), np.array([]), np.array([])))
+    # the same as roc_auc user by user, with many ties within and across users
+    scores = rng.integers(0, 4, 500).astype(float)
+    per_user = [roc_auc(scores[users == u], labels[users == u]) for u in np.unique(users)]
+    assert user_auc(scores, labels, users) == pytest.approx(np.nanmean(per_user))
     with pytest.raises(ValueError, match="one label and one user per score"):
         user_auc(np.array([0.1, 0.2, 0.3]), np.array([1, -1, 1]), np.array([0, 0]))
 
