@@ -291,6 +291,16 @@ def test_a_body_key_it_does_not_take_is_a_400_not_ignored(client, body, key, whe
                                + where, "parameter": "body"}
 
 
+def test_the_body_hint_names_the_new_user_routes_own_query_parameters(served):
+    from fastapi.routing import APIRoute
+
+    from tagrec_cli.serve.answers import NEW_USER_QUERY
+
+    (route,) = [r for r in create_app(served).routes if isinstance(r, APIRoute)
+                and r.path == "/recommend" and "POST" in r.methods]
+    assert {p.alias for p in route.dependant.query_params} == set(NEW_USER_QUERY)
+
+
 @pytest.mark.parametrize("content, kind, status, error", [
     (b'{"ratings": [{"movieId": 1, "rating": 4.5}', "application/json", 400,
      "the body is not JSON: Expecting ',' delimiter at character 42"),

@@ -17,6 +17,7 @@ from tagrec_cli.serve.generations import ServeStore
 MAX_K = 1000  # movies per answer at most: a bigger k is a 400, not a megabyte of JSON
 BODY_SHAPE = '{"ratings": [{"movieId": ID, "rating": R}, ...]}'
 SEARCH_LIMIT = 20  # /movies: matches listed by default
+NEW_USER_QUERY = ("k", "unrated", "include_seen")  # POST /recommend's query parameters
 
 UNRATED_HELP = ("Only the movies nobody has rated yet, by similarity to the movies the user "
                 f"rated {LOVED_RATING:g} or more (`recommend --unrated`).")
@@ -107,8 +108,9 @@ def new_user(store: ServeStore, body: Any, k: int, unrated: bool = False,
         raise ApiError(400, f"the body must be {BODY_SHAPE}", "ratings")
     extra = sorted(set(body) - {"ratings"})
     if extra:  # {"ratings": [...], "k": 5} must not answer with the default k silently
-        where = (" (k, unrated and include_seen go in the query: POST /recommend?k=5)"
-                 if set(extra) & {"k", "unrated", "include_seen"} else "")
+        names = f"{', '.join(NEW_USER_QUERY[:-1])} and {NEW_USER_QUERY[-1]}"
+        where = (f" ({names} go in the query: POST /recommend?k=5)"
+                 if set(extra) & set(NEW_USER_QUERY) else "")
         raise ApiError(400, f"the body has a key it does not take: {quoted(extra[0])}; it "
                             f"must be {BODY_SHAPE}{where}", "body")
     rows = [(f"ratings[{i}]", f"ratings[{i}]",
