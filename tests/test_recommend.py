@@ -609,6 +609,24 @@ def test_bad_add_movies_file_changes_nothing(tmp_path, ws, rows, message):
     assert table.read_bytes() == before
 
 
+def test_add_movies_tags_written_with_commas_are_one_tag_and_the_user_is_told(tmp_path, ws):
+    # '|' separates an added movie's tags; "heist, caper" may be one tag (MovieLens allows a
+    # comma in a tag), so it is kept as written, and the user hears how it was read
+    csv = write_csv(tmp_path / "new.csv", ['900001,Vault (2031),Crime,"heist, caper"',
+                                           "900002,Other (2031),Drama,heist|caper"])
+    r = invoke(["embed", "--add-movies", str(csv)], ws)
+    assert r.exit_code == 0, r.output
+    assert (f"note: {csv}, line 2: the tags 'heist, caper' are read as one tag; separate "
+            "tags with '|' (heist|caper)") in r.stderr
+    catalogue = Store(ws).catalogue
+    first, second = catalogue.rows(np.array([900001, 900002]))
+    assert catalogue.document_terms(int(first))[0] == "heist, caper"
+    assert catalogue.document_terms(int(second))[:2] == ["heist", "caper"]
+    r = invoke(["embed", "--add-movies", str(write_csv(tmp_path / "ok.csv", [
+        "900003,Fine (2031),Drama,heist|caper"]))], ws)
+    assert r.exit_code == 0 and "note:" not in r.stderr
+
+
 def test_add_movies_missing_column_and_missing_file(tmp_path, ws):
     path = tmp_path / "new.csv"
     path.write_text("movieId,title\n1,A\n", encoding="utf-8")

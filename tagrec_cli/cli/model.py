@@ -23,6 +23,7 @@ from tagrec_cli.cli.app import (
     shown,
 )
 from tagrec_cli.config import EMBED_BATCH_SIZE, MAX_SEED, ModelConfig, TrainConfig
+from tagrec_cli.errors import quoted
 
 MODEL, TRAIN = ModelConfig(), TrainConfig()  # every model and training default
 
@@ -248,9 +249,14 @@ def embed(
     from rich.progress import Progress
 
     if add_movies is not None:  # a bad file is one line now, not after torch loads (seconds)
-        from tagrec_cli.datasets.new_movies import read_new_movies
+        from tagrec_cli.datasets.new_movies import comma_joined, read_new_movies
 
-        read_new_movies(add_movies)
+        joined = comma_joined(read_new_movies(add_movies))
+        if joined is not None:
+            line, tag = joined
+            err.print(shown(f"note: {add_movies}, line {line}: the tags {quoted(tag)} are "
+                            "read as one tag; separate tags with '|' (heist|caper)"),
+                      highlight=False, soft_wrap=True)
     if model_dir is not None and not model_dir.is_dir():
         fail(f"--model-dir {model_dir} is not a folder (give the folder `tagrec train` "
              "wrote)")

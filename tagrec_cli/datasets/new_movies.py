@@ -44,3 +44,13 @@ def read_new_movies(path: Path):
     tags = [documents.clean_tags((t or "").split("|")) for t in df["tags"].to_list()]
     return df.with_columns(pl.Series("tags", tags, dtype=pl.List(pl.String)),
                            pl.col("title").str.strip_chars())
+
+
+def comma_joined(movies) -> tuple[int, str] | None:
+    """The first movie of read_new_movies' frame whose tags are one tag holding a comma, as
+    (its CSV line, that tag): most likely tags meant as 'heist|caper' written 'heist, caper'
+    (a tag may hold a comma, so it is read as written, and the user is told). None: none."""
+    for i, tags in enumerate(movies["tags"].to_list()):
+        if len(tags) == 1 and "," in tags[0]:
+            return i + 2, tags[0]  # line 1 is the header
+    return None
