@@ -24,28 +24,26 @@ from pathlib import Path
 import numpy as np
 
 from tagrec_cli.baselines import BiasScorer
-from tagrec_cli.evaluate.data import load_eval_data
+from tagrec_cli.evaluate.data import EvalData, load_eval_data
 from tagrec_cli.metrics import roc_auc
 
 REGS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 
 
-def pairs_auc(stage: Path, target: str, reg_user: float, reg_movie: float) -> float:
-    data = load_eval_data(stage, target=target)
+def bias_pair_scores(data: EvalData, reg_user: float, reg_movie: float) -> np.ndarray:
+    """(P,) the bias model's scores of the stage's pairs, fitted on its history."""
     scorer = BiasScorer(data.history, reg_user=reg_user, reg_item=reg_movie)
-    return roc_auc(scorer.pair_scores(data.pair_users, data.pair_movies), data.pair_labels)
+    return scorer.pair_scores(data.pair_users, data.pair_movies)
 
 
-def tagrec_against(stage: Path, reg_user: float, reg_movie: float, draws: int = 1000,
-                   seed: int = 0) -> dict[str, float]:
+def tagrec_against(stage: Path, data: EvalData, reg_user: float, reg_movie: float,
+                   draws: int = 1000, seed: int = 0) -> dict[str, float]:
     """tagrec's and the bias model's test pairs AUC, and the difference's user-resampled 95%
     interval (pooled AUC is no mean over users, so metrics.paired_bootstrap does not apply)."""
     from tagrec_cli.evaluate import tagrec_scorer
 
-    data = load_eval_data(stage, target="test")
     ours = tagrec_scorer(stage, data)[0].pair_scores(data.pair_users, data.pair_movies)
-    bias = BiasScorer(data.history, reg_user=reg_user, reg_item=reg_movie).pair_scores(
-        data.pair_users, data.pair_movies)
+    bias = bias_pair_scores(data, reg_user, reg_movie)
     labels, users = data.pair_labels, data.pair_users
     order = np.argsort(users, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(users[order])) + 1)
@@ -71,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = {}
     for ru in REGS:
         for rm in REGS:
-            scorer = BiasScorer(data.history, reg_user=ru, reg_item=rm)
-            grid[(ru, rm)] = roc_auc(scorer.pair_scores(data.pair_users, data.pair_movies),
-                                     data.pair_labels)
+            grid[(ru, rm)] = roc_auc(bias_pair_scores(data, ru, rm), data.pair_labels)
     print(f"validation pairs AUC ({len(data.pair_labels)} pairs); rows reg_user, columns "
           "reg_movie")
     print("reg_user " + "".join(f"{rm:>8g}" for rm in REGS))
@@ -86,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(validation {grid[best]:.4f})")
     chosen = {"reg 100 (evaluate's before 2026-12-08, by NDCG@10)": (100.0, 100.0),
               "one reg, by AUC": (same, same), "crossed, by AUC": best}
-    test = {name: pairs_auc(args.test, "test", *regs) for name, regs in chosen.items()}
+    test_data = load_eval_data(args.test, target="test")
+    test = {name: roc_auc(bias_pair_scores(test_data, *regs), test_data.pair_labels)
+            for name, regs in chosen.items()}
     for name, auc in test.items():
         print(f"test pairs AUC, {name}: {auc:.4f}")
-    against = tagrec_against(args.test, same, same) if args.tagrec else None
+    against = tagrec_against(args.test, test_data, same, same) if args.tagrec else None
     if against:
         print(f"test pairs AUC, tagrec: {against['tagrec']:.4f}; tagrec - bias (one reg, by "
               f"AUC) {against['tagrec'] - against['bias']:+.4f}, 95% interval over "

@@ -192,11 +192,11 @@ def test_run_evaluate_reports_every_method(embedded: Path):
     # tagrec's pairs are scored by the cosine its epoch is chosen by, not cosine + the prior
     # that ranks the catalogue (QUALITY.md, "tagrec's pairs AUC of the score its epoch is
     # chosen by")
-    from tagrec_cli.evaluate import load_eval_data as load
-    from tagrec_cli.metrics import roc_auc, user_auc
+    from tagrec_cli.evaluate import load_eval_data, user_slices
+    from tagrec_cli.metrics import ranking_metrics, roc_auc, user_auc
     from tagrec_cli.store import Store
 
-    data, store = load(embedded), Store(embedded)
+    data, store = load_eval_data(embedded), Store(embedded)
     users, movies = store.table("user"), store.table("movie")
     cosines = np.einsum("pd,pd->p", users.vectors[users.rows_of(data.user_ids)][data.pair_users],
                         movies.vectors[movies.rows_of(data.movie_ids)][data.pair_movies])
@@ -212,10 +212,6 @@ def test_run_evaluate_reports_every_method(embedded: Path):
         assert m.slices["cold_ranked"]["ndcg"] >= m.slices["cold_movies"]["ndcg"]
     # popular ties every cold movie (none has a rating), so its list is the first 10 cold
     # movies in catalogue order, for every user: the slice's NDCG by hand from that list.
-    from tagrec_cli.evaluate import load_eval_data, user_slices
-    from tagrec_cli.metrics import ranking_metrics
-
-    data = load_eval_data(embedded)
     slices, _ = user_slices(data, np.flatnonzero([bool(r) for r in data.relevant]))
     first = np.flatnonzero(data.popularity == 0)[:10]
     lists = np.tile(np.pad(first, (0, 10 - len(first)), constant_values=-1),
